@@ -1,0 +1,178 @@
+"""Diagnostics: `FILE:LINE:COL: error[CODE]: message`, the source line, a caret, a hint."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .source import Span
+
+# Stable codes. Tests hold a golden case for every one of them (tests/diagnostics/).
+CODES = {
+    # syntax
+    "E001": "syntax error",
+    "E002": "unexpected character",
+    "E003": "unexpected end of file",
+    # layers and arguments
+    "E101": "unknown layer",
+    "E102": "unknown argument",
+    "E103": "missing argument",
+    "E104": "invalid argument value",
+    "E105": "too many positional arguments",
+    "E106": "argument given twice",
+    "E107": "not allowed here",
+    "E108": "custom layer not allowed",
+    # names and graph structure
+    "E201": "undefined name",
+    "E202": "duplicate name",
+    "E203": "cycle",
+    "E204": "unused input",
+    "E205": "wrong number of inputs",
+    "E206": "invalid statement",
+    "E207": "recursive block",
+    "E208": "missing output",
+    "E209": "invalid expression",
+    "W210": "unused value",
+    # shapes and types
+    "E301": "shape mismatch",
+    "E302": "inferred argument disagrees",
+    "E303": "dtype mismatch",
+    "E304": "invalid input declaration",
+    # training plans (runtime/plan.py)
+    "E401": "invalid training plan",
+    "E402": "unknown setting",
+    "E403": "loss does not fit its output",
+    "E404": "device not available",
+    # the command line
+    "E501": "no such file",
+    "E502": "no such model",
+    "E503": "invalid --set",
+    # internal
+    "E900": "internal error",
+}
+
+
+@dataclass
+class Diagnostic:
+    """One finding about a spec, anchored at a span."""
+
+    code: str
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    notes: list[tuple[str, Span | None]] = field(default_factory=list)
+
+    @property
+    def severity(self) -> str:
+        return "warning" if self.code.startswith("W") else "error"
+
+    def format(self, color: bool = False) -> str:
+        """The diagnostic as text: header, source line, caret, hint and notes."""
+        bold, red, yellow, cyan, blue, reset = (
+            ("\033[1m", "\033[31m", "\033[33m", "\033[36m", "\033[34m", "\033[0m")
+            if color
+            else ("",) * 6
+        )
+        sev_color = yellow if self.severity == "warning" else red
+        where = f"{self.span.where}: " if self.span else ""
+        out = [f"{bold}{where}{sev_color}{self.severity}[{self.code}]{reset}{bold}: {self.message}{reset}"]
+        if self.span is not None:
+            out.extend(_excerpt(self.span, sev_color, blue, reset))
+        if self.hint:
+            out.append(f"  {cyan}= hint:{reset} {self.hint}")
+        for text, span in self.notes:
+            where = f"{span.where}: " if span else ""
+            out.append(f"  {cyan}= note:{reset} {where}{text}")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        d = {"code": self.code, "severity": self.severity, "message": self.message}
+        if self.span:
+            d.update(file=self.span.source.name, line=self.span.line, col=self.span.col)
+        if self.hint:
+            d["hint"] = self.hint
+        return d
+
+
+def _excerpt(span: Span, color: str, gutter_color: str, reset: str) -> list[str]:
+    text = span.source.line(span.line)
+    end = span.end_col if span.end_line == span.line else len(text) + 1
+    width = max(1, end - span.col)
+    gutter = f"{span.line} | "
+    pad = " " * (len(gutter) - 2) + "| "
+    expanded = text.expandtabs(1)
+    return [
+        f"{gutter_color}{gutter}{reset}{expanded}",
+        f"{gutter_color}{pad}{reset}{' ' * (span.col - 1)}{color}{'^' * width}{reset}",
+    ]
+
+
+class NetdslError(Exception):
+    """Raised for spec mistakes; carries every diagnostic of the failing pass."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__(self.format())
+
+    def format(self, color: bool = False) -> str:
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        body = "\n".join(d.format(color) for d in self.diagnostics)
+        n = len(errors)
+        return f"{body}\n{n} error{'s' if n != 1 else ''}" if n else body
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class Reporter:
+    """Collects the diagnostics of one pass; `check()` raises them together."""
+
+    def __init__(self) -> None:
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, code: str, message: str, span: Span | None = None, hint: str | None = None,
+              notes: list[tuple[str, Span | None]] | None = None) -> Diagnostic:
+        assert code in CODES, code
+        d = Diagnostic(code, message, span, hint, notes or [])
+        self.diagnostics.append(d)
+        return d
+
+    warn = error  # the code's first letter says which
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.diagnostics)
+
+    def check(self) -> None:
+        if self.has_errors:
+            raise NetdslError(sorted(self.diagnostics, key=_order))
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def _order(d: Diagnostic):
+    s = d.span
+    return (s.source.name, s.line, s.col) if s else ("", 0, 0)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the closest candidate, if one is close enough."""
+    cands = list(dict.fromkeys(candidates))
+    lower = {c.lower(): c for c in cands}
+    if name.lower() in lower and lower[name.lower()] != name:
+        return f"did you mean '{lower[name.lower()]}'?"
+    match = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
+    if not match:
+        low = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+        match = [lower[low[0]]] if low else []
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def use_color(stream=sys.stderr) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return hasattr(stream, "isatty") and stream.isatty() and "NO_COLOR" not in os.environ

@@ -1,0 +1,280 @@
+"""Parsing: spec text -> AST (`syntax.ast`), syntax errors -> diagnostics."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from ..diagnostics import NetdslError, Reporter
+from ..source import SourceFile, Span
+from . import ast
+
+GRAMMAR_NAME = "netdsl.lark"
+
+# What the parser's token names mean to a user, for "expected ..." messages.
+TOKEN_WORDS = {
+    "NAME": "a name", "INT": "a number", "FLOAT": "a number", "STRING": "a string",
+    "_NL": "end of line", "ARROW": "'->'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
+    "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
+    "COLON": "':'", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'", "MUL_OP": "an operator",
+    "COMP_OP": "a comparison", "POW_OP": "'**'", "TRUE": "'true'", "FALSE": "'false'",
+    "NONE": "'none'", "$END": "end of file",
+}
+
+
+def grammar_text() -> str:
+    """The grammar: shipped inside the wheel, or read from the source tree's grammars/."""
+    try:
+        return resources.files("netdsl").joinpath(f"grammars/{GRAMMAR_NAME}").read_text("utf-8")
+    except (FileNotFoundError, NotADirectoryError, OSError, TypeError):
+        return (Path(__file__).resolve().parents[2] / "grammars" / GRAMMAR_NAME).read_text("utf-8")
+
+
+class _Newlines:
+    """Post-lexer: a newline ends a statement only at bracket depth 0, and not next to
+    `->`, after `{` or `,`. A `}` always ends the statement before it."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        last = None  # type of the last token emitted
+        pending = None  # a newline held back until we see what follows it
+        for tok in stream:
+            t = tok.type
+            if t == "_NL":
+                if depth == 0 and last not in (None, "_NL", "LBRACE", "COMMA", "ARROW"):
+                    pending = pending or tok
+                continue
+            if pending is not None:
+                if t not in ("ARROW", "RBRACE"):
+                    yield pending
+                    last = "_NL"
+                pending = None
+            if t in ("LPAR", "LSQB"):
+                depth += 1
+            elif t in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif t == "RBRACE":
+                depth = 0
+                if last not in ("_NL", "LBRACE"):
+                    yield Token.new_borrow_pos("_NL", "", tok)
+            yield tok
+            last = t
+        if pending is not None:
+            yield pending
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(grammar_text(), parser="lalr", lexer="basic", propagate_positions=True, postlex=_Newlines(),
+                maybe_placeholders=True)
+
+
+def parse(text: str, filename: str = "<string>") -> ast.File:
+    """Parse spec text into an AST; raise NetdslError with a diagnostic on a syntax error."""
+    source = SourceFile(filename, text)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise NetdslError([_syntax_diagnostic(source, exc)]) from None
+    return _ToAst(source).transform(tree)
+
+
+def parse_expression(text: str, filename: str = "<string>") -> ast.Expr:
+    """Parse one expression (used for `--set key=value` overrides)."""
+    file = parse(f"train _ {{\n_ = {text}\n}}\n", filename)
+    return file.definitions[0].settings[0].value
+
+
+def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput):
+    rep = Reporter()
+    line, col = max(1, exc.line if exc.line != -1 else 1), max(1, exc.column if exc.column != -1 else 1)
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
+        hint = None
+        if ch in "\"'":
+            hint = "strings must close on the same line"
+        return rep.error("E002", f"unexpected character {ch!r}", Span(source, line, col, line, col + 1),
+                         hint)
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        last = len(source.text.splitlines()) or 1
+        end = len(source.line(last)) + 1
+        expected = _expected(getattr(exc, "expected", None) or getattr(exc, "accepts", set()))
+        return rep.error("E003", "unexpected end of file" + (f"; expected {expected}" if expected else ""),
+                         Span(source, last, end, last, end + 1), "is a '}' or ')' missing?")
+    tok = exc.token
+    text = str(tok) if tok.type != "_NL" else "end of line"
+    width = max(1, len(str(tok))) if tok.type != "_NL" else 1
+    if tok.type == "_NL" and not str(tok):  # the newline we insert before '}'
+        text = "'}'"
+    expected = _expected(exc.accepts or exc.expected)
+    msg = f"unexpected {text if tok.type == '_NL' or text == chr(39) + '}' + chr(39) else repr(text)}"
+    hint = None
+    if tok.type == "_NL" and "RPAR" in (exc.accepts or exc.expected):
+        hint = "is a ')' missing?"
+    elif tok.type == "NAME" and "_NL" in (exc.accepts or exc.expected):
+        hint = "each statement goes on its own line; did you forget '->' between steps?"
+    return rep.error("E001", f"{msg}; expected {expected}" if expected else msg,
+                     Span(source, line, col, line, col + width), hint)
+
+
+def _expected(names) -> str:
+    words = sorted({TOKEN_WORDS.get(n, f"'{n.lower()}'" if n.isalpha() else n) for n in names
+                    if not n.startswith("__")})
+    if not words:
+        return ""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Parse tree -> AST. Purely structural: no name or layer is looked up here."""
+
+    def __init__(self, source: SourceFile):
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta) -> Span:
+        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tspan(self, tok: Token) -> Span:
+        return Span(self.source, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    # definitions
+    def start(self, meta, items):
+        return ast.File(self.source, [i for i in items if i is not None])
+
+    def model_def(self, meta, items):
+        name, *body = items
+        return ast.ModelDef(self._span(meta), str(name), self._tspan(name), body)
+
+    def block_def(self, meta, items):
+        name, params, *body = items
+        return ast.BlockDef(self._span(meta), str(name), self._tspan(name), params or [], body)
+
+    def train_def(self, meta, items):
+        name, *settings = items
+        return ast.TrainDef(self._span(meta), str(name), self._tspan(name), settings)
+
+    def params(self, meta, items):
+        return [p for p in items if p is not None]
+
+    def param(self, meta, items):
+        name, default = items
+        return ast.Param(self._span(meta), str(name), default)
+
+    def setting(self, meta, items):
+        key, value = items
+        return ast.Setting(self._span(meta), key[0], key[1], value)
+
+    def dotted(self, meta, items):
+        return [str(t) for t in items], self._span(meta)
+
+    # statements
+    def input_stmt(self, meta, items):
+        name, shape, dtype = items
+        dt = ast.Name(self._tspan(dtype), str(dtype)) if dtype is not None else None
+        return ast.Input(self._span(meta), str(name), self._tspan(name), shape, dt)
+
+    def output_stmt(self, meta, items):
+        return ast.Output(self._span(meta), items)
+
+    def assign_stmt(self, meta, items):
+        *targets, value = items
+        return ast.Assign(self._span(meta), targets, value)
+
+    def expr_stmt(self, meta, items):
+        return ast.ExprStmt(self._span(meta), items[0])
+
+    def target(self, meta, items):
+        return ast.Target(self._tspan(items[0]), str(items[0]))
+
+    # expressions
+    def conditional(self, meta, items):
+        then, test, other = items
+        return ast.Conditional(self._span(meta), then, test, other)
+
+    def chain(self, meta, items):
+        head, *rest = items
+        steps = [s if isinstance(s, ast.Step) else ast.Step(s.span, s) for s in rest if not
+                 isinstance(s, Token)]
+        return ast.Chain(self._span(meta), head, steps)
+
+    def named_step(self, meta, items):
+        expr, alias = items
+        return ast.Step(self._span(meta), expr, str(alias), self._tspan(alias))
+
+    def or_(self, meta, items):
+        return ast.BoolOp(self._span(meta), "or", items[0], items[1])
+
+    def and_(self, meta, items):
+        return ast.BoolOp(self._span(meta), "and", items[0], items[1])
+
+    def not_(self, meta, items):
+        return ast.Not(self._span(meta), items[0])
+
+    def compare(self, meta, items):
+        left, op, right = items
+        return ast.Compare(self._span(meta), str(op), left, right)
+
+    def binop(self, meta, items):
+        left, op, right = items
+        return ast.BinOp(self._span(meta), str(op), left, right)
+
+    def neg(self, meta, items):
+        return ast.Neg(self._span(meta), items[-1])
+
+    def call(self, meta, items):
+        func, arguments = items
+        args, kwargs = [], []
+        for a in arguments or []:
+            (kwargs if isinstance(a, ast.Kwarg) else args).append(a)
+        return ast.Call(self._span(meta), func, args, kwargs)
+
+    def arguments(self, meta, items):
+        return [a for a in items if a is not None]
+
+    def kwarg(self, meta, items):
+        name, value = items
+        return ast.Kwarg(self._span(meta), str(name), self._tspan(name), value)
+
+    def attribute(self, meta, items):
+        return ast.Attribute(self._span(meta), items[0], str(items[1]))
+
+    def index(self, meta, items):
+        return ast.Index(self._span(meta), items[0], items[1])
+
+    def name(self, meta, items):
+        return ast.Name(self._span(meta), str(items[0]))
+
+    def int_(self, meta, items):
+        return ast.Num(self._span(meta), int(str(items[0]).replace("_", "")))
+
+    def float_(self, meta, items):
+        return ast.Num(self._span(meta), float(str(items[0]).replace("_", "")))
+
+    def string(self, meta, items):
+        raw = str(items[0])
+        body = raw[1:-1]
+        value = body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
+        return ast.Str(self._span(meta), value)
+
+    def true(self, meta, items):
+        return ast.Const(self._span(meta), True)
+
+    def false(self, meta, items):
+        return ast.Const(self._span(meta), False)
+
+    def none(self, meta, items):
+        return ast.Const(self._span(meta), None)
+
+    def tuple(self, meta, items):
+        return ast.TupleExpr(self._span(meta), [i for i in items if i is not None])
+
+    def list(self, meta, items):
+        return ast.ListExpr(self._span(meta), [i for i in items if i is not None])
