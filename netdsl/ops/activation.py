@@ -1,0 +1,65 @@
+"""Activations: elementwise, shape-preserving (Softmax and LogSoftmax take a `dim`)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from .base import Bool, Float, Int, Op, ShapeError
+from .registry import register
+
+
+class _Activation(Op):
+    family = "activation"
+
+    def shape(self, ins):
+        return [ins[0]]
+
+    def macs(self, ins, outs):
+        return 0
+
+
+def _act(name: str, fields: dict, key_args=()):
+    ns = {"__annotations__": {"op": Literal[name]}, "op": name, "__module__": __name__}
+    for fname, (tp, default) in fields.items():
+        ns["__annotations__"][fname] = tp
+        ns[fname] = default
+    cls = type(name, (_Activation,), ns)
+    cls.prefix = name.lower()
+    cls.torch = f"nn.{name}"
+    cls.key_args = key_args
+    return register(cls)
+
+
+INPLACE = {"inplace": (Bool, False)}
+ReLU = _act("ReLU", INPLACE)
+LeakyReLU = _act("LeakyReLU", {"negative_slope": (Float, 0.01), **INPLACE}, ("negative_slope",))
+GELU = _act("GELU", {"approximate": (Literal["none", "tanh"], "none")})
+SiLU = _act("SiLU", INPLACE)
+ELU = _act("ELU", {"alpha": (Float, 1.0), **INPLACE})
+Tanh = _act("Tanh", {})
+Sigmoid = _act("Sigmoid", {})
+Hardswish = _act("Hardswish", INPLACE)
+Softmax = _act("Softmax", {"dim": (Optional[Int], None)}, ("dim",))
+LogSoftmax = _act("LogSoftmax", {"dim": (Optional[Int], None)}, ("dim",))
+
+
+def _check_dim(self, ins):
+    x = ins[0]
+    if self.dim is None:
+        raise ShapeError(f"{self.kind} needs dim= (the dimension to normalise, batch excluded: "
+                         f"0..{x.rank - 1} or negative)", hint=f"for class scores write {self.kind}(dim=-1)")
+    if not -x.rank <= self.dim < x.rank:
+        raise ShapeError(f"dim={self.dim} is out of range for an input of {x.rank} dimensions {x}",
+                         arg="dim")
+    return [x]
+
+
+def _softmax_args(self):
+    # `dim` counts from the first non-batch dimension in a spec; torch counts the batch too.
+    args, kwargs = [], {"dim": self.dim + 1 if self.dim >= 0 else self.dim}
+    return args, kwargs
+
+
+for _cls in (Softmax, LogSoftmax):
+    _cls.shape = _check_dim
+    _cls.ctor_args = _softmax_args

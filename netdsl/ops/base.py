@@ -1,0 +1,235 @@
+"""The declaration of a layer kind: parameters, shape rule, constructor, cost, in one class.
+
+Every op is a frozen pydantic model whose fields are the torch constructor's parameters, in
+torch's order, with torch's defaults. Class variables say how the op is drawn and built. The
+live module, the generated source, the diagram and the summary all read these declarations;
+nothing else in netdsl knows what a Conv2d is.
+
+A field annotated with `Inferred()` is derived from the incoming shape (`in_features`): a spec
+may omit it, and when it is given it is checked. Positional arguments in a spec fill the other
+fields in order (`Conv2d(6, 5)` is out_channels=6, kernel_size=5).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from typing_extensions import Annotated
+
+from ..ir.types import TensorType
+
+# ---- parameter types (strict: `Linear(2.5)` and `Linear(true)` are errors) --------------
+Int = StrictInt
+PosInt = Annotated[StrictInt, Field(gt=0)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+Float = Union[StrictInt, float]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+Bool = StrictBool
+Pair = Union[PosInt, tuple[PosInt, PosInt]]
+Triple = Union[PosInt, tuple[PosInt, PosInt, PosInt]]
+PadPair = Union[NonNegInt, tuple[NonNegInt, NonNegInt]]
+PadTriple = Union[NonNegInt, tuple[NonNegInt, NonNegInt, NonNegInt]]
+Shape = tuple[PosInt, ...]
+
+INIT_FUNCTIONS = (
+    "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal",
+    "normal", "uniform", "zeros", "ones", "trunc_normal",
+)
+InitName = Optional[Literal[INIT_FUNCTIONS]]  # type: ignore[valid-type]
+
+
+class Inferred:
+    """Marks a field that shape inference fills in when the spec leaves it out."""
+
+    def __init__(self, positional: bool = False):
+        self.positional = positional
+
+
+class Extra:
+    """Marks a netdsl argument that is not a torch constructor argument (`init=`)."""
+
+
+class ShapeError(Exception):
+    """Raised by a shape rule; `arg` names the argument to point at (else the layer)."""
+
+    def __init__(self, message: str, arg: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.arg, self.hint = message, arg, hint
+
+
+class Op(BaseModel):
+    """Base of all layer declarations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: ClassVar[str] = "other"  # conv, norm, activation, pooling, linear, recurrent, merge,
+    #                                  attention, embedding, shape, dropout, backbone, custom
+    prefix: ClassVar[str] = "layer"  # attribute names: conv1, conv2, ...
+    torch: ClassVar[str | None] = None  # "nn.Conv2d"; None for functional ops (no submodule)
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    fixed: ClassVar[dict[str, Any]] = {}  # constructor arguments netdsl always passes
+    outputs: ClassVar[tuple[str, ...]] = ("out",)  # names of the values a call produces
+    key_args: ClassVar[tuple[str, ...]] = ()  # shown on diagram nodes
+    imports: ClassVar[tuple[str, ...]] = ()  # extra import lines the constructor needs
+
+    # ---- what subclasses override --------------------------------------------------------
+    def infer(self, ins: list[TensorType]) -> dict[str, Any]:
+        """Values of the Inferred fields, from the input types."""
+        return {}
+
+    def shape(self, ins: list[TensorType]) -> list[TensorType]:
+        """Output types from input types (Inferred fields are already filled in)."""
+        raise NotImplementedError(f"{self.kind} declares no shape rule")
+
+    def param_count(self) -> int:
+        return 0
+
+    def macs(self, ins: list[TensorType], outs: list[TensorType]) -> int:
+        """Multiply-accumulates per sample (0 for ops that only move data)."""
+        return 0
+
+    def forward_expr(self, module: str | None, ins: list[str]) -> str:
+        """The Python expression that applies this op (module is `self.conv1`)."""
+        return f"{module}({', '.join(ins)})"
+
+    def forward_lines(self, module: str | None, ins: list[str], outs: list[str | None]) -> list[str]:
+        """Statements that apply this op; `outs[i]` is None where output i is never used."""
+        lhs = ", ".join(o or "_" for o in outs)
+        return [f"{lhs} = {self.forward_expr(module, ins)}"]
+
+    # ---- derived from the declaration --------------------------------------------------------
+    kind: ClassVar[str] = ""  # set by @register from the `op` literal
+
+    @classmethod
+    def spec_fields(cls) -> list[str]:
+        """Argument names a spec may use, in torch's order (op itself excluded)."""
+        return [n for n in cls.model_fields if n != "op"]
+
+    @classmethod
+    def positional_fields(cls) -> list[str]:
+        """Fields filled by positional arguments in a spec."""
+        out = []
+        for n, f in cls.model_fields.items():
+            if n == "op" or _marker(f, Extra):
+                continue
+            inf = _marker(f, Inferred)
+            if inf is None or inf.positional:
+                out.append(n)
+        return out
+
+    @classmethod
+    def inferred_fields(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items() if _marker(f, Inferred)]
+
+    @classmethod
+    def extra_fields(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items() if _marker(f, Extra)]
+
+    @classmethod
+    def required_fields(cls) -> list[str]:
+        return [n for n, f in cls.model_fields.items()
+                if n != "op" and f.is_required() and not _marker(f, Inferred)]
+
+    @classmethod
+    def describe_field(cls, name: str) -> str:
+        return describe_type(cls.model_fields[name].annotation)
+
+    def ctor_args(self) -> tuple[list[Any], dict[str, Any]]:
+        """Constructor arguments: torch's required ones positionally, then every optional one
+        whose value differs from torch's default, then `fixed`."""
+        args, kwargs = [], {}
+        positional = True
+        for name, f in type(self).model_fields.items():
+            if name == "op" or _marker(f, Extra):
+                continue
+            value = getattr(self, name)
+            positional = positional and (f.is_required() or _marker(f, Inferred) is not None)
+            if positional:
+                args.append(value)
+            elif value != f.default:
+                kwargs[name] = value
+        kwargs.update(self.fixed)
+        return args, kwargs
+
+    def args_label(self) -> str:
+        """Key arguments for diagrams: `6→16, k=5`."""
+        parts = []
+        fields = type(self).model_fields
+        for name in self.key_args:
+            v = getattr(self, name, None)
+            if v is None or (name != "kernel_size" and name in fields and v == fields[name].default):
+                continue
+            if isinstance(v, tuple) and len(set(v)) == 1:
+                v = v[0]
+            parts.append(f"{_SHORT.get(name, name)}={_fmt(v)}")
+        return ", ".join(parts)
+
+
+_SHORT = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "num_heads": "heads",
+          "hidden_size": "hidden", "num_layers": "layers", "scale_factor": "scale"}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(map(_fmt, v)) + ")"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _marker(field, cls):
+    for m in field.metadata:
+        if isinstance(m, cls):
+            return m
+    return None
+
+
+def describe_type(tp) -> str:
+    """A human name for a parameter type, for error messages."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        text = describe_type(base)
+        for m in meta:
+            for attr, word in (("gt", "> "), ("ge", ">= "), ("lt", "< "), ("le", "<= ")):
+                for mm in getattr(m, "metadata", [m]):
+                    if getattr(mm, attr, None) is not None:
+                        text += f" {word}{getattr(mm, attr)}"
+        return text
+    if origin is Union:
+        parts = [describe_type(a) for a in get_args(tp) if a is not type(None)]
+        text = " or ".join(dict.fromkeys(parts))
+        return text + (" or none" if type(None) in get_args(tp) else "")
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, get_args(tp)))
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {describe_type(args[0])}"
+        return "(" + ", ".join(describe_type(a) for a in args) + ")"
+    return {int: "int", float: "float", bool: "bool", str: "string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def tup(v, n: int) -> tuple:
+    """`5` -> `(5, 5)`; tuples are returned as they are."""
+    return tuple(v) if isinstance(v, tuple) else (v,) * n
+
+
+def conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def need_rank(ins: list[TensorType], *ranks: int, what: str = "") -> TensorType:
+    """The single input, checked to have one of `ranks` dimensions (batch excluded)."""
+    x = ins[0]
+    if x.rank not in ranks:
+        want = " or ".join(map(str, ranks))
+        raise ShapeError(f"expects an input of {want} dimensions{what} (without batch), but gets "
+                         f"{x.rank}: {x}")
+    return x
+
+
+def numel(shape) -> int:
+    return math.prod(shape)

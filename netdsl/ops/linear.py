@@ -1,0 +1,130 @@
+"""Dense layers: Linear, Bilinear, Embedding, Identity."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from typing_extensions import Annotated
+
+from ..ir.types import INT_DTYPES, TensorType
+from .base import Bool, Extra, Float, Inferred, InitName, Op, PosInt, ShapeError
+from .registry import register
+
+
+class Weighted(Op):
+    """An op with learnable weights: adds `init=`, `bias_init=` and `trainable=`."""
+
+    init: Annotated[InitName, Extra()] = None
+    bias_init: Annotated[InitName, Extra()] = None
+    trainable: Annotated[Bool, Extra()] = True
+
+
+def _features(x: TensorType, given: int | None, field: str, layer: str) -> int:
+    if x.rank == 0:
+        raise ShapeError(f"{layer} needs an input with at least one dimension")
+    got = x.shape[-1]
+    if given is not None and given != got:
+        why = f" = {x.why}" if x.why else ""
+        raise ShapeError(f"{layer} expects {given} features but gets {got}{why}", arg=field)
+    return got
+
+
+@register
+class Linear(Weighted):
+    op: Literal["Linear"] = "Linear"
+    in_features: Annotated[Optional[PosInt], Inferred()] = None
+    out_features: PosInt
+    bias: Bool = True
+
+    family = "linear"
+    prefix = "fc"
+    torch = "nn.Linear"
+    key_args = ()
+
+    def infer(self, ins):
+        return {"in_features": _features(ins[0], self.in_features, "in_features", "Linear")}
+
+    def shape(self, ins):
+        return [ins[0].with_shape(ins[0].shape[:-1] + (self.out_features,))]
+
+    def param_count(self):
+        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+
+    def macs(self, ins, outs):
+        return self.in_features * outs[0].numel
+
+    def args_label(self):
+        return f"{self.in_features}→{self.out_features}"
+
+
+@register
+class Bilinear(Weighted):
+    op: Literal["Bilinear"] = "Bilinear"
+    in1_features: Annotated[Optional[PosInt], Inferred()] = None
+    in2_features: Annotated[Optional[PosInt], Inferred()] = None
+    out_features: PosInt
+    bias: Bool = True
+
+    family = "linear"
+    prefix = "bilinear"
+    torch = "nn.Bilinear"
+    arity = (2, 2)
+
+    def infer(self, ins):
+        a, b = ins
+        if a.shape[:-1] != b.shape[:-1]:
+            raise ShapeError(f"Bilinear inputs must agree in all but the last dimension, got {a} and {b}")
+        return {"in1_features": _features(a, self.in1_features, "in1_features", "Bilinear"),
+                "in2_features": _features(b, self.in2_features, "in2_features", "Bilinear")}
+
+    def shape(self, ins):
+        return [ins[0].with_shape(ins[0].shape[:-1] + (self.out_features,))]
+
+    def param_count(self):
+        return self.in1_features * self.in2_features * self.out_features + (self.out_features if self.bias else 0)
+
+    def macs(self, ins, outs):
+        return self.in1_features * self.in2_features * outs[0].numel
+
+    def args_label(self):
+        return f"({self.in1_features}, {self.in2_features})→{self.out_features}"
+
+
+@register
+class Embedding(Weighted):
+    op: Literal["Embedding"] = "Embedding"
+    num_embeddings: PosInt
+    embedding_dim: PosInt
+    padding_idx: Optional[int] = None
+    max_norm: Optional[Float] = None
+    norm_type: Float = 2.0
+    scale_grad_by_freq: Bool = False
+    sparse: Bool = False
+
+    family = "embedding"
+    prefix = "embed"
+    torch = "nn.Embedding"
+
+    def shape(self, ins):
+        x = ins[0]
+        if x.dtype not in INT_DTYPES:
+            raise ShapeError(f"Embedding needs integer indices, but its input is {x.dtype}",
+                             hint="declare the input with an integer dtype: input tokens: [32] int64")
+        return [TensorType(shape=x.shape + (self.embedding_dim,))]
+
+    def param_count(self):
+        return self.num_embeddings * self.embedding_dim
+
+    def args_label(self):
+        return f"{self.num_embeddings}×{self.embedding_dim}"
+
+
+@register
+class Identity(Op):
+    op: Literal["Identity"] = "Identity"
+    family = "shape"
+    prefix = "identity"
+    torch = "nn.Identity"
+
+    def shape(self, ins):
+        return [ins[0]]

@@ -1,0 +1,87 @@
+"""Merges: Add and Mul (`a + b`, `a * b`, with broadcasting) and Concat."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from ..ir.types import TensorType
+from .base import Int, Op, ShapeError
+from .registry import register
+
+
+def broadcast(a: TensorType, b: TensorType) -> tuple[int, ...]:
+    out = []
+    for i in range(1, max(a.rank, b.rank) + 1):
+        x = a.shape[-i] if i <= a.rank else 1
+        y = b.shape[-i] if i <= b.rank else 1
+        if x != y and 1 not in (x, y):
+            raise ShapeError(f"shapes {a} and {b} do not match (dimension {max(a.rank, b.rank) - i}: "
+                             f"{x} vs {y})")
+        out.append(max(x, y))
+    return tuple(reversed(out))
+
+
+class _Elementwise(Op):
+    family = "merge"
+    arity = (2, None)
+    symbol: ClassVar[str] = "+"
+
+    def shape(self, ins):
+        shape = ins[0].shape
+        acc = ins[0]
+        for other in ins[1:]:
+            shape = broadcast(acc, other)
+            acc = acc.with_shape(shape)
+        if len({t.dtype for t in ins}) > 1:
+            raise ShapeError(f"cannot combine dtypes {', '.join(t.dtype for t in ins)}")
+        return [acc]
+
+    def forward_expr(self, module, ins):
+        return f" {self.symbol} ".join(ins)
+
+    def macs(self, ins, outs):
+        return outs[0].numel * (len(ins) - 1)
+
+
+@register
+class Add(_Elementwise):
+    op: Literal["Add"] = "Add"
+    prefix = "add"
+    symbol: ClassVar[str] = "+"
+
+
+@register
+class Mul(_Elementwise):
+    op: Literal["Mul"] = "Mul"
+    prefix = "mul"
+    symbol = "*"
+
+
+@register
+class Concat(Op):
+    """`Concat(dim=0)`: joins its inputs along a dimension (batch excluded; 0 = channels)."""
+
+    op: Literal["Concat"] = "Concat"
+    dim: Int = 0
+
+    family = "merge"
+    prefix = "cat"
+    arity = (2, None)
+    key_args = ("dim",)
+
+    def shape(self, ins):
+        first = ins[0]
+        if not -first.rank <= self.dim < first.rank:
+            raise ShapeError(f"dim={self.dim} is out of range for {first.rank} dimensions", arg="dim")
+        d = self.dim % first.rank
+        total = 0
+        for t in ins:
+            if t.rank != first.rank or t.shape[:d] + t.shape[d + 1:] != first.shape[:d] + first.shape[d + 1:]:
+                raise ShapeError(f"cannot concatenate {first} and {t} along dim {self.dim}: the other "
+                                 f"dimensions differ", arg="dim")
+            total += t.shape[d]
+        return [first.with_shape(first.shape[:d] + (total,) + first.shape[d + 1:])]
+
+    def forward_expr(self, module, ins):
+        d = self.dim + 1 if self.dim >= 0 else self.dim
+        return f"torch.cat([{', '.join(ins)}], dim={d})"

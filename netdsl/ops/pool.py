@@ -1,0 +1,104 @@
+"""Pooling: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool2d."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional, Union
+
+from .base import Bool, NonNegInt, Op, PosInt, ShapeError, need_rank, numel, tup
+from .registry import register
+
+
+class _PoolBase(Op):
+    dims: ClassVar[int] = 2
+    family = "pooling"
+    prefix = "pool"
+    key_args = ("kernel_size", "stride")
+
+    def shape(self, ins):
+        x = need_rank(ins, self.dims + 1, self.dims, what=f" ([channels,] {self.dims} spatial)")
+        k = tup(self.kernel_size, self.dims)
+        s = tup(self.stride if self.stride is not None else self.kernel_size, self.dims)
+        p = tup(self.padding, self.dims)
+        d = tup(getattr(self, "dilation", 1), self.dims)
+        lead, spatial = x.shape[: x.rank - self.dims], x.shape[x.rank - self.dims:]
+        out = []
+        for i, size in enumerate(spatial):
+            if p[i] * 2 > k[i]:
+                raise ShapeError(f"padding {p[i]} must be at most half the kernel size {k[i]}", arg="padding")
+            span = size + 2 * p[i] - d[i] * (k[i] - 1) - 1
+            o = (math.ceil(span / s[i]) if self.ceil_mode else span // s[i]) + 1
+            if self.ceil_mode and (o - 1) * s[i] >= size + p[i]:
+                o -= 1
+            if o <= 0:
+                raise ShapeError(f"{self.kind}({k}) is larger than its input {tuple(spatial)}",
+                                 arg="kernel_size")
+            out.append(o)
+        return [x.with_shape((*lead, *out))]
+
+    def macs(self, ins, outs):
+        return outs[0].numel * numel(tup(self.kernel_size, self.dims))
+
+
+def _pool(kind: str, dims: int):
+    Size = Union[PosInt, tuple[(PosInt,) * dims]]  # type: ignore[misc]
+    Pad = Union[NonNegInt, tuple[(NonNegInt,) * dims]]  # type: ignore[misc]
+    name = f"{kind}Pool{dims}d"
+    if kind == "Max":
+        class Pool(_PoolBase):
+            op: Literal[name] = name  # type: ignore[valid-type]
+            kernel_size: Size
+            stride: Optional[Size] = None
+            padding: Pad = 0
+            dilation: Size = 1
+            return_indices: Literal[False] = False
+            ceil_mode: Bool = False
+    else:
+        class Pool(_PoolBase):
+            op: Literal[name] = name  # type: ignore[valid-type]
+            kernel_size: Size
+            stride: Optional[Size] = None
+            padding: Pad = 0
+            ceil_mode: Bool = False
+            count_include_pad: Bool = True
+    Pool.dims = dims
+    Pool.torch = f"nn.{name}"
+    Pool.__name__ = Pool.__qualname__ = name
+    return register(Pool)
+
+
+class _AdaptiveBase(Op):
+    dims: ClassVar[int] = 2
+    family = "pooling"
+    prefix = "pool"
+    key_args = ("output_size",)
+
+    def shape(self, ins):
+        x = need_rank(ins, self.dims + 1, self.dims, what=f" ([channels,] {self.dims} spatial)")
+        size = tup(self.output_size, self.dims)
+        lead = x.shape[: x.rank - self.dims]
+        out = tuple(o if o is not None else x.shape[x.rank - self.dims + i] for i, o in enumerate(size))
+        return [x.with_shape((*lead, *out))]
+
+    def macs(self, ins, outs):
+        return ins[0].numel
+
+
+def _adaptive(kind: str, dims: int):
+    Size = Union[PosInt, tuple[(Optional[PosInt],) * dims]]  # type: ignore[misc]
+    name = f"Adaptive{kind}Pool{dims}d"
+
+    class Pool(_AdaptiveBase):
+        op: Literal[name] = name  # type: ignore[valid-type]
+        output_size: Size
+
+    Pool.dims = dims
+    Pool.torch = f"nn.{name}"
+    Pool.__name__ = Pool.__qualname__ = name
+    return register(Pool)
+
+
+MaxPool1d, MaxPool2d = _pool("Max", 1), _pool("Max", 2)
+AvgPool1d, AvgPool2d = _pool("Avg", 1), _pool("Avg", 2)
+AdaptiveAvgPool1d, AdaptiveAvgPool2d = _adaptive("Avg", 1), _adaptive("Avg", 2)
+AdaptiveMaxPool2d = _adaptive("Max", 2)

@@ -1,0 +1,216 @@
+"""Sequence layers: RNN, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer.
+
+Inputs are batch-first, `[T, features]` without the batch. A recurrent layer produces the output
+sequence, then its final hidden state(s) batch-first: `out, h = x -> GRU(64)`; in a chain only the
+output sequence flows on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field
+from typing_extensions import Annotated
+
+from ..ir.types import TensorType
+from .base import Bool, Float, Inferred, PosInt, Prob, ShapeError, need_rank
+from .linear import Weighted
+from .registry import register
+
+
+class _Recurrent(Weighted):
+    family = "recurrent"
+    fixed = {"batch_first": True}
+    outputs = ("out", "h")
+    gates: ClassVar[int] = 1
+    key_args = ("hidden_size", "num_layers")
+
+    def infer(self, ins):
+        x = need_rank(ins, 2, what=" (time, features)")
+        f = x.shape[-1]
+        if self.input_size is not None and self.input_size != f:
+            raise ShapeError(f"{self.kind} expects {self.input_size} input features but gets {f}",
+                             arg="input_size")
+        return {"input_size": f}
+
+    @property
+    def _dirs(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _h_out(self) -> int:
+        return getattr(self, "proj_size", 0) or self.hidden_size
+
+    def shape(self, ins):
+        x = ins[0]
+        t = x.shape[0]
+        out = TensorType(shape=(t, self._dirs * self._h_out()))
+        h = TensorType(shape=(self._dirs * self.num_layers, self._h_out()))
+        if self.outputs == ("out", "h", "c"):
+            return [out, h, TensorType(shape=(self._dirs * self.num_layers, self.hidden_size))]
+        return [out, h]
+
+    def param_count(self):
+        g, h, total = self.gates, self.hidden_size, 0
+        p = getattr(self, "proj_size", 0)
+        for layer in range(self.num_layers):
+            inp = self.input_size if layer == 0 else self._dirs * self._h_out()
+            per = g * h * inp + g * h * self._h_out() + (2 * g * h if self.bias else 0)
+            if p:
+                per += p * h
+            total += per * self._dirs
+        return total
+
+    def macs(self, ins, outs):
+        t = ins[0].shape[0]
+        return t * (self.param_count())
+
+    def forward_lines(self, module, ins, outs):
+        first = outs[0] or "_"
+        states = outs[1:]
+        used = [s for s in states if s]
+        if not used:
+            return [f"{first}, _ = {module}({ins[0]})"]
+        lhs = ", ".join(s or "_" for s in states)
+        lines = [f"{first}, {'(' + lhs + ')' if len(states) > 1 else lhs} = {module}({ins[0]})"]
+        lines += [f"{s} = {s}.transpose(0, 1)  # batch first" for s in used]
+        return lines
+
+
+def _rnn(name: str, gates: int, extra: dict):
+    ns = {
+        "__annotations__": {
+            "op": Literal[name],
+            "input_size": Annotated[Optional[PosInt], Inferred()],
+            "hidden_size": PosInt,
+            "num_layers": PosInt,
+        },
+        "op": name, "input_size": None, "num_layers": 1, "__module__": __name__,
+    }
+    for fname, (tp, default) in {**extra, "bias": (Bool, True), "dropout": (Prob, 0.0),
+                                 "bidirectional": (Bool, False)}.items():
+        ns["__annotations__"][fname] = tp
+        ns[fname] = default
+    cls = type(name, (_Recurrent,), ns)
+    cls.gates = gates
+    cls.prefix = name.lower()
+    cls.torch = f"nn.{name}"
+    if name == "LSTM":
+        cls.outputs = ("out", "h", "c")
+    return register(cls)
+
+
+RNN = _rnn("RNN", 1, {"nonlinearity": (Literal["tanh", "relu"], "tanh")})
+LSTM = _rnn("LSTM", 4, {"proj_size": (Annotated[int, Field(ge=0)], 0)})
+GRU = _rnn("GRU", 3, {})
+
+
+@register
+class MultiheadAttention(Weighted):
+    """Self-attention on one input (`x -> MultiheadAttention(8)`), or query, key, value on three."""
+
+    op: Literal["MultiheadAttention"] = "MultiheadAttention"
+    embed_dim: Annotated[Optional[PosInt], Inferred()] = None
+    num_heads: PosInt
+    dropout: Prob = 0.0
+    bias: Bool = True
+    add_bias_kv: Bool = False
+    add_zero_attn: Bool = False
+    kdim: Optional[PosInt] = None
+    vdim: Optional[PosInt] = None
+
+    family = "attention"
+    prefix = "attn"
+    torch = "nn.MultiheadAttention"
+    fixed = {"batch_first": True}
+    arity = (1, 3)
+    outputs = ("out", "weights")
+    key_args = ("num_heads",)
+
+    def infer(self, ins):
+        if len(ins) == 2:
+            raise ShapeError("MultiheadAttention takes one input (self-attention) or three "
+                             "(query, key, value)")
+        q = need_rank(ins, 2, what=" (time, features)")
+        e = q.shape[-1]
+        if self.embed_dim is not None and self.embed_dim != e:
+            raise ShapeError(f"MultiheadAttention expects {self.embed_dim} features but gets {e}",
+                             arg="embed_dim")
+        if e % self.num_heads:
+            raise ShapeError(f"embed_dim {e} is not divisible by num_heads {self.num_heads}",
+                             arg="num_heads")
+        if len(ins) == 3:
+            k, v = ins[1], ins[2]
+            if k.shape[0] != v.shape[0]:
+                raise ShapeError(f"key and value must have the same length, got {k} and {v}")
+            if k.shape[-1] != (self.kdim or e):
+                raise ShapeError(f"key has {k.shape[-1]} features; set kdim={k.shape[-1]}", arg="kdim")
+            if v.shape[-1] != (self.vdim or e):
+                raise ShapeError(f"value has {v.shape[-1]} features; set vdim={v.shape[-1]}", arg="vdim")
+        return {"embed_dim": e}
+
+    def shape(self, ins):
+        q = ins[0]
+        s = ins[1].shape[0] if len(ins) == 3 else q.shape[0]
+        return [q, TensorType(shape=(q.shape[0], s))]
+
+    def param_count(self):
+        e, k, v = self.embed_dim, self.kdim or self.embed_dim, self.vdim or self.embed_dim
+        n = e * e + e * k + e * v + e * e
+        if self.bias:
+            n += 3 * e + e
+        if self.add_bias_kv:
+            n += 2 * e
+        return n
+
+    def macs(self, ins, outs):
+        t, s, e = ins[0].shape[0], outs[1].shape[1], self.embed_dim
+        return t * e * e * 2 + s * e * e * 2 + 2 * t * s * e
+
+    def forward_lines(self, module, ins, outs):
+        q, k, v = (ins * 3) if len(ins) == 1 else ins
+        weights = outs[1] is not None
+        call = f"{module}({q}, {k}, {v}, need_weights={weights})"
+        return [f"{outs[0] or '_'}, {outs[1] or '_'} = {call}"]
+
+
+@register
+class TransformerEncoderLayer(Weighted):
+    op: Literal["TransformerEncoderLayer"] = "TransformerEncoderLayer"
+    d_model: Annotated[Optional[PosInt], Inferred()] = None
+    nhead: PosInt
+    dim_feedforward: PosInt = 2048
+    dropout: Prob = 0.1
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm_eps: Float = 1e-5
+    norm_first: Bool = False
+    bias: Bool = True
+
+    family = "attention"
+    prefix = "encoder"
+    torch = "nn.TransformerEncoderLayer"
+    fixed = {"batch_first": True}
+    key_args = ("nhead", "dim_feedforward")
+
+    def infer(self, ins):
+        x = need_rank(ins, 2, what=" (time, features)")
+        e = x.shape[-1]
+        if self.d_model is not None and self.d_model != e:
+            raise ShapeError(f"TransformerEncoderLayer expects d_model {self.d_model} but gets {e}",
+                             arg="d_model")
+        if e % self.nhead:
+            raise ShapeError(f"d_model {e} is not divisible by nhead {self.nhead}", arg="nhead")
+        return {"d_model": e}
+
+    def shape(self, ins):
+        return [ins[0]]
+
+    def param_count(self):
+        d, f, b = self.d_model, self.dim_feedforward, self.bias
+        attn = 4 * d * d + (4 * d if b else 0)
+        ff = d * f + f * d + ((f + d) if b else 0)
+        norms = 2 * (d + (d if b else 0))
+        return attn + ff + norms
+
+    def macs(self, ins, outs):
+        t, d, f = ins[0].shape[0], self.d_model, self.dim_feedforward
+        return t * (4 * d * d + 2 * d * f) + 2 * t * t * d
