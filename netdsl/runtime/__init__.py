@@ -1,0 +1,1 @@
+"""The runtime: data loading, training plans and the training loop."""
