@@ -132,12 +132,16 @@ class Reporter:
 
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
+        self._seen: set = set()
 
     def error(self, code: str, message: str, span: Span | None = None, hint: str | None = None,
               notes: list[tuple[str, Span | None]] | None = None) -> Diagnostic:
         assert code in CODES, code
         d = Diagnostic(code, message, span, hint, notes or [])
-        self.diagnostics.append(d)
+        key = (code, message, span and (span.source.name, span.line, span.col))
+        if key not in self._seen:  # a block used many times reports its own mistakes once
+            self._seen.add(key)
+            self.diagnostics.append(d)
         return d
 
     warn = error  # the code's first letter says which

@@ -15,17 +15,17 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from typing_extensions import Annotated
 
 from ..ir.types import TensorType
 
-# ---- parameter types (strict: `Linear(2.5)` and `Linear(true)` are errors) --------------
+# ---- parameter types (strict: `Linear(2.5)`, `Linear(true)`, `Dropout("0.5")` are errors) ------
 Int = StrictInt
 PosInt = Annotated[StrictInt, Field(gt=0)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
-Float = Union[StrictInt, float]
-Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+Float = Union[StrictInt, StrictFloat]
+Prob = Annotated[Float, Field(ge=0, le=1)]
 Bool = StrictBool
 Pair = Union[PosInt, tuple[PosInt, PosInt]]
 Triple = Union[PosInt, tuple[PosInt, PosInt, PosInt]]
@@ -73,6 +73,7 @@ class Op(BaseModel):
     outputs: ClassVar[tuple[str, ...]] = ("out",)  # names of the values a call produces
     key_args: ClassVar[tuple[str, ...]] = ()  # shown on diagram nodes
     imports: ClassVar[tuple[str, ...]] = ()  # extra import lines the constructor needs
+    varargs: ClassVar[str | None] = None  # a field that collects all positional arguments
 
     # ---- what subclasses override --------------------------------------------------------
     def infer(self, ins: list[TensorType]) -> dict[str, Any]:

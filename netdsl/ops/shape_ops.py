@@ -84,10 +84,7 @@ class Reshape(Op):
 
     family = "shape"
     prefix = "reshape"
-
-    @classmethod
-    def positional_fields(cls):
-        return ["shape_"]
+    varargs = "shape_"
 
     def shape(self, ins):
         x = ins[0]

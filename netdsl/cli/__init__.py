@@ -1,0 +1,94 @@
+"""The command line: a thin layer over the Python API. Commands load lazily, so `netdsl check`
+never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+import click
+
+from .._version import __version__
+from ..diagnostics import NetdslError, use_color
+
+# command name -> module under netdsl.cli defining a click command called `command`
+COMMANDS = {
+    "check": "check",
+    "summary": "summary",
+    "run": "run",
+    "eval": "run",
+    "compile": "compile",
+    "render": "render",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [c for c in COMMANDS if self._module(c) is not None]
+
+    def _module(self, name):
+        try:
+            return importlib.import_module(f"netdsl.cli.{COMMANDS[name]}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"netdsl.cli.{COMMANDS[name]}":
+                return None
+            raise
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        mod = self._module(name)
+        return getattr(mod, f"{name}_command", None) if mod else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="netdsl")
+def cli():
+    """netdsl: networks, their training and their pictures from one short `.net` file.
+
+    \b
+    Examples:
+      netdsl check specs/*.net
+      netdsl summary specs/lenet.net
+      netdsl run specs/mnist.net --data-root ../shared/data
+      netdsl compile specs/lenet.net -o lenet.py
+      netdsl render specs/resnet18.net -o resnet18.svg
+
+    Run `netdsl COMMAND --help` for a command's options and examples.
+    """
+
+
+def fail(exc: NetdslError) -> None:
+    """Print diagnostics to stderr and exit 1."""
+    click.echo(exc.format(color=use_color(sys.stderr)), err=True)
+    sys.exit(1)
+
+
+def main(argv=None) -> None:
+    """Entry point: spec mistakes exit 1 with diagnostics; anything else is a bug, said as one."""
+    try:
+        cli.main(args=argv, prog_name="netdsl", standalone_mode=False)
+    except NetdslError as exc:
+        fail(exc)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        click.echo(f"netdsl: internal error[E900]: {type(exc).__name__}: {exc}\n"
+                   "This is a bug in netdsl, not in your spec. Please report it with the spec that "
+                   "caused it (set NETDSL_DEBUG=1 for the traceback).", err=True)
+        if os.environ.get("NETDSL_DEBUG"):
+            traceback.print_exc()
+        sys.exit(70)

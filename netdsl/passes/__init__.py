@@ -1,0 +1,24 @@
+"""Passes over a parsed spec, in order (each a function of what the one before produced)."""
+
+from __future__ import annotations
+
+from ..diagnostics import Reporter
+from ..ir.graph import Graph
+from ..syntax import ast
+from .elaborate import Elaborator
+from .names import Definitions, collect
+from .shapes import infer_graph
+
+
+def analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
+    """Names -> elaboration -> shapes. Raises NetdslError with every error of the failing pass."""
+    rep = Reporter()
+    defs = collect(file, rep)
+    rep.check()
+    elab = Elaborator(defs, rep)
+    graphs = {name: elab.model(m) for name, m in defs.models.items()}
+    rep.check()
+    for g in graphs.values():
+        infer_graph(g, None, rep)
+    rep.check()
+    return defs, graphs, rep

@@ -1,0 +1,616 @@
+"""Elaboration: AST -> graph IR. Resolves names, applies layers and blocks, expands repetition
+and conditionals, validates every layer's arguments against its declaration.
+
+Shapes are not known here (see passes/shapes.py); inferred arguments stay None.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..diagnostics import Reporter, did_you_mean
+from ..ir.graph import Graph, Node, Output, Ref
+from ..ir.types import DTYPES, TensorType
+from ..ops import get_op, op_adapter, op_names
+from ..ops.base import Op
+from ..syntax import ast
+from . import names as N
+from .scalars import EvalError, Symbol, evaluate, plain, report
+
+# Attribute names an nn.Module already has: a layer named like one would break the module.
+MODULE_ATTRS = frozenset("""
+forward training parameters modules children state_dict load_state_dict to cuda cpu train
+eval apply zero_grad named_parameters buffers register_buffer add_module half float double
+type extra_repr requires_grad_ share_memory register_module get_submodule get_parameter
+get_buffer dump_patches call_super_init compile bfloat16 to_empty named_modules named_children
+named_buffers register_parameter ipu xpu mtia set_extra_state get_extra_state
+""".split())
+
+
+@dataclass
+class Value:
+    """What an expression evaluates to: one or more refs. `packed` marks an explicit tuple
+    `(a, b)`, all of which feed the next layer; otherwise only the first output flows on."""
+
+    refs: list[Ref]
+    packed: bool = False
+    producer: str | None = None  # for messages: "LSTM produces out, h, c"
+    names: tuple[str, ...] = ()
+
+
+@dataclass
+class Elaborator:
+    defs: N.Definitions
+    rep: Reporter
+
+    def model(self, mdef: ast.ModelDef) -> Graph | None:
+        if not _class_name_ok(mdef.name, mdef.name_span, self.rep):
+            return None
+        graph = Graph(name=mdef.name, kind="model", span=mdef.span)
+        ok = _Body(self, graph, {}, None, mdef).run()
+        return graph if ok else None
+
+    def is_layer(self, name: str) -> bool:
+        return get_op(name) is not None or name in self.defs.blocks
+
+
+def _class_name_ok(name: str, span, rep: Reporter) -> bool:
+    if keyword.iskeyword(name) or name in ("torch", "nn", "F", "math", "Tensor", "Optional"):
+        rep.error("E107", f"'{name}' cannot name a model or block: it is reserved in Python",
+                  span)
+        return False
+    return True
+
+
+@dataclass
+class _Body:
+    """Elaborates one model body or one block instance into `graph`."""
+
+    elab: Elaborator
+    graph: Graph
+    params: dict[str, Any]
+    ins: list[Ref] | None  # block instances: the caller's values for the block's inputs
+    definition: ast.ModelDef | ast.BlockDef
+    values: dict[str, Value] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)
+    counters: dict[str, int] = field(default_factory=dict)
+    hint: str | None = None
+
+    @property
+    def rep(self) -> Reporter:
+        return self.elab.rep
+
+    # ---- the body ----------------------------------------------------------------------------
+    def run(self) -> bool:
+        rep, body = self.rep, self.definition.body
+        errors_before = len([d for d in rep.diagnostics if d.severity == "error"])
+        bindings: dict[str, int] = {}
+        spans: dict[str, Any] = {}
+        for i, stmt in enumerate(body):
+            for name, span in N.bound_names(stmt, self.elab.is_layer):
+                if name in bindings or name in self.params:
+                    first = spans.get(name)
+                    what = "a parameter of this block" if name in self.params else "already defined"
+                    rep.error("E202", f"'{name}' is {what}", span,
+                              notes=[("first defined here", first)] if first else None)
+                    continue
+                if get_op(name) is not None or name in self.elab.defs.blocks:
+                    rep.error("E202", f"'{name}' is the name of a layer; choose another name", span)
+                    continue
+                bindings[name], spans[name] = i, span
+        inputs = [s for s in body if isinstance(s, ast.Input)]
+        self._inputs(inputs)
+        order = N.order(body, bindings, rep, set(self.params), self.elab.is_layer)
+        if order is None:
+            return False
+        outputs_seen = False
+        for i in order:
+            stmt = body[i]
+            if isinstance(stmt, ast.Input):
+                continue
+            if isinstance(stmt, ast.Output):
+                outputs_seen = True
+                self._output(stmt)
+            elif isinstance(stmt, ast.Assign):
+                self._assign(stmt)
+            else:
+                self._expr_stmt(stmt)
+        if not outputs_seen:
+            what = "model" if isinstance(self.definition, ast.ModelDef) else "block"
+            rep.error("E208", f"{what} '{self.definition.name}' has no output", self.definition.name_span,
+                      "add a line such as: output logits")
+        self._unused(inputs, bindings, spans)
+        return len([d for d in rep.diagnostics if d.severity == "error"]) == errors_before
+
+    def _inputs(self, inputs: list[ast.Input]) -> None:
+        is_block = isinstance(self.definition, ast.BlockDef)
+        for k, stmt in enumerate(inputs):
+            ty = None
+            if is_block:
+                if stmt.shape is not None:
+                    self.rep.error("E304", "block inputs take their shape from the caller; leave it out",
+                                   stmt.shape.span)
+            else:
+                ty = self._input_type(stmt)
+            node = Node(name=stmt.name, kind="input", span=stmt.name_span, bound=[stmt.name],
+                        types=[ty] if ty else [])
+            self.taken.add(stmt.name)
+            self.graph.nodes.append(node)
+            self.values[stmt.name] = Value([node.out()])
+        if not inputs:
+            self.rep.error("E304", f"'{self.definition.name}' declares no input",
+                           self.definition.name_span, "add a line such as: input x: [1, 28, 28]")
+
+    def _input_type(self, stmt: ast.Input) -> TensorType | None:
+        if stmt.shape is None:
+            self.rep.error("E304", f"model input '{stmt.name}' needs a shape", stmt.name_span,
+                           f"for example: input {stmt.name}: [1, 28, 28]  (the batch dimension is implicit)")
+            return None
+        try:
+            shape = evaluate(stmt.shape, {})
+        except EvalError as exc:
+            report(self.rep, exc)
+            return None
+        if isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)
+        if not isinstance(shape, tuple) or not all(type(d) is int and d > 0 for d in shape):
+            self.rep.error("E304", "an input shape is a list of positive sizes, such as [1, 28, 28]",
+                           stmt.shape.span)
+            return None
+        dtype = "float32"
+        if stmt.dtype is not None:
+            dtype = stmt.dtype.id
+            if dtype not in DTYPES:
+                self.rep.error("E304", f"unknown dtype '{dtype}'", stmt.dtype.span,
+                               did_you_mean(dtype, DTYPES) or f"one of: {', '.join(DTYPES)}")
+                return None
+        return TensorType(shape=shape, dtype=dtype)
+
+    def _unused(self, inputs, bindings, spans) -> None:
+        outs = {o.ref for o in self.graph.outputs}
+        for stmt in inputs:
+            if stmt.name not in self.used:
+                self.rep.error("E204", f"input '{stmt.name}' is never used", stmt.name_span)
+        for name, i in bindings.items():
+            if isinstance(self.definition.body[i], ast.Input) or name in self.used:
+                continue
+            v = self.values.get(name)
+            if v is not None and not any(r in outs for r in v.refs):
+                self.rep.warn("W210", f"'{name}' is computed but never used", spans[name])
+
+    # ---- statements --------------------------------------------------------------------------
+    def _assign(self, stmt: ast.Assign) -> None:
+        self.hint = stmt.targets[0].name
+        v = self.value(stmt.value)
+        self.hint = None
+        if v is None:
+            return
+        if len(stmt.targets) == 1:
+            self._bind(stmt.targets[0].name, Value([v.refs[0]]) if not v.packed else v)
+            return
+        if len(v.refs) != len(stmt.targets):
+            what = f"{v.producer} produces {len(v.refs)} values ({', '.join(v.names)})" if v.producer \
+                else f"the right-hand side has {len(v.refs)} values"
+            self.rep.error("E205", f"{what}, but {len(stmt.targets)} names are given", stmt.span)
+            return
+        for t, r in zip(stmt.targets, v.refs):
+            if t.name != "_":  # `out, _, _ = x -> LSTM(8)` discards
+                self._bind(t.name, Value([r]))
+
+    def _expr_stmt(self, stmt: ast.ExprStmt) -> None:
+        target = N.chain_target(stmt.expr, self.elab.is_layer)
+        if target is None:
+            if isinstance(stmt.expr, ast.Chain):
+                self.rep.error("E206", "the result of this chain is never named", stmt.expr.steps[-1].span,
+                               "end the chain with '-> name', or write: name = ...")
+            else:
+                self.rep.error("E206", "this line computes nothing that is used", stmt.span,
+                               "statements are: input ..., name = ..., x -> ... -> name, output ...")
+            return
+        self.hint = target.id
+        chain = stmt.expr
+        head = ast.Chain(chain.span, chain.head, chain.steps[:-1]) if len(chain.steps) > 1 else chain.head
+        v = self.value(head)
+        self.hint = None
+        if v is not None:
+            self._bind(target.id, Value([v.refs[0]]) if not v.packed else v)
+
+    def _bind(self, name: str, v: Value) -> None:
+        self.values[name] = v
+        if len(v.refs) == 1:
+            node = self.graph.node(v.refs[0].node)
+            if node.kind != "input":
+                while len(node.bound) < node.n_outputs:
+                    node.bound.append(None)
+                if node.bound[v.refs[0].index] is None:
+                    node.bound[v.refs[0].index] = name
+
+    def _output(self, stmt: ast.Output) -> None:
+        existing = {o.name for o in self.graph.outputs}
+        for k, e in enumerate(stmt.values):
+            v = self.value(e)
+            if v is None:
+                continue
+            if len(v.refs) != 1:
+                self.rep.error("E205", "an output is one value; list several as: output a, b", e.span)
+                continue
+            if isinstance(e, ast.Name):
+                name = e.id
+            else:
+                name = "out" if len(stmt.values) == 1 and not self.graph.outputs else f"out{len(existing) + 1}"
+            if name in existing:
+                self.rep.error("E202", f"output '{name}' is listed twice", e.span)
+                continue
+            existing.add(name)
+            self.graph.outputs.append(Output(name=name, ref=v.refs[0], span=e.span))
+
+    # ---- tensor expressions ----------------------------------------------------------------------
+    def is_tensor(self, e) -> bool:
+        if isinstance(e, ast.Name):
+            return e.id in self.values
+        if isinstance(e, ast.BinOp):
+            return self.is_tensor(e.left) or self.is_tensor(e.right)
+        if isinstance(e, ast.Chain):
+            return True
+        if isinstance(e, ast.Conditional):
+            return self.is_tensor(e.then) or self.is_tensor(e.other)
+        if isinstance(e, ast.Call):
+            return bool(e.args) and self.is_tensor(e.args[0])
+        if isinstance(e, ast.TupleExpr):
+            return any(self.is_tensor(i) for i in e.items)
+        return False
+
+    def value(self, e) -> Value | None:
+        """Evaluate a tensor expression, adding nodes; None after an error (reported)."""
+        if isinstance(e, ast.Name):
+            v = self.values.get(e.id)
+            if v is None:
+                if self.elab.is_layer(e.id):
+                    self.rep.error("E209", f"'{e.id}' is a layer, not a value", e.span,
+                                   f"apply it to an input: x -> {e.id}")
+                elif e.id in self.params:
+                    self.rep.error("E209", f"'{e.id}' is a parameter (a number), not a tensor", e.span)
+                else:
+                    self.rep.error("E201", f"undefined name '{e.id}'", e.span,
+                                   did_you_mean(e.id, list(self.values)))
+                return None
+            self.used.add(e.id)
+            return v
+        if isinstance(e, ast.TupleExpr):
+            parts = [self.value(i) for i in e.items]
+            if any(p is None for p in parts):
+                return None
+            return Value([p.refs[0] if not p.packed else r for p in parts for r in (p.refs[:1] if not p.packed else p.refs)], packed=True)
+        if isinstance(e, ast.BinOp) and e.op in ("+", "*") and self.is_tensor(e.left) and self.is_tensor(e.right):
+            a, b = self.value(e.left), self.value(e.right)
+            if a is None or b is None:
+                return None
+            return self._apply_op("Add" if e.op == "+" else "Mul", None, [a.refs[0], b.refs[0]], e.span)
+        if isinstance(e, ast.BinOp) and self.is_tensor(e):
+            self.rep.error("E209", f"tensors combine only with + and *, not with {e.op!r} or numbers",
+                           e.span, "to repeat a layer write Layer(...) * 3 after '->'")
+            return None
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.args and self.is_tensor(e.args[0]):
+            n = 0
+            while n < len(e.args) and self.is_tensor(e.args[n]):
+                n += 1
+            ins = [self.value(a) for a in e.args[:n]]
+            if any(v is None for v in ins):
+                return None
+            refs = [r for v in ins for r in (v.refs if v.packed else v.refs[:1])]
+            call = ast.Call(e.span, e.func, e.args[n:], e.kwargs)
+            return self._apply_named(e.func, call, refs, e.span)
+        if isinstance(e, ast.Chain):
+            v = self.value(e.head)
+            for step in e.steps:
+                if v is None:
+                    return None
+                v = self._step(step, v)
+            return v
+        if isinstance(e, ast.Conditional):
+            try:
+                test = evaluate(e.test, self.params)
+                if not isinstance(test, bool):
+                    raise EvalError("E104", f"a condition must be true or false, got {test!r}", e.test.span)
+            except EvalError as exc:
+                report(self.rep, exc, list(self.params))
+                return None
+            return self.value(e.then if test else e.other)
+        if isinstance(e, ast.Name | ast.Call) and self.elab.is_layer(_func_name(e) or ""):
+            self.rep.error("E209", "a layer needs an input", e.span,
+                           f"write: x -> {_func_name(e)}(...), or {_func_name(e)}(x, ...)")
+            return None
+        self.rep.error("E209", "expected a tensor (an input, a named value or a chain) here", e.span)
+        return None
+
+    def _step(self, step: ast.Step, v: Value) -> Value | None:
+        ins = v.refs if v.packed else v.refs[:1]
+        e = step.expr
+        if isinstance(e, ast.BinOp) and e.op == "*" and not self.is_tensor(e.right) \
+                and _func_name(e.left) and self.elab.is_layer(_func_name(e.left)):
+            try:
+                count = evaluate(e.right, self.params)
+            except EvalError as exc:
+                report(self.rep, exc, list(self.params))
+                return None
+            if type(count) is not int or count < 1:
+                self.rep.error("E104", f"a repeat count must be a positive integer, got {count!r}", e.right.span)
+                return None
+            if step.alias:
+                self.rep.error("E107", "a repeated layer cannot be named with 'as'", step.alias_span)
+            for _ in range(count):
+                if v is None:
+                    return None
+                v = self._apply_named(_func_node(e.left), e.left if isinstance(e.left, ast.Call) else None,
+                                      v.refs if v.packed else v.refs[:1], e.left.span)
+            return v
+        fn = _func_name(e)
+        if fn is None:
+            self.rep.error("E209", "expected a layer or a block after '->'", e.span)
+            return None
+        if not self.elab.is_layer(fn):
+            if fn in self.values:
+                self.rep.error("E209", f"'{fn}' is a value, not a layer", e.span,
+                               "to combine values use +, * or (a, b) -> Concat(dim=0)")
+            else:
+                cands = op_names() + list(self.elab.defs.blocks)
+                self.rep.error("E101", f"unknown layer '{fn}'", _func_node(e).span,
+                               did_you_mean(fn, cands))
+            return None
+        if isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]):
+            self.rep.error("E209", "after '->' a layer's input comes from the arrow", e.args[0].span,
+                           "for several inputs write: (a, b) -> Layer(...)")
+            return None
+        return self._apply_named(_func_node(e), e if isinstance(e, ast.Call) else None, ins, e.span,
+                                 step.alias, step.alias_span)
+
+    # ---- applying layers and blocks ------------------------------------------------------------
+    def _apply_named(self, fname: ast.Name, call: ast.Call | None, ins: list[Ref], span,
+                     alias: str | None = None, alias_span=None) -> Value | None:
+        if fname.id in self.elab.defs.blocks:
+            return self._apply_block(self.elab.defs.blocks[fname.id], call, ins, span, alias, alias_span)
+        if get_op(fname.id) is None:
+            self.rep.error("E101", f"unknown layer '{fname.id}'", fname.span,
+                           did_you_mean(fname.id, op_names() + list(self.elab.defs.blocks)))
+            return None
+        return self._apply_op(fname.id, call, ins, span, alias, alias_span)
+
+    def _apply_op(self, kind: str, call: ast.Call | None, ins: list[Ref], span,
+                  alias: str | None = None, alias_span=None) -> Value | None:
+        cls = get_op(kind)
+        bound = self._bind_op_args(cls, call, span)
+        if bound is None:
+            return None
+        op, arg_spans = bound
+        lo, hi = cls.arity
+        if len(ins) < lo or (hi is not None and len(ins) > hi):
+            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+            self.rep.error("E205", f"{kind} takes {want} input{'s' if want != '1' else ''}, but gets {len(ins)}",
+                           span, "several inputs: (a, b) -> Layer(...)" if len(ins) < lo else None)
+            return None
+        name = self._node_name(alias, alias_span, cls.prefix)
+        if name is None:
+            return None
+        node = Node(name=name, kind="op", op=op, inputs=list(ins), n_outputs=len(cls.outputs), span=span,
+                    arg_spans=arg_spans, hint=self.hint, bound=[None] * len(cls.outputs))
+        self.graph.nodes.append(node)
+        return Value([node.out(i) for i in range(node.n_outputs)], producer=kind, names=cls.outputs)
+
+    def _bind_op_args(self, cls: type[Op], call: ast.Call | None, span) -> tuple[Op, dict] | None:
+        values: dict[str, Any] = {}
+        spans: dict[str, Any] = {}
+        ok = True
+        args = call.args if call else []
+        kwargs = call.kwargs if call else []
+        positional = cls.positional_fields()
+        varargs = getattr(cls, "varargs", None)
+        for i, a in enumerate(args):
+            if varargs:
+                field_name = varargs
+            elif i >= len(positional):
+                sig = ", ".join(positional[:4]) + (", ..." if len(positional) > 4 else "")
+                self.rep.error("E105", f"{cls.kind} takes at most {len(positional)} positional argument"
+                               f"{'s' if len(positional) != 1 else ''} ({sig}), but gets {len(args)}", a.span,
+                               "name the extra arguments, e.g. stride=2")
+                ok = False
+                break
+            else:
+                field_name = positional[i]
+            val = self._scalar(a)
+            if val is _ERR:
+                ok = False
+                continue
+            if varargs:
+                values.setdefault(field_name, ())
+                values[field_name] += (val,)
+                spans[field_name] = spans[field_name].to(a.span) if field_name in spans else a.span
+            else:
+                values[field_name], spans[field_name] = val, a.span
+        allowed = cls.spec_fields()
+        for kw in kwargs:
+            if kw.name not in allowed or kw.name == varargs:
+                hint = did_you_mean(kw.name, allowed)
+                fixed = cls.fixed.get(kw.name)
+                if fixed is not None:
+                    hint = f"netdsl always sets {kw.name}={fixed!r}"
+                self.rep.error("E102", f"{cls.kind} has no argument '{kw.name}'", kw.name_span,
+                               hint or f"its arguments are: {', '.join(allowed)}")
+                ok = False
+                continue
+            if kw.name in values:
+                self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span)
+                ok = False
+                continue
+            val = self._scalar(kw.value)
+            if val is _ERR:
+                ok = False
+                continue
+            values[kw.name], spans[kw.name] = val, kw.value.span
+        if not ok:
+            return None
+        missing = [f for f in cls.required_fields() if f not in values]
+        if missing:
+            sig = ", ".join(positional[: max(len(cls.required_fields()), 1)])
+            self.rep.error("E103", f"{cls.kind} needs {', '.join(repr(m) for m in missing)}",
+                           call.span if call else span, f"write {cls.kind}({sig})")
+            return None
+        try:
+            op = op_adapter().validate_python({"op": cls.kind, **{k: plain(v) for k, v in values.items()}})
+        except ValidationError as exc:
+            self._validation_errors(cls, exc, values, spans, span)
+            return None
+        return op, spans
+
+    def _validation_errors(self, cls, exc: ValidationError, values, spans, span) -> None:
+        seen = set()
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if isinstance(p, str)]
+            fname = next((p for p in loc if p in values), None)
+            if fname is None or fname in seen:
+                continue
+            seen.add(fname)
+            val = values[fname]
+            if isinstance(val, Symbol):
+                self.rep.error("E201", f"undefined name '{val.name}'", spans[fname],
+                               did_you_mean(val.name, list(self.params) + list(self.values)))
+                continue
+            self.rep.error("E104", f"{cls.kind}: {fname}={_show(val)} is invalid; expected "
+                           f"{cls.describe_field(fname)}", spans.get(fname, span))
+        if not seen:
+            self.rep.error("E104", f"{cls.kind}: invalid arguments: {exc.errors()[0]['msg']}", span)
+
+    def _scalar(self, e):
+        if self.is_tensor(e):
+            self.rep.error("E209", "a tensor cannot be a layer argument", e.span,
+                           "inputs go first: Layer(x, ...), or use x -> Layer(...)")
+            return _ERR
+        try:
+            return evaluate(e, self.params)
+        except EvalError as exc:
+            report(self.rep, exc, list(self.params))
+            return _ERR
+
+    def _node_name(self, alias, alias_span, prefix: str) -> str | None:
+        if alias is not None:
+            if alias in self.taken:
+                self.rep.error("E202", f"a layer named '{alias}' already exists here", alias_span)
+                return None
+            if keyword.iskeyword(alias) or alias in MODULE_ATTRS or alias.startswith("_"):
+                self.rep.error("E107", f"'{alias}' cannot name a layer (it is reserved by Python or "
+                               "torch.nn.Module)", alias_span)
+                return None
+            self.taken.add(alias)
+            return alias
+        n = self.counters.get(prefix, 0)
+        while True:
+            n += 1
+            name = f"{prefix}{n}"
+            if name not in self.taken:
+                break
+        self.counters[prefix] = n
+        self.taken.add(name)
+        return name
+
+    def _apply_block(self, bdef: ast.BlockDef, call: ast.Call | None, ins: list[Ref], span,
+                     alias=None, alias_span=None) -> Value | None:
+        env = self._bind_block_args(bdef, call, span)
+        if env is None:
+            return None
+        n_in = sum(isinstance(s, ast.Input) for s in bdef.body)
+        if len(ins) != n_in:
+            self.rep.error("E205", f"block {bdef.name} takes {n_in} input{'s' if n_in != 1 else ''}, "
+                           f"but gets {len(ins)}", span)
+            return None
+        if not _class_name_ok(bdef.name, bdef.name_span, self.rep):
+            return None
+        sub = Graph(name=bdef.name, kind="block", span=bdef.span)
+        if not _Body(self.elab, sub, env, list(ins), bdef).run():
+            return None
+        name = self._node_name(alias, alias_span, bdef.name.lower())
+        if name is None:
+            return None
+        node = Node(name=name, kind="block", block=bdef.name, block_args=env, graph=sub, inputs=list(ins),
+                    n_outputs=len(sub.outputs), span=span, call_span=span, hint=self.hint,
+                    bound=[None] * len(sub.outputs))
+        self.graph.nodes.append(node)
+        return Value([node.out(i) for i in range(node.n_outputs)], producer=bdef.name,
+                     names=tuple(o.name for o in sub.outputs))
+
+    def _bind_block_args(self, bdef: ast.BlockDef, call: ast.Call | None, span) -> dict | None:
+        params = [p.name for p in bdef.params]
+        env: dict[str, Any] = {}
+        ok = True
+        args = call.args if call else []
+        if len(args) > len(params):
+            self.rep.error("E105", f"block {bdef.name} takes {len(params)} argument"
+                           f"{'s' if len(params) != 1 else ''} ({', '.join(params)}), but gets {len(args)}",
+                           args[len(params)].span)
+            return None
+        for p, a in zip(params, args):
+            val = self._scalar(a)
+            ok = ok and val is not _ERR
+            env[p] = val
+        for kw in call.kwargs if call else []:
+            if kw.name not in params:
+                self.rep.error("E102", f"block {bdef.name} has no parameter '{kw.name}'", kw.name_span,
+                               did_you_mean(kw.name, params) or f"its parameters are: {', '.join(params)}")
+                ok = False
+                continue
+            if kw.name in env:
+                self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span)
+                ok = False
+                continue
+            val = self._scalar(kw.value)
+            ok = ok and val is not _ERR
+            env[kw.name] = val
+        if not ok:
+            return None
+        for p in bdef.params:
+            if p.name in env:
+                continue
+            if p.default is None:
+                self.rep.error("E103", f"block {bdef.name} needs '{p.name}'", call.span if call else span,
+                               f"write {bdef.name}({', '.join(params)})")
+                return None
+            try:
+                env[p.name] = evaluate(p.default, env)
+            except EvalError as exc:
+                report(self.rep, exc, params)
+                return None
+        for k, v in env.items():
+            if isinstance(v, Symbol):
+                self.rep.error("E201", f"undefined name '{v.name}'", v.span,
+                               did_you_mean(v.name, list(self.params) + list(self.values)))
+                return None
+        return env
+
+
+_ERR = object()
+
+
+def _func_node(e) -> ast.Name | None:
+    if isinstance(e, ast.Name):
+        return e
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
+        return e.func
+    return None
+
+
+def _func_name(e) -> str | None:
+    n = _func_node(e)
+    return n.id if n is not None else None
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ")"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "none"
+    return repr(v)

@@ -1,0 +1,119 @@
+"""Scalar evaluation: block parameters, arithmetic and literals in layer arguments."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any
+
+from ..diagnostics import Reporter
+from ..syntax import ast
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A bare name used as a value (`init=kaiming_normal`): validated as a string."""
+
+    name: str
+    span: Any = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalError(Exception):
+    def __init__(self, code: str, message: str, span, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.span, self.hint = code, message, span, hint
+
+
+_BIN = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+    "//": operator.floordiv, "%": operator.mod, "**": operator.pow,
+}
+_CMP = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+    ">": operator.gt, ">=": operator.ge,
+}
+
+
+def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
+    """A constant expression's value. Names resolve in `env` (block parameters), else become
+    `Symbol`s. Lists and tuples become tuples. Raises EvalError."""
+    if isinstance(expr, ast.Num | ast.Str | ast.Const):
+        return expr.value
+    if isinstance(expr, ast.Name):
+        return env[expr.id] if expr.id in env else Symbol(expr.id, expr.span)
+    if isinstance(expr, ast.TupleExpr | ast.ListExpr):
+        return tuple(evaluate(e, env) for e in expr.items)
+    if isinstance(expr, ast.Neg):
+        v = _number(evaluate(expr.operand, env), expr.operand)
+        return -v
+    if isinstance(expr, ast.BinOp):
+        a = _number(evaluate(expr.left, env), expr.left)
+        b = _number(evaluate(expr.right, env), expr.right)
+        if expr.op in ("/", "//", "%") and b == 0:
+            raise EvalError("E104", "division by zero", expr.span)
+        try:
+            v = _BIN[expr.op](a, b)
+        except (OverflowError, ValueError, ZeroDivisionError) as exc:
+            raise EvalError("E104", f"cannot compute {expr.op}: {exc}", expr.span) from None
+        if isinstance(v, complex) or (isinstance(v, int) and abs(v) > 2**63):
+            raise EvalError("E104", "number out of range", expr.span)
+        return v
+    if isinstance(expr, ast.Compare):
+        a, b = evaluate(expr.left, env), evaluate(expr.right, env)
+        _no_symbol(a, expr.left)
+        _no_symbol(b, expr.right)
+        try:
+            return _CMP[expr.op](a, b)
+        except TypeError:
+            raise EvalError("E104", f"cannot compare {a!r} and {b!r}", expr.span) from None
+    if isinstance(expr, ast.BoolOp):
+        a = truth(evaluate(expr.left, env), expr.left)
+        if expr.op == "and":
+            return a and truth(evaluate(expr.right, env), expr.right)
+        return a or truth(evaluate(expr.right, env), expr.right)
+    if isinstance(expr, ast.Not):
+        return not truth(evaluate(expr.operand, env), expr.operand)
+    if isinstance(expr, ast.Conditional):
+        test = truth(evaluate(expr.test, env), expr.test)
+        return evaluate(expr.then if test else expr.other, env)
+    raise EvalError("E209", "expected a constant (a number, string, bool or list) here", expr.span)
+
+
+def _no_symbol(v, expr):
+    if isinstance(v, Symbol):
+        raise EvalError("E201", f"undefined name '{v.name}'", expr.span)
+
+
+def _number(v, expr):
+    _no_symbol(v, expr)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise EvalError("E104", f"expected a number, got {v!r}", expr.span)
+    return v
+
+
+def truth(v, expr) -> bool:
+    _no_symbol(v, expr)
+    if not isinstance(v, bool):
+        raise EvalError("E104", f"expected true or false, got {v!r}", expr.span)
+    return v
+
+
+def plain(v):
+    """Symbols become strings (for validation); tuples are walked."""
+    if isinstance(v, Symbol):
+        return v.name
+    if isinstance(v, tuple):
+        return tuple(plain(x) for x in v)
+    return v
+
+
+def report(rep: Reporter, exc: EvalError, hint_names=()) -> None:
+    from ..diagnostics import did_you_mean
+
+    hint = exc.hint
+    if exc.code == "E201" and hint is None:
+        hint = did_you_mean(str(exc.message).split("'")[1], hint_names)
+    rep.error(exc.code, exc.message, exc.span, hint)

@@ -1,0 +1,86 @@
+"""`Spec`: a parsed and validated spec file, the object the Python API hands out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .diagnostics import Diagnostic, NetdslError, Reporter, did_you_mean
+from .ir.graph import Graph
+from .passes import analyze
+from .syntax import parse
+
+if TYPE_CHECKING:  # torch is imported only by the targets that need it
+    import torch
+
+
+class Spec:
+    """Every model of one spec file, validated and shaped.
+
+    >>> spec = loads("model M {\\n input x: [4]\\n x -> Linear(2) -> y\\n output y\\n}")
+    >>> spec.model_names
+    ['M']
+    >>> spec.graph().outputs[0].name
+    'y'
+    """
+
+    def __init__(self, text: str, filename: str = "<string>"):
+        self.filename = filename
+        self.file = parse(text, filename)
+        self.definitions, self.graphs, rep = analyze(self.file)
+        self.warnings: list[Diagnostic] = rep.warnings
+        self.source = self.file.source
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.graphs)
+
+    @property
+    def trains(self):
+        """Training plans (`train MODEL { ... }`) by model name, as AST."""
+        return self.definitions.trains
+
+    def graph(self, model: str | None = None) -> Graph:
+        """The IR of one model: the only one, the first, or the one named."""
+        if not self.graphs:
+            raise NetdslError([Diagnostic("E502", f"{self.filename} defines no model")])
+        if model is None:
+            return next(iter(self.graphs.values()))
+        if model not in self.graphs:
+            rep = Reporter()
+            rep.error("E502", f"{self.filename} has no model '{model}' (it has: "
+                      f"{', '.join(self.graphs)})", hint=did_you_mean(model, self.graphs))
+            rep.check()
+        return self.graphs[model]
+
+    def build(self, model: str | None = None) -> "torch.nn.Module":
+        """A fresh `torch.nn.Module` for a model; parameter names follow the spec's node names."""
+        from .targets.module import build_module
+
+        return build_module(self.graph(model), Path(self.filename).name)
+
+    def summary(self, model: str | None = None):
+        """Per-layer shapes, parameter counts and multiply-adds (no torch needed)."""
+        from .targets.summary import summarize
+
+        return summarize(self.graph(model))
+
+    def __repr__(self) -> str:
+        return f"<Spec {self.filename}: {', '.join(self.graphs)}>"
+
+
+def loads(text: str, filename: str = "<string>") -> Spec:
+    """Parse and validate spec text. Raises `NetdslError` carrying the diagnostics."""
+    return Spec(text, filename)
+
+
+def load(path: str | Path) -> Spec:
+    """Parse and validate a `.net` file. Raises `NetdslError` carrying the diagnostics."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NetdslError([Diagnostic("E501", f"{path}: no such file")]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise NetdslError([Diagnostic("E501", f"{path}: cannot read: {exc}")]) from None
+    return Spec(text, str(path))
