@@ -35,7 +35,9 @@ API
     `infer_task`). Classification targets are int64 of shape (N,); regression targets are
     float32 and at least 2-D: a single target column becomes shape (N, 1).
     `val` (fraction in (0, 1) or a count) carves a validation split out of train;
-    `test` does the same for sources that have no test split. Both are seeded by `seed`
+    `test` does the same for sources that have no test split. When a RandomCrop changes the
+    sample size, val and test are center-cropped to that size once at load time
+    (`DataInfo.eval_transforms`), so every split has `DataInfo.input_shape`. Both are seeded by `seed`
     and deterministic. `limit` keeps only the first `limit` train and test samples.
     Inputs are float32 unless ``x_dtype=`` says otherwise (tensors/CSV/synthetic).
 
@@ -51,7 +53,9 @@ API
     -> dict[str, DeviceLoader]`: one per present split.
 `Split(x, y)`: a NamedTuple of two tensors with the same first dimension.
 `DataInfo`: ``source, task, input_shape, input_dtype, target_shape, target_dtype,
-    num_classes, classes, sizes, transforms, augmentations``; ``describe() -> str``.
+    num_classes, classes, sizes, transforms, augmentations, eval_transforms``;
+    ``describe() -> str``. `input_shape` excludes the batch dimension and is the shape the
+    model sees (after augmentation).
 
 `DeviceLoader(x, y, batch_size, *, shuffle=False, drop_last=False, seed=0, device="cpu",
               augment=None, non_blocking=True, pin_memory=False)`
@@ -102,22 +106,23 @@ import csv
 import hashlib
 import math
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as nnf
 
 __all__ = [
+    "SOURCES",
+    "TRANSFORMS",
     "Augment",
     "Data",
     "DataError",
     "DataInfo",
     "DeviceLoader",
-    "SOURCES",
     "Split",
-    "TRANSFORMS",
     "Transform",
     "infer_task",
     "load_data",
@@ -309,9 +314,8 @@ def _check_transform(name: str, kw: dict) -> None:
                 f"(got {kw['padding_mode']!r})")
         f = kw["fill"]
         kw["fill"] = (float(f),) if isinstance(f, (int, float)) else tuple(float(v) for v in f)
-    if name in ("RandomHorizontalFlip", "RandomVerticalFlip"):
-        if not 0.0 <= float(kw["p"]) <= 1.0:
-            raise DataError(f"{name}: p must be in [0, 1]")
+    if name in ("RandomHorizontalFlip", "RandomVerticalFlip") and not 0 <= float(kw["p"]) <= 1:
+        raise DataError(f"{name}: p must be in [0, 1]")
     if name == "Grayscale" and kw["num_output_channels"] not in (1, 3):
         raise DataError("Grayscale: num_output_channels must be 1 or 3")
 
@@ -656,8 +660,9 @@ class DataInfo:
     num_classes: int | None
     classes: list[str] | None
     sizes: dict[str, int]
-    transforms: list[Transform] = field(default_factory=list)
-    augmentations: list[str] = field(default_factory=list)
+    transforms: list[Transform] = field(default_factory=list)  # run once, every split
+    augmentations: list[str] = field(default_factory=list)  # per batch, train loader only
+    eval_transforms: list[Transform] = field(default_factory=list)  # run once, val/test only
 
     def describe(self) -> str:
         shape = "×".join(map(str, self.input_shape)) or "scalar"
@@ -704,7 +709,7 @@ class Data:
         augment: bool | Augment | None = None,
         non_blocking: bool = True,
         pin_memory: bool = False,
-    ) -> "DeviceLoader":
+    ) -> DeviceLoader:
         dev = resolve_device(device)
         train = split == "train"
         aug = (self.augment if train else None) if augment is None else (
@@ -716,7 +721,7 @@ class Data:
 
     def loaders(self, batch_size: int, *, device: str | torch.device = "cpu", seed: int = 0,
                 eval_batch_size: int | None = None, drop_last: bool = False
-                ) -> dict[str, "DeviceLoader"]:
+                ) -> dict[str, DeviceLoader]:
         out = {}
         for name in ("train", "val", "test"):
             if getattr(self, name) is not None:
@@ -877,7 +882,7 @@ def _torchvision(name: str, root, train: bool, download: bool):
             raise DataError(_missing_message(name, root, None)) from None
     try:
         return cls(str(root), train=train, download=True)
-    except Exception as e:  # network errors come in many types
+    except Exception as e:  # noqa: BLE001 -- network errors come in many types
         reason = (str(e).strip().splitlines() or [type(e).__name__])
         reason = " ".join(line.strip() for line in reason if line.strip())[:300]
         raise DataError(_missing_message(name, root, reason)) from None
@@ -929,7 +934,7 @@ def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
                 im = im.convert(convert) if convert else im
                 im = tf(im)
                 a = np.asarray(im, dtype=np.uint8)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 -- PIL raises many types
             raise DataError(f"cannot decode image {file!r}: {e}") from None
         a = a[:, :, None] if a.ndim == 2 else a
         xs.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
@@ -952,7 +957,7 @@ def infer_task(y: Any) -> str:
         import numpy as np
 
         a = np.asarray(y)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- ragged or exotic input: not labels
         return "regression"
     if a.ndim == 1 and (a.dtype.kind in "iub" or a.dtype.kind in "UO"):
         return "classification"
@@ -972,10 +977,9 @@ def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | N
         if t.dim() != 1:
             raise DataError(f"{where}: classification targets must be one label per sample, "
                             f"got shape {tuple(t.shape)}")
-        if t.is_floating_point():
-            if not torch.equal(t, t.round()):
-                raise DataError(f"{where}: classification targets must be whole numbers; "
-                                "use task=regression for real-valued targets")
+        if t.is_floating_point() and not torch.equal(t, t.round()):
+            raise DataError(f"{where}: classification targets must be whole numbers; "
+                            "use task=regression for real-valued targets")
         t = t.to(torch.int64)
         if t.numel() and int(t.min()) < 0:
             raise DataError(f"{where}: class labels must be >= 0, found {int(t.min())}")
@@ -1056,7 +1060,8 @@ def _csv_targets(ys: list[list[str]], task: str | None, path) -> tuple[Any, str]
     return [[float(v) for v in r] for r in ys], task
 
 
-def _carve(split: Split, amount: int | float, seed: int, tag: str) -> tuple[Split, Split]:
+def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Split]:
+    # amount: a float is a fraction, an int a count
     n = split.n
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise DataError(f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}")
@@ -1084,8 +1089,8 @@ def load_data(
     *,
     root: str | os.PathLike | None = None,
     transforms: Sequence[Any] | None = (),
-    val: int | float | None = None,
-    test: int | float | None = None,
+    val: int | float | None = None,  # noqa: PYI041 -- int: a count, float: a fraction
+    test: int | float | None = None,  # noqa: PYI041
     seed: int = 0,
     download: bool = False,
     limit: int | None = None,
@@ -1210,6 +1215,16 @@ def load_data(
     sample_shape = tuple(train.x.shape[1:])
     if isinstance(augment, _PendingAugment):
         augment = augment.build(sample_shape)
+    eval_steps: list[Transform] = []
+    out_shape = augment.out_shape(sample_shape)
+    if out_shape != sample_shape:
+        # A RandomCrop that changes the size trains on smaller images; evaluation splits get
+        # the usual counterpart, a CenterCrop to the same size, so shapes agree.
+        eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
+        if valsplit is not None:
+            valsplit = Split(_apply_static_tensor(valsplit.x, eval_steps), valsplit.y)
+        if testsplit is not None:
+            testsplit = Split(_apply_static_tensor(testsplit.x, eval_steps), testsplit.y)
     num_classes = None
     if task == "classification":
         ys = [s.y for s in (train, valsplit, testsplit) if s is not None]
@@ -1222,7 +1237,7 @@ def load_data(
     info = DataInfo(
         source=name,
         task=task,
-        input_shape=augment.out_shape(sample_shape),
+        input_shape=out_shape,
         input_dtype=_dtype_name(train.x.dtype),
         target_shape=tuple(train.y.shape[1:]),
         target_dtype=_dtype_name(train.y.dtype),
@@ -1231,6 +1246,7 @@ def load_data(
         sizes=sizes,
         transforms=static,
         augmentations=[repr(op) for op in augment.ops],
+        eval_transforms=eval_steps,
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 

@@ -1,0 +1,305 @@
+"""The in-memory data layer: sources, transforms, splits and the device-resident loader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from netdsl.runtime.data import (
+    Augment,
+    DataError,
+    DeviceLoader,
+    load_data,
+    parse_transforms,
+    plan_transforms,
+)
+
+DATA_ROOT = Path(
+    os.environ.get("NETDSL_DATA_ROOT")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
+HAVE_MNIST = (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA_ROOT}")
+
+NORM = [("ToTensor", {}), ("Normalize", {"mean": (0.1307,), "std": (0.3081,)})]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    if not HAVE_MNIST:
+        pytest.skip(f"no MNIST under {DATA_ROOT}")
+    return load_data("MNIST", root=DATA_ROOT, transforms=NORM)
+
+
+# ---- MNIST from the shared root ---------------------------------------------------------
+
+
+@needs_mnist
+def test_mnist_sizes_shapes_and_metadata(mnist):
+    assert mnist.train.x.shape == (8000, 1, 28, 28)
+    assert mnist.test.x.shape == (2000, 1, 28, 28)
+    assert mnist.train.x.dtype == torch.float32 and mnist.train.y.dtype == torch.int64
+    info = mnist.info
+    assert info.input_shape == (1, 28, 28) and info.input_dtype == "float32"
+    assert info.task == "classification" and info.num_classes == 10
+    assert info.target_shape == () and info.sizes == {"train": 8000, "test": 2000}
+
+
+@needs_mnist
+def test_mnist_values_match_torchvision_pipeline(mnist):
+    import torchvision
+    import torchvision.transforms as T
+
+    tf = T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
+    for train, split in ((True, mnist.train), (False, mnist.test)):
+        ref = torchvision.datasets.MNIST(DATA_ROOT, train=train, download=False, transform=tf)
+        for i in (0, 1, 777, len(ref) - 1):
+            img, label = ref[i]
+            torch.testing.assert_close(split.x[i], img, rtol=0, atol=0)
+            assert int(split.y[i]) == label
+
+
+@needs_mnist
+def test_mnist_validation_split_sizes_and_determinism():
+    a = load_data("MNIST", root=DATA_ROOT, transforms=NORM, val=0.1, seed=3)
+    b = load_data("MNIST", root=DATA_ROOT, transforms=NORM, val=0.1, seed=3)
+    c = load_data("MNIST", root=DATA_ROOT, transforms=NORM, val=500, seed=4)
+    assert a.info.sizes == {"train": 7200, "val": 800, "test": 2000}
+    assert c.info.sizes == {"train": 7500, "val": 500, "test": 2000}
+    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.y, b.train.y)
+    assert not torch.equal(a.val.y[:500], c.val.y)
+    # train and val partition the original training set
+    assert a.train.x.shape[0] + a.val.x.shape[0] == 8000
+
+
+def test_missing_root_raises_clear_data_error(tmp_path):
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataError) as exc:
+        load_data("MNIST", root=root, transforms=NORM)
+    msg = str(exc.value)
+    assert str(root / "MNIST" / "raw" / "train-images-idx3-ubyte") in msg
+    assert str(root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte") in msg
+    assert "download=true" in msg
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__
+
+
+def test_failed_download_raises_data_error(tmp_path, monkeypatch):
+    import torchvision
+
+    def refuse(self, *a, **k):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", refuse)
+    with pytest.raises(DataError, match="Download failed: Error downloading") as exc:
+        load_data("MNIST", root=tmp_path, download=True)
+    assert "MNIST/raw/train-images-idx3-ubyte" in str(exc.value).replace(os.sep, "/")
+
+
+# ---- the loader -------------------------------------------------------------------------
+
+
+def _loader(**kw):
+    x = torch.arange(103, dtype=torch.float32).view(103, 1)
+    y = torch.arange(103)
+    return DeviceLoader(x, y, 10, **kw)
+
+
+def test_loader_order_reproducible_per_seed_and_epoch():
+    a, b = _loader(shuffle=True, seed=7), _loader(shuffle=True, seed=7)
+    ya = [yb for _, yb in a.batches(2)]
+    yb_ = [yb for _, yb in b.batches(2)]
+    assert all(torch.equal(p, q) for p, q in zip(ya, yb_))
+    e0 = torch.cat([yb for _, yb in a.batches(0)])
+    e1 = torch.cat([yb for _, yb in a.batches(1)])
+    assert not torch.equal(e0, e1)
+    assert sorted(e0.tolist()) == list(range(103))  # a permutation, nothing lost
+    other = torch.cat([yb for _, yb in _loader(shuffle=True, seed=8).batches(0)])
+    assert not torch.equal(e0, other)
+
+
+def test_loader_set_epoch_and_resume_mid_epoch():
+    ld = _loader(shuffle=True, seed=1)
+    full = [yb for _, yb in ld.batches(4)]
+    ld.set_epoch(4, start_step=3)
+    resumed = [yb for _, yb in ld]
+    assert len(resumed) == len(full) - 3
+    assert all(torch.equal(p, q) for p, q in zip(resumed, full[3:]))
+    assert ld.epoch == 5  # a complete pass moves to the next epoch
+    # without set_epoch, consecutive passes are consecutive epochs
+    fresh = _loader(shuffle=True, seed=1)
+    first = torch.cat([yb for _, yb in fresh])
+    second = torch.cat([yb for _, yb in fresh])
+    assert torch.equal(first, torch.cat([yb for _, yb in fresh.batches(0)]))
+    assert torch.equal(second, torch.cat([yb for _, yb in fresh.batches(1)]))
+
+
+def test_loader_lengths_and_drop_last():
+    keep, drop = _loader(), _loader(drop_last=True)
+    assert len(keep) == 11 and len(drop) == 10
+    assert [yb.shape[0] for _, yb in keep][-1] == 3
+    sizes = [yb.shape[0] for _, yb in drop]
+    assert sizes == [10] * 10 and drop.num_samples == 100
+    # no shuffle: plain slices in order, inputs and targets aligned
+    xs, ys = zip(*keep)
+    assert torch.equal(torch.cat(ys), torch.arange(103))
+    assert torch.equal(torch.cat(xs).view(-1).long(), torch.arange(103))
+
+
+def test_loader_shuffled_batches_keep_inputs_and_targets_aligned():
+    for xb, yb in _loader(shuffle=True, seed=2, drop_last=True).batches(0):
+        assert torch.equal(xb.view(-1).long(), yb)
+
+
+# ---- augmentation -----------------------------------------------------------------------
+
+
+def test_random_crop_and_flip_are_per_sample():
+    _, aug = plan_transforms(
+        [("RandomCrop", {"size": 8, "padding": 2}), ("RandomHorizontalFlip", {"p": 0.5})],
+        image=False, sample_shape=(1, 8, 8))
+    x = torch.arange(64, dtype=torch.float32).view(1, 1, 8, 8).repeat(32, 1, 1, 1) + 1
+    out = aug(x, torch.Generator().manual_seed(0))
+    assert out.shape == (32, 1, 8, 8)
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    assert len(distinct) > 8  # offsets and flips differ between samples of one batch
+    # every output is a flip and/or shift of the padded input, padding filled with 0
+    padded = torch.nn.functional.pad(x[0], (2, 2, 2, 2))
+    for o in out:
+        found = False
+        for i in range(5):
+            for j in range(5):
+                win = padded[:, i:i + 8, j:j + 8]
+                found |= torch.equal(o, win) or torch.equal(o, win.flip(-1))
+        assert found
+
+
+def test_random_crop_matches_torchvision_and_pushes_fill_through_normalize():
+    import torchvision.transforms.functional as F
+
+    # RandomCrop written before ToTensor/Normalize pads with the normalised value of black.
+    spec = [("RandomCrop", {"size": 6, "padding": 3}), ("ToTensor", {}),
+            ("Normalize", {"mean": (0.5,), "std": (0.25,)})]
+    static, aug = plan_transforms(spec, image=True, sample_shape=(1, 6, 6))
+    assert [t.name for t in static] == ["ToTensor", "Normalize"]
+    raw = torch.randint(0, 256, (16, 1, 6, 6), dtype=torch.uint8)
+    norm = F.normalize(raw.float().div(255), (0.5,), (0.25,))
+    g = torch.Generator().manual_seed(5)
+    params = aug.sample(16, g)
+    out = aug.apply(norm, params)
+    i, j = params[0]["i"], params[0]["j"]
+    for k in range(16):
+        ref = F.crop(F.pad(raw[k], 3, fill=0), int(i[k]), int(j[k]), 6, 6)
+        ref = F.normalize(ref.float().div(255), (0.5,), (0.25,))
+        torch.testing.assert_close(out[k], ref)
+
+
+def test_crop_without_padding_changes_input_shape():
+    d = load_data("synthetic", shape=(3, 10, 12), num_classes=3, n=20, n_test=4,
+                  transforms=[("RandomCrop", {"size": (8, 9)})])
+    assert d.info.input_shape == (3, 8, 9)
+    xb, _ = next(iter(d.loader("train", 5)))
+    assert xb.shape == (5, 3, 8, 9)
+    xt, _ = next(iter(d.loader("test", 4)))  # evaluation: a center crop to the same size
+    assert xt.shape == (4, 3, 8, 9)
+    assert [t.name for t in d.info.eval_transforms] == ["CenterCrop"]
+
+
+def test_loader_augmentation_reproducible_and_varies_by_epoch():
+    d = load_data("synthetic", shape=(1, 6, 6), num_classes=2, n=40, n_test=0, seed=1,
+                  transforms=[("RandomCrop", {"size": 6, "padding": 2}),
+                              ("RandomHorizontalFlip", {})])
+    a, b = d.loader("train", 8, seed=9), d.loader("train", 8, seed=9)
+    xa = torch.cat([x for x, _ in a.batches(3)])
+    assert torch.equal(xa, torch.cat([x for x, _ in b.batches(3)]))
+    assert not torch.equal(xa, torch.cat([x for x, _ in a.batches(4)]))
+    b.set_epoch(3, start_step=2)
+    assert torch.equal(torch.cat([x for x, _ in b]), xa[16:])
+
+
+def test_transform_validation():
+    with pytest.raises(DataError, match="unknown transform"):
+        parse_transforms([("Blur", {})])
+    with pytest.raises(DataError, match="unknown argument"):
+        parse_transforms([("Normalize", {"mean": 0.5, "std": 0.5, "scale": 2})])
+    with pytest.raises(DataError, match="Normalize must come after ToTensor"):
+        plan_transforms([("Normalize", {"mean": 0.5, "std": 0.5}), ("ToTensor", {})])
+    with pytest.raises(DataError, match="before the random augmentations"):
+        plan_transforms([("RandomHorizontalFlip", {}), ("Resize", {"size": 8})])
+    assert not Augment()
+
+
+# ---- other sources ----------------------------------------------------------------------
+
+
+def test_csv_classification_and_regression(tmp_path):
+    p = tmp_path / "train.csv"
+    p.write_text("a,b,label,score\n1,2,0,0.5\n3,4,1,1.5\n5,6,2,2.5\n7,8,1,3.5\n")
+    t = tmp_path / "test.csv"
+    t.write_text("a,b,label,score\n9,10,2,4.5\n")
+    d = load_data("CSV", path=p, test_path=t, features=["a", "b"], targets="label")
+    assert d.train.x.dtype == torch.float32 and d.train.x.shape == (4, 2)
+    assert d.train.y.dtype == torch.int64 and d.train.y.tolist() == [0, 1, 2, 1]
+    assert d.info.task == "classification" and d.info.num_classes == 3
+    assert d.info.sizes == {"train": 4, "test": 1}
+    r = load_data("csv", path=p, features=["a", "b"], targets=["score"], task="regression",
+                  val=1, seed=0)
+    assert r.train.y.dtype == torch.float32 and r.info.target_shape == (1,)
+    assert r.info.sizes == {"train": 3, "val": 1}
+    both = load_data("csv", path=p, targets=["label", "score"])  # features: every other column
+    assert both.info.task == "regression" and both.info.target_shape == (2,)
+    assert both.info.input_shape == (2,)
+    with pytest.raises(DataError, match="no column 'nope'"):
+        load_data("csv", path=p, targets="nope")
+
+
+def test_inline_tensors():
+    d = load_data("tensors", X=[[1, 2], [3, 4], [5, 6]], y=[2.0, 4.0, 6.0])
+    assert d.train.x.dtype == torch.float32 and d.train.x.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert d.info.task == "regression" and d.train.y.shape == (3, 1)
+    c = load_data("inline", X=[[1, 2], [3, 4], [5, 6]], y=[2, 4, 6], task="regression")
+    assert c.train.y.dtype == torch.float32
+    k = load_data("tensors", X=[[0.0], [1.0]], y=[0, 1], X_test=[[2.0]], y_test=[1])
+    assert k.info.task == "classification" and k.info.num_classes == 2
+    assert k.test.y.tolist() == [1]
+    batches = list(d.loader("train", 2, shuffle=False))
+    assert [b[0].shape[0] for b in batches] == [2, 1]
+
+
+def test_synthetic_is_seeded_and_learnable_shape():
+    a = load_data("synthetic", shape=(1, 8, 8), num_classes=4, n=64, n_test=16, seed=3)
+    b = load_data("synthetic", shape=(1, 8, 8), num_classes=4, n=64, n_test=16, seed=3)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
+    assert a.info.input_shape == (1, 8, 8) and a.info.sizes == {"train": 64, "test": 16}
+    assert a.train.y.dtype == torch.int64 and int(a.train.y.max()) < 4
+    r = load_data("synthetic", shape=5, target_shape=(3,), n=10, n_test=0)
+    assert r.info.task == "regression" and r.train.y.shape == (10, 3) and r.test is None
+    t = load_data("synthetic", shape=(7,), vocab=20, num_classes=2, n=8, n_test=2)
+    assert t.train.x.dtype == torch.int64 and int(t.train.x.max()) < 20
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    colours = {"cat": (200, 10, 10), "dog": (10, 200, 10)}
+    for split, count in (("train", 3), ("test", 1)):
+        for cls, rgb in colours.items():
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(count):
+                size = (12 + i, 10)  # different sizes: Resize makes them stackable
+                Image.new("RGB", size, rgb).save(tmp_path / split / cls / f"{i}.png")
+    d = load_data("ImageFolder", path=tmp_path,
+                  transforms=[("Resize", {"size": (8, 8)}), ("ToTensor", {}),
+                              ("Normalize", {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})])
+    assert d.info.classes == ["cat", "dog"] and d.info.num_classes == 2
+    assert d.train.x.shape == (6, 3, 8, 8) and d.test.x.shape == (2, 3, 8, 8)
+    assert d.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    expected = (torch.tensor(colours["dog"], dtype=torch.float32) / 255 - 0.5) / 0.5
+    torch.testing.assert_close(d.test.x[1, :, 4, 4], expected)
+    g = load_data("ImageFolder", path=tmp_path / "train",
+                  transforms=[("Resize", {"size": (8, 8)}), ("Grayscale", {})])
+    assert g.info.input_shape == (1, 8, 8) and g.test is None
+    with pytest.raises(DataError, match="different sizes"):
+        load_data("ImageFolder", path=tmp_path / "train")
