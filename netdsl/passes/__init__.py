@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..diagnostics import Reporter
 from ..ir.graph import Graph
+from ..ir.verify import verify
 from ..syntax import ast
 from .elaborate import Elaborator
 from .names import Definitions, collect
@@ -19,6 +20,9 @@ def analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     graphs = {name: elab.model(m) for name, m in defs.models.items()}
     rep.check()
     for g in graphs.values():
+        verify(g)
         infer_graph(g, None, rep)
     rep.check()
+    for g in graphs.values():
+        verify(g, shaped=True)
     return defs, graphs, rep
