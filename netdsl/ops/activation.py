@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
-from .base import Bool, Float, Int, Op, ShapeError
+from .base import Bool, Float, Int, Op, ShapeError, need_float
 from .registry import register
 
 
 class _Activation(Op):
     family = "activation"
+    ints: ClassVar[bool] = False  # whether torch takes integer input (and keeps its dtype)
 
     def shape(self, ins):
+        if not self.ints:
+            need_float(ins, self.kind)
         return [ins[0]]
 
     def macs(self, ins, outs):
         return 0
 
 
-def _act(name: str, fields: dict, key_args=()):
+def _act(name: str, fields: dict, key_args=(), ints: bool = False):
     ns = {"__annotations__": {"op": Literal[name]}, "op": name, "__module__": __name__}
     for fname, (tp, default) in fields.items():
         ns["__annotations__"][fname] = tp
@@ -27,11 +30,12 @@ def _act(name: str, fields: dict, key_args=()):
     cls.prefix = name.lower()
     cls.torch = f"nn.{name}"
     cls.key_args = key_args
+    cls.ints = ints
     return register(cls)
 
 
 INPLACE = {"inplace": (Bool, False)}
-ReLU = _act("ReLU", INPLACE)
+ReLU = _act("ReLU", INPLACE, ints=True)
 LeakyReLU = _act("LeakyReLU", {"negative_slope": (Float, 0.01), **INPLACE}, ("negative_slope",))
 GELU = _act("GELU", {"approximate": (Literal["none", "tanh"], "none")})
 SiLU = _act("SiLU", INPLACE)
@@ -45,6 +49,7 @@ LogSoftmax = _act("LogSoftmax", {"dim": (Optional[Int], None)}, ("dim",))
 
 def _check_dim(self, ins):
     x = ins[0]
+    need_float(ins, self.kind)
     if self.dim is None:
         raise ShapeError(f"{self.kind} needs dim= (the dimension to normalise, batch excluded: "
                          f"0..{x.rank - 1} or negative)", hint=f"for class scores write {self.kind}(dim=-1)")
@@ -56,8 +61,9 @@ def _check_dim(self, ins):
 
 def _softmax_args(self):
     # `dim` counts from the first non-batch dimension in a spec; torch counts the batch too.
-    args, kwargs = [], {"dim": self.dim + 1 if self.dim >= 0 else self.dim}
-    return args, kwargs
+    if self.dim is None:
+        return [], {}
+    return [], {"dim": self.dim + 1 if self.dim >= 0 else self.dim}
 
 
 for _cls in (Softmax, LogSoftmax):

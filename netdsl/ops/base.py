@@ -234,3 +234,14 @@ def need_rank(ins: list[TensorType], *ranks: int, what: str = "") -> TensorType:
 
 def numel(shape) -> int:
     return math.prod(shape)
+
+
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def need_float(ins: list[TensorType], layer: str) -> None:
+    """Every input must be floating point (torch's kernels and float weights refuse integers)."""
+    for x in ins:
+        if x.dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"{layer} needs floating-point input, but gets {x}",
+                             hint="integer ids become vectors through an Embedding")

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from typing_extensions import Annotated
 
-from .base import Bool, Inferred, NonNegInt, PosInt, ShapeError, conv_out, need_rank, numel, tup
+from .base import Bool, Inferred, NonNegInt, PosInt, ShapeError, need_float, need_rank, numel, tup
 from .linear import Weighted
 from .registry import register
 
@@ -21,6 +21,7 @@ class _ConvBase(Weighted):
 
     def infer(self, ins):
         x = need_rank(ins, self.dims + 1, what=f" (channels and {self.dims} spatial)")
+        need_float(ins, self.kind)
         c = x.shape[0]
         if self.in_channels is not None and self.in_channels != c:
             raise ShapeError(f"{self.kind} expects {self.in_channels} input channels but gets {c} "
@@ -30,29 +31,42 @@ class _ConvBase(Weighted):
                              f"divisible by groups ({self.groups})", arg="groups")
         return {"in_channels": c}
 
-    def _geometry(self):
-        n = self.dims
-        pad = self.padding
-        return (tup(self.kernel_size, n), tup(self.stride, n), pad, tup(self.dilation, n))
+    def _pads(self, size: int, k: int, d: int, i: int) -> tuple[int, int]:
+        """Padding before and after spatial dim `i`, checked against the input like torch does."""
+        if self.padding == "valid":
+            return 0, 0
+        if self.padding == "same":  # torch puts the odd pixel after
+            total = d * (k - 1)
+            lo, hi = total // 2, total - total // 2
+        else:
+            lo = hi = tup(self.padding, self.dims)[i]
+        limit = {"reflect": size - 1, "circular": size}.get(self.padding_mode)
+        if limit is not None and max(lo, hi) > limit:
+            raise ShapeError(f"padding {max(lo, hi)} with padding_mode={self.padding_mode!r} must be at most "
+                             f"{limit} for an input of size {size}", arg="padding")
+        return lo, hi
 
     def shape(self, ins):
         x = ins[0]
-        k, s, pad, d = self._geometry()
-        spatial = x.shape[1:]
+        n = self.dims
+        k, s, d = tup(self.kernel_size, n), tup(self.stride, n), tup(self.dilation, n)
+        if self.padding == "same" and s != (1,) * n:
+            raise ShapeError("padding='same' needs stride 1: torch does not support it for strided "
+                             "convolutions", arg="padding")
         out = []
-        for i, size in enumerate(spatial):
+        for i, size in enumerate(x.shape[1:]):
             if self.transposed:
-                p, op_ = tup(pad, self.dims)[i], tup(self.output_padding, self.dims)[i]
+                p, op_ = tup(self.padding, n)[i], tup(self.output_padding, n)[i]
+                if op_ >= s[i] and op_ >= d[i]:
+                    raise ShapeError(f"output_padding ({op_}) must be smaller than either stride ({s[i]}) "
+                                     f"or dilation ({d[i]})", arg="output_padding")
                 o = (size - 1) * s[i] - 2 * p + d[i] * (k[i] - 1) + op_ + 1
-            elif pad == "same":
-                o = size
-            elif pad == "valid":
-                o = conv_out(size, k[i], s[i], 0, d[i])
             else:
-                o = conv_out(size, k[i], s[i], tup(pad, self.dims)[i], d[i])
+                lo, hi = self._pads(size, k[i], d[i], i)
+                o = (size + lo + hi - d[i] * (k[i] - 1) - 1) // s[i] + 1
             if o <= 0:
-                raise ShapeError(f"{self.kind} with kernel {k}, stride {s}, padding {pad} produces an "
-                                 f"empty output from an input of size {x.shape[1:]}", arg="kernel_size")
+                raise ShapeError(f"{self.kind} with kernel {k}, stride {s}, padding {self.padding} produces "
+                                 f"an empty output from an input of size {x.shape[1:]}", arg="kernel_size")
             out.append(o)
         return [x.with_shape((self.out_channels, *out))]
 
@@ -62,6 +76,8 @@ class _ConvBase(Weighted):
 
     def macs(self, ins, outs):
         k = numel(tup(self.kernel_size, self.dims))
+        if self.transposed:  # every input value is spread over out_channels/groups * k outputs
+            return ins[0].numel * (self.out_channels // self.groups) * k
         return self.in_channels // self.groups * k * outs[0].numel
 
     def args_label(self):
@@ -89,7 +105,6 @@ def _conv(dims: int):
     Conv.dims = dims
     Conv.prefix = "conv"
     Conv.torch = f"nn.{name}"
-    Conv.__name__ = Conv.__qualname__ = name
     return register(Conv)
 
 
@@ -115,7 +130,6 @@ def _deconv(dims: int):
     Deconv.transposed = True
     Deconv.prefix = "deconv"
     Deconv.torch = f"nn.{name}"
-    Deconv.__name__ = Deconv.__qualname__ = name
     return register(Deconv)
 
 

@@ -6,8 +6,8 @@ from typing import Literal, Optional
 
 from typing_extensions import Annotated
 
-from ..ir.types import INT_DTYPES, TensorType
-from .base import Bool, Extra, Float, Inferred, InitName, Op, PosInt, ShapeError
+from ..ir.types import TensorType
+from .base import Bool, Extra, Float, Inferred, InitName, Int, Op, PosInt, ShapeError, need_float
 from .registry import register
 
 
@@ -22,6 +22,7 @@ class Weighted(Op):
 def _features(x: TensorType, given: int | None, field: str, layer: str) -> int:
     if x.rank == 0:
         raise ShapeError(f"{layer} needs an input with at least one dimension")
+    need_float([x], layer)
     got = x.shape[-1]
     if given is not None and given != got:
         why = f" = {x.why}" if x.why else ""
@@ -95,7 +96,7 @@ class Embedding(Weighted):
     op: Literal["Embedding"] = "Embedding"
     num_embeddings: PosInt
     embedding_dim: PosInt
-    padding_idx: Optional[int] = None
+    padding_idx: Optional[Int] = None
     max_norm: Optional[Float] = None
     norm_type: Float = 2.0
     scale_grad_by_freq: Bool = False
@@ -107,9 +108,13 @@ class Embedding(Weighted):
 
     def shape(self, ins):
         x = ins[0]
-        if x.dtype not in INT_DTYPES:
-            raise ShapeError(f"Embedding needs integer indices, but its input is {x.dtype}",
+        if x.dtype not in ("int64", "int32"):  # torch refuses uint8 indices
+            raise ShapeError(f"Embedding needs int64 or int32 indices, but its input is {x.dtype}",
                              hint="declare the input with an integer dtype: input tokens: [32] int64")
+        n = self.num_embeddings
+        if self.padding_idx is not None and not -n <= self.padding_idx < n:
+            raise ShapeError(f"padding_idx {self.padding_idx} is not an index into {self.num_embeddings} "
+                             f"embeddings", arg="padding_idx")
         return [TensorType(shape=x.shape + (self.embedding_dim,))]
 
     def param_count(self):

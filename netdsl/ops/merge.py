@@ -27,11 +27,13 @@ class _Elementwise(Op):
     symbol: ClassVar[str] = "+"
 
     def shape(self, ins):
-        shape = ins[0].shape
+        if len({t.rank for t in ins}) > 1:  # torch aligns from the right, so batch would meet a feature dim
+            raise ShapeError(f"cannot combine values of different ranks: {', '.join(map(str, ins))} "
+                             f"(batch excluded); reshape one so the dimensions line up",
+                             hint="size-1 dimensions broadcast: [16, 8, 8] + [16, 1, 1] works")
         acc = ins[0]
         for other in ins[1:]:
-            shape = broadcast(acc, other)
-            acc = acc.with_shape(shape)
+            acc = acc.with_shape(broadcast(acc, other))
         if len({t.dtype for t in ins}) > 1:
             raise ShapeError(f"cannot combine dtypes {', '.join(t.dtype for t in ins)}")
         return [acc]
@@ -79,6 +81,8 @@ class Concat(Op):
             if t.rank != first.rank or t.shape[:d] + t.shape[d + 1:] != first.shape[:d] + first.shape[d + 1:]:
                 raise ShapeError(f"cannot concatenate {first} and {t} along dim {self.dim}: the other "
                                  f"dimensions differ", arg="dim")
+            if t.dtype != first.dtype:  # torch would promote; say so rather than guess
+                raise ShapeError(f"cannot concatenate {first} and {t}: the dtypes differ")
             total += t.shape[d]
         return [first.with_shape(first.shape[:d] + (total,) + first.shape[d + 1:])]
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal, Optional, Union
 
 from typing_extensions import Annotated
 
-from .base import Bool, Float, Inferred, Op, PosInt, Prob, Shape, ShapeError, need_rank
+from .base import Bool, Float, Inferred, Op, PosInt, Prob, Shape, ShapeError, need_float, need_rank
 from .linear import Weighted
 from .registry import register
 
@@ -18,6 +19,7 @@ class _BatchNormBase(Weighted):
 
     def infer(self, ins):
         x = need_rank(ins, *self.ranks)
+        need_float(ins, self.kind)
         c = x.shape[0]
         if self.num_features is not None and self.num_features != c:
             raise ShapeError(f"{self.kind} expects {self.num_features} channels but gets {c} "
@@ -28,7 +30,7 @@ class _BatchNormBase(Weighted):
         return [ins[0]]
 
     def param_count(self):
-        return 2 * self.num_features if self.affine else 0
+        return self.num_features * (2 if self.bias else 1) if self.affine else 0
 
     def macs(self, ins, outs):
         return 2 * ins[0].numel
@@ -45,10 +47,10 @@ def _batchnorm(name: str, ranks: tuple[int, ...], torch_default_affine: bool = T
         momentum: Optional[Float] = 0.1
         affine: Bool = torch_default_affine
         track_running_stats: Bool = torch_default_affine
+        bias: Bool = True  # keyword-only in torch (2.5+): the affine shift, when affine
 
     BN.ranks = ranks
     BN.torch = f"nn.{name}"
-    BN.__name__ = BN.__qualname__ = name
     return register(BN)
 
 
@@ -72,6 +74,7 @@ class LayerNorm(Weighted):
 
     def infer(self, ins):
         x = ins[0]
+        need_float(ins, "LayerNorm")
         want = self.normalized_shape
         if want is None:
             if x.rank == 0:
@@ -86,14 +89,11 @@ class LayerNorm(Weighted):
     def shape(self, ins):
         return [ins[0]]
 
-    def _n(self):
-        s = self.normalized_shape
-        return s if isinstance(s, int) else __import__("math").prod(s)
-
     def param_count(self):
         if not self.elementwise_affine:
             return 0
-        return self._n() * (2 if self.bias else 1)
+        s = self.normalized_shape
+        return (s if isinstance(s, int) else math.prod(s)) * (2 if self.bias else 1)
 
     def macs(self, ins, outs):
         return 2 * ins[0].numel
@@ -109,6 +109,7 @@ class GroupNorm(Weighted):
     num_channels: Annotated[Optional[PosInt], Inferred()] = None
     eps: Float = 1e-5
     affine: Bool = True
+    bias: Bool = True  # keyword-only in torch (2.5+): the affine shift, when affine
 
     family = "norm"
     prefix = "gn"
@@ -118,6 +119,7 @@ class GroupNorm(Weighted):
         x = ins[0]
         if x.rank < 1:
             raise ShapeError("GroupNorm needs an input with channels")
+        need_float(ins, "GroupNorm")
         c = x.shape[0]
         if self.num_channels is not None and self.num_channels != c:
             raise ShapeError(f"GroupNorm expects {self.num_channels} channels but gets {c}", arg="num_channels")
@@ -129,7 +131,10 @@ class GroupNorm(Weighted):
         return [ins[0]]
 
     def param_count(self):
-        return 2 * self.num_channels if self.affine else 0
+        return self.num_channels * (2 if self.bias else 1) if self.affine else 0
+
+    def macs(self, ins, outs):
+        return 2 * ins[0].numel
 
     def args_label(self):
         return f"{self.num_groups} groups, {self.num_channels}"
@@ -143,6 +148,7 @@ class _DropoutBase(Op):
     def shape(self, ins):
         if self.ranks:
             need_rank(ins, *self.ranks)
+        need_float(ins, self.kind)
         return [ins[0]]
 
     def args_label(self):
@@ -157,7 +163,6 @@ def _dropout(name: str, ranks: tuple[int, ...] = ()):
 
     D.ranks = ranks
     D.torch = f"nn.{name}"
-    D.__name__ = D.__qualname__ = name
     return register(D)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional, Union
 
-from .base import Bool, NonNegInt, Op, PosInt, ShapeError, need_rank, numel, tup
+from .base import Bool, NonNegInt, Op, PosInt, ShapeError, need_float, need_rank, numel, tup
 from .registry import register
 
 
@@ -51,7 +51,7 @@ def _pool(kind: str, dims: int):
             stride: Optional[Size] = None
             padding: Pad = 0
             dilation: Size = 1
-            return_indices: Literal[False] = False
+            return_indices: Literal[False] = False  # one output per call
             ceil_mode: Bool = False
     else:
         class Pool(_PoolBase):
@@ -61,9 +61,11 @@ def _pool(kind: str, dims: int):
             padding: Pad = 0
             ceil_mode: Bool = False
             count_include_pad: Bool = True
+        if dims == 2:  # AvgPool1d has no divisor_override
+            class Pool(Pool):  # type: ignore[no-redef]
+                divisor_override: Optional[PosInt] = None
     Pool.dims = dims
     Pool.torch = f"nn.{name}"
-    Pool.__name__ = Pool.__qualname__ = name
     return register(Pool)
 
 
@@ -75,6 +77,7 @@ class _AdaptiveBase(Op):
 
     def shape(self, ins):
         x = need_rank(ins, self.dims + 1, self.dims, what=f" ([channels,] {self.dims} spatial)")
+        need_float(ins, self.kind)
         size = tup(self.output_size, self.dims)
         lead = x.shape[: x.rank - self.dims]
         out = tuple(o if o is not None else x.shape[x.rank - self.dims + i] for i, o in enumerate(size))
@@ -91,10 +94,12 @@ def _adaptive(kind: str, dims: int):
     class Pool(_AdaptiveBase):
         op: Literal[name] = name  # type: ignore[valid-type]
         output_size: Size
+    if kind == "Max":
+        class Pool(Pool):  # type: ignore[no-redef]
+            return_indices: Literal[False] = False  # one output per call
 
     Pool.dims = dims
     Pool.torch = f"nn.{name}"
-    Pool.__name__ = Pool.__qualname__ = name
     return register(Pool)
 
 

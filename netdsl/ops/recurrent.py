@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
-from pydantic import Field
 from typing_extensions import Annotated
 
-from ..ir.types import TensorType
-from .base import Bool, Float, Inferred, PosInt, Prob, ShapeError, need_rank
+from .base import Bool, Float, Inferred, NonNegInt, PosInt, Prob, ShapeError, need_float, need_rank
 from .linear import Weighted
 from .registry import register
 
@@ -27,10 +25,14 @@ class _Recurrent(Weighted):
 
     def infer(self, ins):
         x = need_rank(ins, 2, what=" (time, features)")
+        need_float(ins, self.kind)
         f = x.shape[-1]
         if self.input_size is not None and self.input_size != f:
             raise ShapeError(f"{self.kind} expects {self.input_size} input features but gets {f}",
                              arg="input_size")
+        if getattr(self, "proj_size", 0) >= self.hidden_size:
+            raise ShapeError(f"proj_size ({self.proj_size}) must be smaller than hidden_size "
+                             f"({self.hidden_size})", arg="proj_size")
         return {"input_size": f}
 
     @property
@@ -42,11 +44,11 @@ class _Recurrent(Weighted):
 
     def shape(self, ins):
         x = ins[0]
-        t = x.shape[0]
-        out = TensorType(shape=(t, self._dirs * self._h_out()))
-        h = TensorType(shape=(self._dirs * self.num_layers, self._h_out()))
+        t, layers = x.shape[0], self._dirs * self.num_layers
+        out = x.with_shape((t, self._dirs * self._h_out()))
+        h = x.with_shape((layers, self._h_out()))
         if self.outputs == ("out", "h", "c"):
-            return [out, h, TensorType(shape=(self._dirs * self.num_layers, self.hidden_size))]
+            return [out, h, x.with_shape((layers, self.hidden_size))]
         return [out, h]
 
     def param_count(self):
@@ -76,7 +78,8 @@ class _Recurrent(Weighted):
         return lines
 
 
-def _rnn(name: str, gates: int, extra: dict):
+def _rnn(name: str, gates: int, before: dict | None = None, after: dict | None = None):
+    """`before`/`after`: the fields this kind adds, before `bias` and after `bidirectional`."""
     ns = {
         "__annotations__": {
             "op": Literal[name],
@@ -86,8 +89,8 @@ def _rnn(name: str, gates: int, extra: dict):
         },
         "op": name, "input_size": None, "num_layers": 1, "__module__": __name__,
     }
-    for fname, (tp, default) in {**extra, "bias": (Bool, True), "dropout": (Prob, 0.0),
-                                 "bidirectional": (Bool, False)}.items():
+    for fname, (tp, default) in {**(before or {}), "bias": (Bool, True), "dropout": (Prob, 0.0),
+                                 "bidirectional": (Bool, False), **(after or {})}.items():
         ns["__annotations__"][fname] = tp
         ns[fname] = default
     cls = type(name, (_Recurrent,), ns)
@@ -99,9 +102,9 @@ def _rnn(name: str, gates: int, extra: dict):
     return register(cls)
 
 
-RNN = _rnn("RNN", 1, {"nonlinearity": (Literal["tanh", "relu"], "tanh")})
-LSTM = _rnn("LSTM", 4, {"proj_size": (Annotated[int, Field(ge=0)], 0)})
-GRU = _rnn("GRU", 3, {})
+RNN = _rnn("RNN", 1, before={"nonlinearity": (Literal["tanh", "relu"], "tanh")})
+LSTM = _rnn("LSTM", 4, after={"proj_size": (NonNegInt, 0)})
+GRU = _rnn("GRU", 3)
 
 
 @register
@@ -131,6 +134,7 @@ class MultiheadAttention(Weighted):
             raise ShapeError("MultiheadAttention takes one input (self-attention) or three "
                              "(query, key, value)")
         q = need_rank(ins, 2, what=" (time, features)")
+        need_float(ins, "MultiheadAttention")
         e = q.shape[-1]
         if self.embed_dim is not None and self.embed_dim != e:
             raise ShapeError(f"MultiheadAttention expects {self.embed_dim} features but gets {e}",
@@ -138,20 +142,24 @@ class MultiheadAttention(Weighted):
         if e % self.num_heads:
             raise ShapeError(f"embed_dim {e} is not divisible by num_heads {self.num_heads}",
                              arg="num_heads")
-        if len(ins) == 3:
-            k, v = ins[1], ins[2]
-            if k.shape[0] != v.shape[0]:
-                raise ShapeError(f"key and value must have the same length, got {k} and {v}")
-            if k.shape[-1] != (self.kdim or e):
-                raise ShapeError(f"key has {k.shape[-1]} features; set kdim={k.shape[-1]}", arg="kdim")
-            if v.shape[-1] != (self.vdim or e):
-                raise ShapeError(f"value has {v.shape[-1]} features; set vdim={v.shape[-1]}", arg="vdim")
+        k, v = (ins[1], ins[2]) if len(ins) == 3 else (q, q)  # self-attention: x is the key too
+        for t, role in ((k, "key"), (v, "value")):
+            if t.rank != 2:
+                raise ShapeError(f"the {role} must have 2 dimensions (time, features) without batch, "
+                                 f"but gets {t}")
+        if k.shape[0] != v.shape[0]:
+            raise ShapeError(f"key and value must have the same length, got {k} and {v}")
+        if k.shape[-1] != (self.kdim or e):
+            raise ShapeError(f"key has {k.shape[-1]} features; set kdim={k.shape[-1]}", arg="kdim")
+        if v.shape[-1] != (self.vdim or e):
+            raise ShapeError(f"value has {v.shape[-1]} features; set vdim={v.shape[-1]}", arg="vdim")
         return {"embed_dim": e}
 
     def shape(self, ins):
         q = ins[0]
-        s = ins[1].shape[0] if len(ins) == 3 else q.shape[0]
-        return [q, TensorType(shape=(q.shape[0], s))]
+        # the weights span the keys, plus one for each of bias_k and the zero attention column
+        s = (ins[1].shape[0] if len(ins) == 3 else q.shape[0]) + self.add_bias_kv + self.add_zero_attn
+        return [q, q.with_shape((q.shape[0], s))]
 
     def param_count(self):
         e, k, v = self.embed_dim, self.kdim or self.embed_dim, self.vdim or self.embed_dim
@@ -164,7 +172,9 @@ class MultiheadAttention(Weighted):
 
     def macs(self, ins, outs):
         t, s, e = ins[0].shape[0], outs[1].shape[1], self.embed_dim
-        return t * e * e * 2 + s * e * e * 2 + 2 * t * s * e
+        keys = ins[1].shape[0] if len(ins) == 3 else t
+        k, v = self.kdim or e, self.vdim or e
+        return t * e * e * 2 + keys * (k + v) * e + 2 * t * s * e  # q and out; k and v; scores, sum
 
     def forward_lines(self, module, ins, outs):
         q, k, v = (ins * 3) if len(ins) == 1 else ins
@@ -193,6 +203,7 @@ class TransformerEncoderLayer(Weighted):
 
     def infer(self, ins):
         x = need_rank(ins, 2, what=" (time, features)")
+        need_float(ins, "TransformerEncoderLayer")
         e = x.shape[-1]
         if self.d_model is not None and self.d_model != e:
             raise ShapeError(f"TransformerEncoderLayer expects d_model {self.d_model} but gets {e}",

@@ -11,6 +11,9 @@ def register(cls: type[Op]) -> type[Op]:
     """Class decorator: add an op declaration to the vocabulary."""
     kind = cls.model_fields["op"].default
     assert kind not in OPS, f"op {kind} declared twice"
+    if cls.__name__ != kind:  # made by a factory: take the layer's name, in errors too
+        cls.__name__ = cls.__qualname__ = kind
+        cls.model_rebuild(force=True)
     OPS[kind] = cls
     cls.kind = kind
     return cls

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from .base import Bool, Float, Int, Op, PosInt, Shape, ShapeError, need_rank, tup
+from .base import Bool, Float, Int, Op, PosInt, Shape, ShapeError, need_float, need_rank, tup
 from .registry import register
 
 
@@ -35,8 +35,6 @@ class Flatten(Op):
 
     def shape(self, ins):
         x = ins[0]
-        if x.rank == 0:
-            return [x]
         a, b = _dim(self.start_dim, x.rank, "start_dim"), _dim(self.end_dim, x.rank, "end_dim")
         if a > b:
             raise ShapeError(f"start_dim ({self.start_dim}) comes after end_dim ({self.end_dim})")
@@ -80,7 +78,7 @@ class Reshape(Op):
     """`Reshape(4, 7, 7)` or `Reshape(-1)`: the shape after the batch dimension."""
 
     op: Literal["Reshape"] = "Reshape"
-    shape_: tuple[int, ...]
+    shape_: tuple[Int, ...]
 
     family = "shape"
     prefix = "reshape"
@@ -145,6 +143,7 @@ class Mean(Op):
 
     def shape(self, ins):
         x = ins[0]
+        need_float(ins, "Mean")
         d = _dim(self.dim, x.rank)
         shape = list(x.shape)
         if self.keepdim:
@@ -168,6 +167,7 @@ class Upsample(Op):
     scale_factor: Optional[Union[Float, tuple[Float, ...]]] = None
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "nearest-exact"] = "nearest"
     align_corners: Optional[Bool] = None
+    recompute_scale_factor: Optional[Bool] = None
 
     family = "pooling"
     prefix = "up"
@@ -176,6 +176,7 @@ class Upsample(Op):
 
     def shape(self, ins):
         x = need_rank(ins, 2, 3, 4, what=" (channels and 1 to 3 spatial)")
+        need_float(ins, "Upsample")
         n = x.rank - 1
         if (self.size is None) == (self.scale_factor is None):
             raise ShapeError("Upsample needs exactly one of size= or scale_factor=")
@@ -183,10 +184,14 @@ class Upsample(Op):
         if want is not None and want != n:
             raise ShapeError(f"mode {self.mode!r} works on {want} spatial dimensions, the input has {n}",
                              arg="mode")
-        if self.size is not None:
-            out = tup(self.size, n)
-        else:
-            out = tuple(int(math.floor(s * f)) for s, f in zip(x.shape[1:], tup(self.scale_factor, n)))
-        if len(out) != n:
-            raise ShapeError(f"expected {n} sizes for {n} spatial dimensions", arg="size")
+        if want is None and self.align_corners is not None:
+            raise ShapeError(f"align_corners only applies to the interpolating modes (linear, bilinear, "
+                             f"bicubic, trilinear), not {self.mode!r}", arg="align_corners")
+        arg = "size" if self.size is not None else "scale_factor"
+        given = tup(getattr(self, arg), n)
+        if len(given) != n:
+            raise ShapeError(f"expected {n} values of {arg} for {n} spatial dimensions", arg=arg)
+        out = given if self.size is not None else tuple(math.floor(s * f) for s, f in zip(x.shape[1:], given))
+        if 0 in out:
+            raise ShapeError(f"Upsample by {self.scale_factor} of {list(x.shape[1:])} is empty", arg=arg)
         return [x.with_shape((x.shape[0], *out))]
