@@ -266,6 +266,13 @@ def test_inline_tensors():
     assert k.test.y.tolist() == [1]
     batches = list(d.loader("train", 2, shuffle=False))
     assert [b[0].shape[0] for b in batches] == [2, 1]
+    # Normalize works per feature on tables and on scalar inputs
+    n = load_data("tensors", X=[[1.0, 10.0], [3.0, 30.0]], y=[0, 1],
+                  transforms=[("Normalize", {"mean": (2.0, 20.0), "std": (1.0, 10.0)})])
+    assert n.train.x.tolist() == [[-1.0, -1.0], [1.0, 1.0]]
+    s = load_data("tensors", X=[1.0, 2.0, 3.0], y=[0, 1, 0],
+                  transforms=[("Normalize", {"mean": 2.0, "std": 1.0})])
+    assert s.train.x.tolist() == [-1.0, 0.0, 1.0] and s.info.input_shape == ()
 
 
 def test_synthetic_is_seeded_and_learnable_shape():

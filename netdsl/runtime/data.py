@@ -410,6 +410,7 @@ class _Crop(_Op):
             raise DataError(f"RandomCrop: fill has {len(fill)} values for {c} channels")
         self.fill = fill
         self.channels = c
+        self._fills: dict = {}
 
     def out_shape(self, shape):
         return (shape[0], *self.size)
@@ -430,8 +431,11 @@ class _Crop(_Op):
             if len(self.fill) == 1:
                 out.fill_(self.fill[0])
             else:
-                out.copy_(torch.tensor(self.fill, dtype=x.dtype).view(1, C, 1, 1).to(x.device)
-                          .expand_as(out))
+                key = (x.device, x.dtype)
+                if key not in self._fills:  # one small host-to-device copy per device
+                    self._fills[key] = torch.tensor(self.fill, dtype=x.dtype).view(1, C, 1, 1) \
+                        .to(x.device)
+                out.copy_(self._fills[key].expand_as(out))
             out[:, :, t:t + H, l:l + W] = x
             return out
         mode = "replicate" if self.mode == "edge" else "reflect"
@@ -614,7 +618,7 @@ def _run_steps(x: torch.Tensor, steps: list[Transform]) -> torch.Tensor:
                     raise DataError(
                         f"Normalize: {name} has {v.numel()} values but the data has {c} "
                         "channels/features")
-            shape = (1, -1) + (1,) * (x.dim() - 2)
+            shape = (1, -1) + (1,) * (x.dim() - 2) if x.dim() > 1 else (1,)
             x = x.sub(mean.view(shape)).div(std.view(shape))  # same ops as F.normalize
         else:
             if x.dim() != 4:
@@ -1162,8 +1166,11 @@ def load_data(
             parts = [(x, [str(v) for v in yy], w) for x, yy, w in parts]
         splits = []
         for x, yy, where in parts:
-            yt, _ = (_targets(yy, task, str(where)) if classes is None
-                     else (torch.tensor([classes.index(v) for v in yy]), None))
+            if classes is None:
+                yt, _ = _targets(yy, task, str(where))
+            else:
+                lut = {c: i for i, c in enumerate(classes)}
+                yt = torch.tensor([lut[v] for v in yy], dtype=torch.int64)
             splits.append(Split(_inputs(x, xdt, str(where)), yt))
         train = splits[0]
         testsplit = splits[1] if len(splits) > 1 else None
