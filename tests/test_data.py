@@ -310,3 +310,30 @@ def test_image_folder(tmp_path):
     assert g.info.input_shape == (1, 8, 8) and g.test is None
     with pytest.raises(DataError, match="different sizes"):
         load_data("ImageFolder", path=tmp_path / "train")
+
+
+def test_cifar10_reads_raw_arrays_channels_first(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+    import torchvision
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+             "test_batch"]
+    for name in names:
+        batch = {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 7]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    with pytest.raises(DataError, match="present but could not be read"):  # md5 mismatch
+        load_data("CIFAR10", root=tmp_path)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    d = load_data("CIFAR10", root=tmp_path, transforms=[("ToTensor", {})])
+    assert d.info.sizes == {"train": 10, "test": 2} and d.info.input_shape == (3, 32, 32)
+    assert d.info.num_classes == 10 and d.train.y.tolist() == [1, 7] * 5
+    ref = torchvision.datasets.CIFAR10(tmp_path, train=False,
+                                       transform=torchvision.transforms.ToTensor())
+    torch.testing.assert_close(d.test.x[1], ref[1][0], rtol=0, atol=0)

@@ -875,21 +875,32 @@ def _missing_message(name: str, root: str | os.PathLike, reason: str | None) -> 
     return "\n".join(lines)
 
 
+def _short(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return (" ".join(lines) or type(e).__name__)[:300]
+
+
 def _torchvision(name: str, root, train: bool, download: bool):
+    import pickle
+
     import torchvision
 
     cls = getattr(torchvision.datasets, name)
+    folder, files = _TV_FILES[name]
     try:
         return cls(str(root), train=train, download=False)
-    except (RuntimeError, OSError):
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        if all((Path(root) / folder / f).is_file() for f in files):
+            raise DataError(
+                f"{name} files under {str(Path(root) / folder)!r} are present but could not be "
+                f"read ({_short(e)}); they may be truncated or corrupted. Delete them and load "
+                "with download=true to fetch fresh copies.") from None
         if not download:
             raise DataError(_missing_message(name, root, None)) from None
     try:
         return cls(str(root), train=train, download=True)
     except Exception as e:  # noqa: BLE001 -- network errors come in many types
-        reason = (str(e).strip().splitlines() or [type(e).__name__])
-        reason = " ".join(line.strip() for line in reason if line.strip())[:300]
-        raise DataError(_missing_message(name, root, reason)) from None
+        raise DataError(_missing_message(name, root, _short(e))) from None
 
 
 def _load_torchvision(name: str, root, download: bool):
