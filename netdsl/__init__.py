@@ -19,6 +19,7 @@ _LAZY = {
     "evaluate": "netdsl.runtime.api:evaluate",
     "compile": "netdsl.targets.compile:compile_spec",
     "render": "netdsl.targets.diagram:render",
+    "register_layer": "netdsl.ops.custom:register_layer",
 }
 
 __all__ = ["__version__", "Diagnostic", "NetdslError", "Spec", "load", "loads", *_LAZY]

@@ -25,6 +25,7 @@ CODES = {
     "E106": "argument given twice",
     "E107": "not allowed here",
     "E108": "custom layer not allowed",
+    "E109": "custom layer cannot be loaded",
     # names and graph structure
     "E201": "undefined name",
     "E202": "duplicate name",
@@ -165,16 +166,43 @@ def _order(d: Diagnostic):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
-    """A hint naming the closest candidate, if one is close enough."""
-    cands = list(dict.fromkeys(candidates))
+    """A hint naming the closest candidate, if one is close enough: a different case, or at most
+    one edit (insert, delete, replace, swap) per three characters.
+
+    >>> did_you_mean("Lineer", ["Linear", "Conv2d"])
+    "did you mean 'Linear'?"
+    >>> did_you_mean("Frobnicate", ["Concat", "Linear"]) is None
+    True
+    """
+    cands = [c for c in dict.fromkeys(candidates) if c != name]
     lower = {c.lower(): c for c in cands}
-    if name.lower() in lower and lower[name.lower()] != name:
+    if name.lower() in lower:
         return f"did you mean '{lower[name.lower()]}'?"
-    match = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
-    if not match:
-        low = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
-        match = [lower[low[0]]] if low else []
-    return f"did you mean '{match[0]}'?" if match else None
+    limit = max(1, len(name) // 3)
+    scored = []
+    for c in cands:
+        if abs(len(c) - len(name)) > limit:
+            continue
+        if len(name) < 3 and not (c.lower().startswith(name.lower()) or name.lower().startswith(c.lower())):
+            continue  # one letter in two replaced is not a misspelling
+        d = _edit_distance(name.lower(), c.lower())
+        if d <= limit:
+            scored.append((d, -difflib.SequenceMatcher(None, name, c).ratio(), c))
+    return f"did you mean '{min(scored)[2]}'?" if scored else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
 
 
 def use_color(stream=sys.stderr) -> bool:

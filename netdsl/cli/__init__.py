@@ -12,6 +12,7 @@ import click
 
 from .._version import __version__
 from ..diagnostics import NetdslError, use_color
+from ._allow import allow_layer_option, with_allow_layer
 
 # command name -> module under netdsl.cli defining a click command called `command`
 COMMANDS = {
@@ -40,7 +41,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         mod = self._module(name)
-        return getattr(mod, f"{name}_command", None) if mod else None
+        return with_allow_layer(getattr(mod, f"{name}_command", None) if mod else None)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,6 +59,9 @@ def cli():
 
     Run `netdsl COMMAND --help` for a command's options and examples.
     """
+
+
+cli.params.append(allow_layer_option(envvar="NETDSL_ALLOW_LAYERS"))
 
 
 def fail(exc: NetdslError) -> None:

@@ -15,10 +15,12 @@ from pydantic import ValidationError
 from ..diagnostics import Reporter, did_you_mean
 from ..ir.graph import Graph, Node, Output, Ref
 from ..ir.types import DTYPES, TensorType
-from ..ops import get_op, op_adapter, op_names
+from ..ops import get_op
 from ..ops.base import Op
+from ..ops.custom import layer_names, lookup, not_allowed_hint
 from ..syntax import ast
 from . import names as N
+from .describe import describe_field, literal_values
 from .scalars import EvalError, Symbol, evaluate, plain, report
 
 # Attribute names an nn.Module already has: a layer named like one would break the module.
@@ -55,7 +57,7 @@ class Elaborator:
         return graph if ok else None
 
     def is_layer(self, name: str) -> bool:
-        return get_op(name) is not None or name in self.defs.blocks
+        return name in self.defs.blocks or lookup(name) is not None
 
 
 def _class_name_ok(name: str, span, rep: Reporter) -> bool:
@@ -80,6 +82,8 @@ class _Body:
     taken: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=dict)
     hint: str | None = None
+    failed: set[str] = field(default_factory=set)  # names whose statement failed (already reported)
+    mentioned: set[str] = field(default_factory=set)  # names the body's expressions refer to
 
     @property
     def rep(self) -> Reporter:
@@ -97,14 +101,17 @@ class _Body:
                     first = spans.get(name)
                     what = "a parameter of this block" if name in self.params else "already defined"
                     rep.error("E202", f"'{name}' is {what}", span,
+                              "a name is bound once; give this value another name",
                               notes=[("first defined here", first)] if first else None)
                     continue
-                if get_op(name) is not None or name in self.elab.defs.blocks:
+                if name in self.elab.defs.blocks or lookup(name) is not None:
                     rep.error("E202", f"'{name}' is the name of a layer; choose another name", span)
                     continue
                 bindings[name], spans[name] = i, span
         inputs = [s for s in body if isinstance(s, ast.Input)]
         self._inputs(inputs)
+        self.mentioned = {e.id for stmt in body for x in N.statement_exprs(stmt) for e in N.walk(x)
+                          if isinstance(e, ast.Name)}
         order = N.order(body, bindings, rep, set(self.params), self.elab.is_layer)
         if order is None:
             return False
@@ -172,16 +179,20 @@ class _Body:
         return TensorType(shape=shape, dtype=dtype)
 
     def _unused(self, inputs, bindings, spans) -> None:
+        # A name used in a statement that failed counts as used: its error is already reported.
         outs = {o.ref for o in self.graph.outputs}
         for stmt in inputs:
-            if stmt.name not in self.used:
-                self.rep.error("E204", f"input '{stmt.name}' is never used", stmt.name_span)
+            if stmt.name not in self.used and stmt.name not in self.mentioned:
+                what = "block" if isinstance(self.definition, ast.BlockDef) else "model"
+                self.rep.error("E204", f"input '{stmt.name}' is never used", stmt.name_span,
+                               f"use it, or remove it from the {what}'s inputs")
         for name, i in bindings.items():
-            if isinstance(self.definition.body[i], ast.Input) or name in self.used:
+            if isinstance(self.definition.body[i], ast.Input) or name in self.used or name in self.mentioned:
                 continue
             v = self.values.get(name)
             if v is not None and not any(r in outs for r in v.refs):
-                self.rep.warn("W210", f"'{name}' is computed but never used", spans[name])
+                self.rep.warn("W210", f"'{name}' is computed but never used", spans[name],
+                              "use it (e.g. list it after 'output'), or remove the line")
 
     # ---- statements --------------------------------------------------------------------------
     def _assign(self, stmt: ast.Assign) -> None:
@@ -189,6 +200,7 @@ class _Body:
         v = self.value(stmt.value)
         self.hint = None
         if v is None:
+            self.failed.update(t.name for t in stmt.targets)
             return
         if len(stmt.targets) == 1:
             self._bind(stmt.targets[0].name, Value([v.refs[0]]) if not v.packed else v)
@@ -196,7 +208,12 @@ class _Body:
         if len(v.refs) != len(stmt.targets):
             what = f"{v.producer} produces {len(v.refs)} values ({', '.join(v.names)})" if v.producer \
                 else f"the right-hand side has {len(v.refs)} values"
-            self.rep.error("E205", f"{what}, but {len(stmt.targets)} names are given", stmt.span)
+            names = ", ".join(v.names) if len(v.names) == len(v.refs) else ", ".join(
+                f"v{i + 1}" for i in range(len(v.refs)))
+            self.rep.error("E205", f"{what}, but {len(stmt.targets)} names are given",
+                           stmt.targets[0].span.to(stmt.targets[-1].span),
+                           f"name each of them, using _ for those you do not need: {names} = ...")
+            self.failed.update(t.name for t in stmt.targets)
             return
         for t, r in zip(stmt.targets, v.refs):
             if t.name != "_":  # `out, _, _ = x -> LSTM(8)` discards
@@ -219,6 +236,8 @@ class _Body:
         self.hint = None
         if v is not None:
             self._bind(target.id, Value([v.refs[0]]) if not v.packed else v)
+        else:
+            self.failed.add(target.id)
 
     def _bind(self, name: str, v: Value) -> None:
         self.values[name] = v
@@ -270,14 +289,18 @@ class _Body:
         if isinstance(e, ast.Name):
             v = self.values.get(e.id)
             if v is None:
+                if e.id in self.failed:  # its own statement failed and said why
+                    return None
                 if self.elab.is_layer(e.id):
                     self.rep.error("E209", f"'{e.id}' is a layer, not a value", e.span,
                                    f"apply it to an input: x -> {e.id}")
                 elif e.id in self.params:
                     self.rep.error("E209", f"'{e.id}' is a parameter (a number), not a tensor", e.span)
                 else:
-                    self.rep.error("E201", f"undefined name '{e.id}'", e.span,
-                                   did_you_mean(e.id, list(self.values)))
+                    hint = did_you_mean(e.id, list(self.values) + list(self.failed))
+                    if hint:  # the misspelt value is used after all
+                        self.used.add(hint.split("'")[1])
+                    self.rep.error("E201", f"undefined name '{e.id}'", e.span, hint)
                 return None
             self.used.add(e.id)
             return v
@@ -292,10 +315,17 @@ class _Body:
                 return None
             return self._apply_op("Add" if e.op == "+" else "Mul", None, [a.refs[0], b.refs[0]], e.span)
         if isinstance(e, ast.BinOp) and self.is_tensor(e):
-            self.rep.error("E209", f"tensors combine only with + and *, not with {e.op!r} or numbers",
-                           e.span, "to repeat a layer write Layer(...) * 3 after '->'")
+            both = self.is_tensor(e.left) and self.is_tensor(e.right)
+            if both:
+                msg = f"tensors combine only with + and *, not with '{e.op}'"
+                hint = "for other merges use a layer, e.g. (a, b) -> Concat(dim=0)"
+            else:
+                msg = f"a tensor cannot be combined with a number by '{e.op}'"
+                hint = ("to repeat a layer write '-> Layer(...) * 3'" if e.op == "*"
+                        else "arithmetic on numbers belongs in layer arguments, e.g. Linear(2 * c)")
+            self.rep.error("E209", msg, e.span, hint)
             return None
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.args and self.is_tensor(e.args[0]):
+        if isinstance(e, ast.Call) and _func_node(e) is not None and e.args and self.is_tensor(e.args[0]):
             n = 0
             while n < len(e.args) and self.is_tensor(e.args[n]):
                 n += 1
@@ -304,12 +334,13 @@ class _Body:
                 return None
             refs = [r for v in ins for r in (v.refs if v.packed else v.refs[:1])]
             call = ast.Call(e.span, e.func, e.args[n:], e.kwargs)
-            return self._apply_named(e.func, call, refs, e.span)
+            return self._apply_named(_func_node(e), call, refs, e.span)
         if isinstance(e, ast.Chain):
             v = self.value(e.head)
             for step in e.steps:
-                if v is None:
-                    return None
+                if v is None:  # still check the rest of the chain, so all its mistakes show at once
+                    self._check_step(step)
+                    continue
                 v = self._step(step, v)
             return v
         if isinstance(e, ast.Conditional):
@@ -321,7 +352,7 @@ class _Body:
                 report(self.rep, exc, list(self.params))
                 return None
             return self.value(e.then if test else e.other)
-        if isinstance(e, ast.Name | ast.Call) and self.elab.is_layer(_func_name(e) or ""):
+        if isinstance(e, ast.Name | ast.Call | ast.Attribute) and self.elab.is_layer(_func_name(e) or ""):
             self.rep.error("E209", "a layer needs an input", e.span,
                            f"write: x -> {_func_name(e)}(...), or {_func_name(e)}(x, ...)")
             return None
@@ -358,9 +389,7 @@ class _Body:
                 self.rep.error("E209", f"'{fn}' is a value, not a layer", e.span,
                                "to combine values use +, * or (a, b) -> Concat(dim=0)")
             else:
-                cands = op_names() + list(self.elab.defs.blocks)
-                self.rep.error("E101", f"unknown layer '{fn}'", _func_node(e).span,
-                               did_you_mean(fn, cands))
+                self._unknown_layer(_func_node(e))
             return None
         if isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]):
             self.rep.error("E209", "after '->' a layer's input comes from the arrow", e.args[0].span,
@@ -369,20 +398,54 @@ class _Body:
         return self._apply_named(_func_node(e), e if isinstance(e, ast.Call) else None, ins, e.span,
                                  step.alias, step.alias_span)
 
+    def _check_step(self, step: ast.Step) -> None:
+        """Report what is wrong with a chain step whose input already failed: its layer name,
+        its arguments, and (for a block) the block's body. Adds nothing to the graph."""
+        e = step.expr
+        if isinstance(e, ast.BinOp) and e.op == "*" and _func_name(e.left):
+            e = e.left
+        fname = _func_node(e)
+        if fname is None or fname.id in self.values or fname.id in self.failed:
+            return
+        call = e if isinstance(e, ast.Call) else None
+        if call is not None and call.args and self.is_tensor(call.args[0]):
+            return
+        if fname.id in self.elab.defs.blocks:
+            bdef = self.elab.defs.blocks[fname.id]
+            env = self._bind_block_args(bdef, call, e.span)
+            if env is not None:
+                _Body(self.elab, Graph(name=bdef.name, kind="block"), env, [], bdef).run()
+        elif lookup(fname.id) is not None:
+            self._bind_op_args(lookup(fname.id), call, e.span)
+        else:
+            self._unknown_layer(fname)
+
+    def _unknown_layer(self, fname: ast.Name) -> None:
+        if "." in fname.id:  # a class path: never imported unless allowed (see ops/custom.py)
+            last = fname.id.rsplit(".", 1)[1]
+            hint = not_allowed_hint(fname.id)
+            if get_op(last) is not None:
+                hint = f"'{last}' is built in: write {last}(...) without the path"
+            self.rep.error("E108", f"custom layer '{fname.id}' is not allowed", fname.span, hint)
+            return
+        hint = did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
+            "not a built-in layer nor a block of this file; a layer of your own (an nn.Module) "
+            "must be allowed explicitly: netdsl --allow-layer module:Class ...")
+        self.rep.error("E101", f"unknown layer '{fname.id}'", fname.span, hint)
+
     # ---- applying layers and blocks ------------------------------------------------------------
     def _apply_named(self, fname: ast.Name, call: ast.Call | None, ins: list[Ref], span,
                      alias: str | None = None, alias_span=None) -> Value | None:
         if fname.id in self.elab.defs.blocks:
             return self._apply_block(self.elab.defs.blocks[fname.id], call, ins, span, alias, alias_span)
-        if get_op(fname.id) is None:
-            self.rep.error("E101", f"unknown layer '{fname.id}'", fname.span,
-                           did_you_mean(fname.id, op_names() + list(self.elab.defs.blocks)))
+        if lookup(fname.id) is None:
+            self._unknown_layer(fname)
             return None
         return self._apply_op(fname.id, call, ins, span, alias, alias_span)
 
     def _apply_op(self, kind: str, call: ast.Call | None, ins: list[Ref], span,
                   alias: str | None = None, alias_span=None) -> Value | None:
-        cls = get_op(kind)
+        cls = lookup(kind)
         bound = self._bind_op_args(cls, call, span)
         if bound is None:
             return None
@@ -391,7 +454,7 @@ class _Body:
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
             self.rep.error("E205", f"{kind} takes {want} input{'s' if want != '1' else ''}, but gets {len(ins)}",
-                           span, "several inputs: (a, b) -> Layer(...)" if len(ins) < lo else None)
+                           span, f"give it several inputs: (a, b) -> {kind}(...)" if len(ins) < lo else None)
             return None
         name = self._node_name(alias, alias_span, cls.prefix)
         if name is None:
@@ -414,9 +477,13 @@ class _Body:
                 field_name = varargs
             elif i >= len(positional):
                 sig = ", ".join(positional[:4]) + (", ..." if len(positional) > 4 else "")
+                extra = cls.extra_fields()
+                named = [f for f in cls.spec_fields() if f not in positional[:len(args)] and f not in extra]
+                named += extra
                 self.rep.error("E105", f"{cls.kind} takes at most {len(positional)} positional argument"
                                f"{'s' if len(positional) != 1 else ''} ({sig}), but gets {len(args)}", a.span,
-                               "name the extra arguments, e.g. stride=2")
+                               f"give the others by name: {', '.join(n + '=' for n in named[:6])}"
+                               f"{', ...' if len(named) > 6 else ''}" if named else None)
                 ok = False
                 break
             else:
@@ -442,8 +509,13 @@ class _Body:
                                hint or f"its arguments are: {', '.join(allowed)}")
                 ok = False
                 continue
-            if kw.name in values:
-                self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span)
+            if kw.name in values or (kw.name in positional[:len(args)] and not varargs):
+                first = spans.get(kw.name)
+                self.rep.error("E106", f"argument '{kw.name}' is given twice: by position and by name",
+                               kw.name_span, "remove one of the two" + (
+                                   f"; the first positional argument is {positional[0]}" if len(args) == 1
+                                   else f"; positional arguments fill {', '.join(positional[:len(args)])}"),
+                               [("given by position here", first)] if first else None)
                 ok = False
                 continue
             val = self._scalar(kw.value)
@@ -456,11 +528,11 @@ class _Body:
         missing = [f for f in cls.required_fields() if f not in values]
         if missing:
             sig = ", ".join(positional[: max(len(cls.required_fields()), 1)])
-            self.rep.error("E103", f"{cls.kind} needs {', '.join(repr(m) for m in missing)}",
+            self.rep.error("E103", f"{cls.kind} needs a value for {' and '.join(repr(m) for m in missing)}",
                            call.span if call else span, f"write {cls.kind}({sig})")
             return None
         try:
-            op = op_adapter().validate_python({"op": cls.kind, **{k: plain(v) for k, v in values.items()}})
+            op = cls.model_validate({"op": cls.kind, **{k: plain(v) for k, v in values.items()}})
         except ValidationError as exc:
             self._validation_errors(cls, exc, values, spans, span)
             return None
@@ -475,14 +547,20 @@ class _Body:
                 continue
             seen.add(fname)
             val = values[fname]
-            if isinstance(val, Symbol):
-                self.rep.error("E201", f"undefined name '{val.name}'", spans[fname],
-                               did_you_mean(val.name, list(self.params) + list(self.values)))
+            words = literal_values(cls, fname)
+            sym = _first_symbol(val)
+            if sym is not None and not (isinstance(val, Symbol) and words):
+                # a bare name where a number belongs: a misspelt block parameter, most likely
+                self.rep.error("E201", f"undefined name '{sym.name}'", sym.span or spans[fname],
+                               did_you_mean(sym.name, list(self.params)) or
+                               (f"{cls.kind}'s {fname} must be {describe_field(cls, fname)}"))
                 continue
-            self.rep.error("E104", f"{cls.kind}: {fname}={_show(val)} is invalid; expected "
-                           f"{cls.describe_field(fname)}", spans.get(fname, span))
+            hint = did_you_mean(str(val), words) if isinstance(val, Symbol | str) else None
+            self.rep.error("E104", f"{cls.kind}: {fname} must be {describe_field(cls, fname)}, "
+                           f"not {_show(val)}", spans.get(fname, span), hint)
         if not seen:
-            self.rep.error("E104", f"{cls.kind}: invalid arguments: {exc.errors()[0]['msg']}", span)
+            msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            self.rep.error("E104", f"{cls.kind}: {msg}", span)
 
     def _scalar(self, e):
         if self.is_tensor(e):
@@ -500,9 +578,12 @@ class _Body:
             if alias in self.taken:
                 self.rep.error("E202", f"a layer named '{alias}' already exists here", alias_span)
                 return None
-            if keyword.iskeyword(alias) or alias in MODULE_ATTRS or alias.startswith("_"):
-                self.rep.error("E107", f"'{alias}' cannot name a layer (it is reserved by Python or "
-                               "torch.nn.Module)", alias_span)
+            why = ("it is a Python keyword" if keyword.iskeyword(alias) else
+                   "torch.nn.Module already has an attribute of that name" if alias in MODULE_ATTRS else
+                   "names starting with '_' are reserved" if alias.startswith("_") else None)
+            if why:
+                self.rep.error("E107", f"'{alias}' cannot name a layer: {why}", alias_span,
+                               f"choose another name, e.g. {alias.strip('_') or 'layer'}_layer")
                 return None
             self.taken.add(alias)
             return alias
@@ -574,7 +655,7 @@ class _Body:
             if p.name in env:
                 continue
             if p.default is None:
-                self.rep.error("E103", f"block {bdef.name} needs '{p.name}'", call.span if call else span,
+                self.rep.error("E103", f"block {bdef.name} needs a value for '{p.name}'", call.span if call else span,
                                f"write {bdef.name}({', '.join(params)})")
                 return None
             try:
@@ -594,10 +675,19 @@ _ERR = object()
 
 
 def _func_node(e) -> ast.Name | None:
+    """The layer a step or call names: `Linear`, or a dotted path `mypkg.layers.MyBlock` (as one
+    Name spanning the whole path)."""
+    if isinstance(e, ast.Call):
+        e = e.func
     if isinstance(e, ast.Name):
         return e
-    if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
-        return e.func
+    parts = []
+    cur = e
+    while isinstance(cur, ast.Attribute):
+        parts.append(cur.name)
+        cur = cur.value
+    if parts and isinstance(cur, ast.Name):
+        return ast.Name(e.span, ".".join([cur.id, *reversed(parts)]))
     return None
 
 
@@ -606,7 +696,19 @@ def _func_name(e) -> str | None:
     return n.id if n is not None else None
 
 
+def _first_symbol(v) -> Symbol | None:
+    if isinstance(v, Symbol):
+        return v
+    if isinstance(v, tuple):
+        return next((s for s in map(_first_symbol, v) if s is not None), None)
+    return None
+
+
 def _show(v) -> str:
+    if isinstance(v, Symbol):
+        return v.name
+    if isinstance(v, str):
+        return f'"{v}"'
     if isinstance(v, tuple):
         return "(" + ", ".join(_show(x) for x in v) + ")"
     if isinstance(v, bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import Reporter
-from ..ops import get_op
+from ..ops.custom import lookup
 from ..syntax import ast
 
 
@@ -72,7 +72,7 @@ def collect(file: ast.File, rep: Reporter) -> Definitions:
             rep.error("E202", f"'{d.name}' is already defined", d.name_span,
                       notes=[("first defined here", seen[d.name].name_span)])
             continue
-        if isinstance(d, ast.BlockDef) and get_op(d.name) is not None:
+        if isinstance(d, ast.BlockDef) and lookup(d.name) is not None:
             rep.error("E202", f"block '{d.name}' has the name of a built-in layer", d.name_span,
                       "give the block another name")
             continue
@@ -94,9 +94,9 @@ def _check_recursion(defs: Definitions, rep: Reporter) -> None:
     for cycle in nx.simple_cycles(g):
         first = cycle[0]
         nxt = cycle[1 % len(cycle)]
-        path = " -> ".join(cycle + [first])
-        rep.error("E207", f"block '{first}' uses itself ({path}); blocks cannot be recursive",
-                  g.edges[first, nxt]["span"])
+        path = f" ({' -> '.join(cycle + [first])})" if len(cycle) > 1 else ""
+        rep.error("E207", f"block '{first}' uses itself{path}; blocks cannot be recursive",
+                  g.edges[first, nxt]["span"], f"to repeat a block write '-> {first}(...) * 3'")
         defs.blocks.pop(first, None)
 
 
@@ -138,9 +138,12 @@ def order(body: list, bindings: dict[str, int], rep: Reporter, params: set[str],
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
         return list(nx.lexicographical_topological_sort(g))
-    names = [g.edges[u, v]["name"] for u, v in cycle]
-    first_edge = min(cycle, key=lambda e: (g.edges[e]["span"].line, g.edges[e]["span"].col))
+    k = min(range(len(cycle)), key=lambda i: (g.edges[cycle[i]]["span"].line, g.edges[cycle[i]]["span"].col))
+    cycle = cycle[k:] + cycle[:k]  # start at the first use in the file: that is where we point
+    names = [g.edges[e]["name"] for e in cycle]
     path = " -> ".join(names + [names[0]])
-    rep.error("E203", f"'{g.edges[first_edge]['name']}' depends on itself: {path}",
-              g.edges[first_edge]["span"], "a network must be a DAG; break the loop")
+    first = g.edges[cycle[0]]
+    rep.error("E203", f"'{first['name']}' depends on itself: {path}", first["span"],
+              "a network must not loop; each value must be computed from earlier ones",
+              [(f"'{g.edges[e]['name']}' is used here", g.edges[e]["span"]) for e in cycle[1:]])
     return None

@@ -36,20 +36,59 @@ def _known(graph: Graph, ref) -> bool:
     return ref.index < len(graph.node(ref.node).types)
 
 
+# Families whose layers hold float weights: torch refuses integer input to them.
+FLOAT_FAMILIES = ("linear", "conv", "norm", "recurrent", "attention", "backbone")
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+INT_DTYPES = ("int64", "int32", "uint8")
+
+
+def _dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
+    """Dtype rules that hold for whole families (E303): float weights need float input,
+    an Embedding needs integer ids, merged values must share a dtype."""
+    if op.kind == "Embedding":
+        bad = [t for t in ins if t.dtype not in INT_DTYPES]
+        if bad:
+            return ShapeError(f"Embedding needs integer indices, but gets {_typed(bad[0])}",
+                              hint="declare the input with an integer dtype: input tokens: [32] int64")
+        return None
+    if op.family in FLOAT_FAMILIES:
+        bad = [t for t in ins if t.dtype not in FLOAT_DTYPES]
+        if bad:
+            return ShapeError(f"{op.kind} needs floating-point input, but gets {_typed(bad[0])}",
+                              hint="integer ids become vectors through an Embedding: "
+                                   "x -> Embedding(vocabulary, dim) -> ...")
+    if op.family == "merge" and len({t.dtype for t in ins}) > 1:
+        return ShapeError(f"cannot combine values of different dtypes: {', '.join(map(_typed, ins))}")
+    return None
+
+
+def _typed(t: TensorType) -> str:
+    return f"{list(t.shape)} {t.dtype}"
+
+
 def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
     op = node.op
     try:
+        bad = _dtype_error(op, ins)
+        if bad is not None:
+            bad.code = "E303"
+            raise bad
         inferred = op.infer(ins)
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
         outs = op.shape(ins)
     except ShapeError as exc:
-        code = "E302" if exc.arg in type(op).inferred_fields() else "E301"
+        code = getattr(exc, "code", None) or (
+            "E302" if exc.arg in type(op).inferred_fields() else "E301")
         span = node.arg_spans.get(exc.arg, node.span) if exc.arg else node.span
         msg = exc.message
+        if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out
+            msg = f"{op.kind} {msg}"
+        elif op.kind in ("Add", "Mul") and code != "E303":  # written as `a + b`, `a * b`
+            msg = f"cannot {'add' if op.kind == 'Add' else 'multiply'} these values: {msg}"
         notes = []
-        origin = _provenance(graph, node)
+        origin = _provenance(graph, node, span.line if span else None)
         if code == "E302" and origin:
             msg += f" from {origin}"
         elif origin:
@@ -64,16 +103,21 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
     node.types = list(outs)
 
 
-def _provenance(graph: Graph, node: Node, depth: int = 3) -> str:
-    """`Flatten (line 5) <- MaxPool2d (line 4)`: where a node's first input came from."""
+def _provenance(graph: Graph, node: Node, line: int | None = None) -> str:
+    """`Flatten <- MaxPool2d (line 4)`: the chain of layers that made a node's first input, back
+    to the one that last changed its shape (lines shown where they differ from `line`)."""
     parts = []
     cur = node
-    while cur.inputs and len(parts) < depth:
+    while cur.inputs and len(parts) < 6:
         src = graph.node(cur.inputs[0].node)
         if src.kind == "input":
-            parts.append(f"input '{src.name}'")
+            parts.append(f"{'block ' if graph.kind == 'block' else ''}input '{src.name}'")
             break
-        line = f" (line {src.span.line})" if src.span else ""
-        parts.append(f"{src.label}{line}")
+        where = f" (line {src.span.line})" if src.span and src.span.line != line else ""
+        parts.append(f"{src.label}{where}")
+        before = graph.type_of(src.inputs[0]) if src.inputs else None
+        after = src.types[0] if src.types else None
+        if parts[1:] and before is not None and after is not None and before.shape != after.shape:
+            break  # this layer made the shape the chain carries on
         cur = src
     return " <- ".join(parts)

@@ -9,7 +9,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from ..diagnostics import NetdslError, Reporter
+from ..diagnostics import NetdslError, Reporter, did_you_mean
 from ..source import SourceFile, Span
 from . import ast
 
@@ -82,7 +82,10 @@ def parse(text: str, filename: str = "<string>") -> ast.File:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise NetdslError([_syntax_diagnostic(source, exc)]) from None
-    return _ToAst(source).transform(tree)
+    builder = _ToAst(source)
+    file = builder.transform(tree)
+    builder.rep.check()
+    return file
 
 
 def parse_expression(text: str, filename: str = "<string>") -> ast.Expr:
@@ -91,41 +94,156 @@ def parse_expression(text: str, filename: str = "<string>") -> ast.Expr:
     return file.definitions[0].settings[0].value
 
 
+# Tokens that may start an expression, and tokens that may only continue one: when a parser
+# error lists them all, the message says "an expression" or leaves the operators out.
+EXPR_START = {"LPAR", "MINUS", "LSQB", "FALSE", "NONE", "NOT", "TRUE", "NAME", "INT", "FLOAT", "STRING"}
+CONTINUATION = {"POW_OP", "PLUS", "MINUS", "DOT", "LSQB", "LPAR", "AND", "OR", "AS", "IF", "ELSE",
+                "COMP_OP", "MUL_OP", "ARROW"}
+KEYWORDS = ("model", "block", "train", "input", "output", "if", "else", "as", "and", "or", "not")
+OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+
+
 def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput):
+    """One diagnostic for a Lark error, phrased for people: unclosed and unmatched brackets are
+    named where they are, misspelt keywords get a did-you-mean, long expected-lists are folded."""
     rep = Reporter()
-    line, col = max(1, exc.line if exc.line != -1 else 1), max(1, exc.column if exc.column != -1 else 1)
     if isinstance(exc, UnexpectedCharacters):
+        line, col = max(1, exc.line), max(1, exc.column)
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
         hint = None
         if ch in "\"'":
             hint = "strings must close on the same line"
-        return rep.error("E002", f"unexpected character {ch!r}", Span(source, line, col, line, col + 1),
+        elif ch == ">" and exc.pos_in_stream > 0 and source.text[exc.pos_in_stream - 1] == "=":
+            hint = "did you mean '->'?"
+        elif ch == ";":
+            hint = "a statement ends at the end of its line; no ';' is needed"
+        elif ch == "!":
+            hint = "negation is written 'not'"
+        elif ch in "&|":
+            hint = "logic is written 'and' and 'or'"
+        shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
+        return rep.error("E002", f"unexpected character {shown}", Span(source, line, col, line, col + 1),
                          hint)
-    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+    at_end = isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END")
+    expected_names = set(getattr(exc, "accepts", None) or getattr(exc, "expected", None) or ())
+    tokens = _tokens_before(source.text, None if at_end else exc.token)
+    open_stack = _open_brackets(tokens)
+    if at_end:
+        if open_stack:
+            opener = open_stack[-1]
+            last = len(source.text.splitlines()) or 1
+            return rep.error("E003", f"unexpected end of file: this '{opener}' is never closed",
+                             _tspan(source, opener),
+                             f"add '{_close_char(opener)}' (the file ends at line {last})")
         last = len(source.text.splitlines()) or 1
         end = len(source.line(last)) + 1
-        expected = _expected(getattr(exc, "expected", None) or getattr(exc, "accepts", set()))
+        expected = _expected(expected_names)
         return rep.error("E003", "unexpected end of file" + (f"; expected {expected}" if expected else ""),
-                         Span(source, last, end, last, end + 1), "is a '}' or ')' missing?")
+                         Span(source, last, end, last, end + 1))
     tok = exc.token
-    text = str(tok) if tok.type != "_NL" else "end of line"
-    width = max(1, len(str(tok))) if tok.type != "_NL" else 1
-    if tok.type == "_NL" and not str(tok):  # the newline we insert before '}'
-        text = "'}'"
-    expected = _expected(exc.accepts or exc.expected)
-    msg = f"unexpected {text if tok.type == '_NL' or text == chr(39) + '}' + chr(39) else repr(text)}"
+    line, col = max(1, tok.line or 1), max(1, tok.column or 1)
+    inserted = tok.type == "_NL" and not str(tok)  # the newline we insert before '}'
+    if tok.type == "_NL":
+        text, width = ("'}'" if inserted else "end of line"), 1
+    else:
+        text, width = repr(str(tok)), max(1, len(str(tok)))
+    span = Span(source, line, col, line, col + width)
+    prev = tokens[-1] if tokens else None
+    # brackets first: most "unexpected X" errors are really a bracket left open or one too many
+    if tok.type in CLOSERS and not any(t.type == CLOSERS[tok.type] for t in open_stack[-1:]):
+        if open_stack and open_stack[-1].type != "LBRACE":
+            o = open_stack[-1]
+            return rep.error("E001", f"'{tok}' does not match the '{o}' at line {o.line}, column {o.column}",
+                             span, f"close the '{o}' with '{_close_char(o)}' first")
+        return rep.error("E001", f"unmatched '{tok}'", span,
+                         f"remove it, or add the missing '{ {')': '(', ']': '[', '}': '{'}[str(tok)]}'")
+    if open_stack and open_stack[-1].type != "LBRACE" and tok.line and open_stack[-1].line < tok.line \
+            and prev is not None and prev.end_line < tok.line and prev.type not in ("COMMA", "LPAR", "LSQB"):
+        o = open_stack[-1]
+        return rep.error("E001", f"this '{o}' is never closed", _tspan(source, o),
+                         f"add '{_close_char(o)}' at the end of line {prev.end_line}; the next line "
+                         f"({text} at {line}:{col}) cannot continue it")
+    expected = _expected(expected_names)
+    msg = f"unexpected {text}" + (f"; expected {expected}" if expected else "")
     hint = None
-    if tok.type == "_NL" and "RPAR" in (exc.accepts or exc.expected):
+    word = str(tok)
+    top_level = {"MODEL", "BLOCK", "TRAIN"} <= expected_names
+    if top_level and tok.type == "NAME":
+        hint = did_you_mean(word, ["model", "block", "train"]) or \
+            "a file holds definitions: model NAME { ... }, block NAME(...) { ... }, train NAME { ... }"
+    elif "NAME" in expected_names and word in KEYWORDS:
+        hint = f"'{word}' is a keyword and cannot be used as a name"
+    elif prev is not None and prev.type == "NAME" and tok.type == "NAME" and _line_start(tokens) \
+            and did_you_mean(str(prev), ["input", "output"]):
+        hint = did_you_mean(str(prev), ["input", "output"])
+    elif str(tok) == ">" and prev is not None and str(prev) == "=" and prev.end_pos == tok.start_pos:
+        hint = "did you mean '->'?"
+    elif tok.type == "_NL" and "RPAR" in expected_names:
         hint = "is a ')' missing?"
-    elif tok.type == "NAME" and "_NL" in (exc.accepts or exc.expected):
+    elif tok.type in ("NAME", "INT", "FLOAT", "STRING", "LPAR") and "_NL" in expected_names:
         hint = "each statement goes on its own line; did you forget '->' between steps?"
-    return rep.error("E001", f"{msg}; expected {expected}" if expected else msg,
-                     Span(source, line, col, line, col + width), hint)
+    elif tok.type == "LBRACE" and prev is not None and prev.type in ("MODEL", "BLOCK", "TRAIN"):
+        hint = f"a {prev} needs a name: {prev} Net {{"
+    return rep.error("E001", msg, span, hint)
+
+
+def _tspan(source: SourceFile, tok: Token) -> Span:
+    return Span(source, tok.line, tok.column, tok.line, tok.column + max(1, len(str(tok))))
+
+
+def _close_char(opener: Token) -> str:
+    return {"(": ")", "[": "]", "{": "}"}[str(opener)]
+
+
+def _tokens_before(text: str, stop: Token | None) -> list[Token]:
+    """The tokens before `stop` (all of them if None), as far as the text can be lexed."""
+    out: list[Token] = []
+    try:
+        for t in _parser().lex(text):
+            if stop is not None and t.start_pos is not None and stop.start_pos is not None \
+                    and t.start_pos >= stop.start_pos:
+                break
+            if t.type == "_NL" and not str(t):
+                continue
+            out.append(t)
+    except UnexpectedInput:
+        pass
+    return out
+
+
+def _open_brackets(tokens: list[Token]) -> list[Token]:
+    stack: list[Token] = []
+    for t in tokens:
+        if t.type in OPENERS:
+            stack.append(t)
+        elif t.type in CLOSERS:
+            if t.type == "RBRACE":  # a '}' ends everything opened inside its block
+                while stack and stack[-1].type != "LBRACE":
+                    stack.pop()
+            if stack and stack[-1].type == CLOSERS[t.type]:
+                stack.pop()
+    return stack
+
+
+def _line_start(tokens: list[Token]) -> bool:
+    """Whether the last token is the first on its line."""
+    return len(tokens) < 2 or tokens[-2].end_line < tokens[-1].line or tokens[-2].type == "_NL"
 
 
 def _expected(names) -> str:
-    words = sorted({TOKEN_WORDS.get(n, f"'{n.lower()}'" if n.isalpha() else n) for n in names
-                    if not n.startswith("__")})
+    names = {n for n in names if not n.startswith("__")}
+    if {"MODEL", "BLOCK", "TRAIN"} <= names:
+        return "'model', 'block' or 'train'"
+    if {"INPUT", "OUTPUT"} <= names:
+        return "a statement (input, output, or name = ...)" + (" or '}'" if "RBRACE" in names else "")
+    words = []
+    if {"NAME", "INT"} <= names:  # every way to start an expression: say so once
+        rest = names - EXPR_START - CONTINUATION
+        words = ["an expression"]
+    else:
+        rest = names - CONTINUATION if names - CONTINUATION else names
+    words = sorted({TOKEN_WORDS.get(n, f"'{n.lower()}'" if n.isalpha() else n) for n in rest}) + words
     if not words:
         return ""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
@@ -138,6 +256,7 @@ class _ToAst(Transformer):
     def __init__(self, source: SourceFile):
         super().__init__()
         self.source = source
+        self.rep = Reporter()  # the few mistakes the grammar accepts (reported after the transform)
 
     def _span(self, meta) -> Span:
         return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
@@ -233,6 +352,9 @@ class _ToAst(Transformer):
         func, arguments = items
         args, kwargs = [], []
         for a in arguments or []:
+            if kwargs and not isinstance(a, ast.Kwarg):
+                self.rep.error("E001", "a positional argument cannot follow a keyword argument", a.span,
+                               f"move it before '{kwargs[0].name}=', or name it")
             (kwargs if isinstance(a, ast.Kwarg) else args).append(a)
         return ast.Call(self._span(meta), func, args, kwargs)
 
