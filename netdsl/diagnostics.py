@@ -51,6 +51,8 @@ CODES = {
     "E501": "no such file",
     "E502": "no such model",
     "E503": "invalid --set",
+    "E504": "unknown block to expand",
+    "E505": "cannot render",
     # internal
     "E900": "internal error",
 }
