@@ -13,7 +13,7 @@ class _PoolBase(Op):
     dims: ClassVar[int] = 2
     family = "pooling"
     prefix = "pool"
-    key_args = ("kernel_size", "stride")
+    key_args = ("kernel_size", "stride", "padding")
 
     def shape(self, ins):
         x = need_rank(ins, self.dims + 1, self.dims, what=f" ([channels,] {self.dims} spatial)")
