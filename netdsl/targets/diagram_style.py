@@ -70,9 +70,11 @@ def html(text: str) -> str:
     return f"<{text}>"
 
 
-def legend_table(families: list[str], per_row: int = 4) -> str:
-    """An HTML table, one swatch per family in the family's own fill and border, `per_row`
-    swatches to a row."""
+def legend_table(families: list[str], most_per_row: int = 4) -> str:
+    """An HTML table, one swatch per family in the family's own fill and border, in rows of
+    even length (5 families: 3 + 2, not 4 + 1)."""
+    n_rows = -(-len(families) // most_per_row)
+    per_row = -(-len(families) // max(n_rows, 1))
     rows = []
     for k in range(0, len(families), per_row):
         cells = []
