@@ -38,7 +38,7 @@ def render(spec_or_graph, model: str | None = None, *, expand: Expand = "all",
 
     spec_or_graph: a `Spec`, a `Graph` (shaped IR), or the path of a `.net` file.
     model: which model of the spec (default: the first).
-    expand: "all" (every block a cluster), "none" (every block one node), or names: block
+    expand: "all" (every block a cluster), "none" or None (every block one node), or names: block
         definitions (`Basic`: all its instances) and/or instances (`basic3`, `enc.basic1`).
     direction: "TB" (top to bottom) or "LR" (left to right).
     shapes: label every edge with the shape of the tensor it carries.
@@ -328,6 +328,9 @@ def _counts(total: int, trainable: int) -> str:
 
 
 def _args(args: dict) -> str:
+    """`(c=64, stride=1)`; nothing for a block without parameters."""
+    if not args:
+        return ""
     return "(" + ", ".join(f"{k}={_value(v)}" for k, v in args.items()) + ")"
 
 
