@@ -47,6 +47,11 @@ CODES = {
     "E402": "unknown setting",
     "E403": "loss does not fit its output",
     "E404": "device not available",
+    "E405": "unknown name in a training plan",
+    "E406": "data not available",
+    "E407": "data does not fit the model",
+    "E408": "training diverged",
+    "E409": "unusable checkpoint or weights",
     # the command line
     "E501": "no such file",
     "E502": "no such model",

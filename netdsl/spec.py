@@ -30,6 +30,11 @@ class Spec:
         self.definitions, self.graphs, rep = analyze(self.file)
         self.warnings: list[Diagnostic] = rep.warnings
         self.source = self.file.source
+        from .runtime.plan import spec_plans  # torch-free, like everything at load time
+
+        plan_rep = Reporter()
+        self.plans = spec_plans(self, plan_rep)  # every `train` section, validated
+        plan_rep.check()
 
     @property
     def model_names(self) -> list[str]:
@@ -52,6 +57,15 @@ class Spec:
                       f"{', '.join(self.graphs)})", hint=did_you_mean(model, self.graphs))
             rep.check()
         return self.graphs[model]
+
+    def plan(self, model: str | None = None, overrides=(), **settings):
+        """The validated training plan of a model (the only or first one with a `train`
+        section when `model` is None). `overrides` are `ast.Setting`s (see
+        runtime/overrides.py); keyword `settings` are Python values (`epochs=3`,
+        `optimizer__lr=0.1` or `**{"optimizer.lr": 0.1}`). Raises NetdslError."""
+        from .runtime.plan import plan_for
+
+        return plan_for(self, model, overrides, settings)
 
     def build(self, model: str | None = None) -> "torch.nn.Module":
         """A fresh `torch.nn.Module` for a model; parameter names follow the spec's node names."""

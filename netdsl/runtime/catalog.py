@@ -1,0 +1,399 @@
+"""The training vocabulary: losses, optimizers, schedulers and callbacks, each declared once.
+
+Fields are the torch constructor's parameters in torch's order with torch's defaults
+(tests/test_plan.py compares them with `inspect.signature`); class variables say what a
+declaration needs (a loss's kind of target, a scheduler's cadence). Torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Optional
+
+from pydantic import Field
+
+from ..ops.base import Bool, Extra, Float, Inferred, Int, NonNegInt, PosInt, Prob
+from .decl import Decl, Family
+
+NonNegFloat = Annotated[Float, Field(ge=0)]
+PosFloat = Annotated[Float, Field(gt=0)]
+Lr = Annotated[Float, Field(ge=0)]
+Beta = Annotated[Float, Field(ge=0, lt=1)]
+Betas = tuple[Beta, Beta]
+Reduction = Literal["mean", "sum"]  # "none" would not give one number to minimise
+
+LOSSES = Family("loss", "losses")
+OPTIMIZERS = Family("optimizer", "optimizers")
+SCHEDULERS = Family("scheduler", "schedulers")
+EARLY_STOPPING = Family("early-stopping rule", "early-stopping rules")
+CHECKPOINTS = Family("checkpoint policy", "checkpoint policies")
+
+
+# ---- losses ------------------------------------------------------------------------------
+class Loss(Decl):
+    """A loss term. `target` says what it compares the output with:
+    "class": class indices (the output holds one score per class);
+    "same": a float target shaped like the output; "binary": 0/1 targets shaped like the output."""
+
+    target: ClassVar[str] = "same"
+    positional = ()  # a spec's positional arguments are (output, target), read by the plan
+    expects: ClassVar[str] = ""  # what the output should be, for messages
+
+
+@LOSSES.register(aliases=("cross_entropy", "CrossEntropy"))
+class CrossEntropyLoss(Loss):
+    weight: Optional[tuple[NonNegFloat, ...]] = None
+    ignore_index: Int = -100
+    reduction: Reduction = "mean"
+    label_smoothing: Prob = 0.0
+    torch = "torch.nn.CrossEntropyLoss"
+    tensors = ("weight",)
+    target = "class"
+    expects = "raw class scores (logits), one per class"
+
+
+@LOSSES.register(aliases=("nll",))
+class NLLLoss(Loss):
+    weight: Optional[tuple[NonNegFloat, ...]] = None
+    ignore_index: Int = -100
+    reduction: Reduction = "mean"
+    torch = "torch.nn.NLLLoss"
+    tensors = ("weight",)
+    target = "class"
+    expects = "log-probabilities, one per class (end the model with LogSoftmax)"
+
+
+@LOSSES.register(aliases=("mse",))
+class MSELoss(Loss):
+    reduction: Reduction = "mean"
+    torch = "torch.nn.MSELoss"
+
+
+@LOSSES.register(aliases=("l1", "mae"))
+class L1Loss(Loss):
+    reduction: Reduction = "mean"
+    torch = "torch.nn.L1Loss"
+
+
+@LOSSES.register
+class SmoothL1Loss(Loss):
+    reduction: Reduction = "mean"
+    beta: NonNegFloat = 1.0
+    torch = "torch.nn.SmoothL1Loss"
+
+
+@LOSSES.register
+class HuberLoss(Loss):
+    reduction: Reduction = "mean"
+    delta: PosFloat = 1.0
+    torch = "torch.nn.HuberLoss"
+
+
+@LOSSES.register
+class BCEWithLogitsLoss(Loss):
+    weight: Optional[tuple[NonNegFloat, ...]] = None
+    reduction: Reduction = "mean"
+    pos_weight: Optional[tuple[NonNegFloat, ...]] = None
+    torch = "torch.nn.BCEWithLogitsLoss"
+    tensors = ("weight", "pos_weight")
+    target = "binary"
+    expects = "one raw score (logit) per binary target"
+
+
+@LOSSES.register
+class BCELoss(Loss):
+    weight: Optional[tuple[NonNegFloat, ...]] = None
+    reduction: Reduction = "mean"
+    torch = "torch.nn.BCELoss"
+    tensors = ("weight",)
+    target = "binary"
+    expects = "one probability in [0, 1] per binary target (end the model with Sigmoid)"
+
+
+# ---- optimizers ----------------------------------------------------------------------------
+class Optimizer(Decl):
+    positional = ("lr",)
+
+
+@OPTIMIZERS.register(aliases=("sgd",))
+class SGD(Optimizer):
+    lr: Lr = 0.001
+    momentum: NonNegFloat = 0
+    dampening: Float = 0
+    weight_decay: NonNegFloat = 0
+    nesterov: Bool = False
+    maximize: Bool = False
+    foreach: Optional[Bool] = None
+    fused: Optional[Bool] = None
+    torch = "torch.optim.SGD"
+
+    def check(self):
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            return [("nesterov", "nesterov=true needs momentum > 0 and dampening = 0")]
+        return []
+
+
+@OPTIMIZERS.register
+class Adam(Optimizer):
+    lr: Lr = 0.001
+    betas: Betas = (0.9, 0.999)
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0
+    amsgrad: Bool = False
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    fused: Optional[Bool] = None
+    decoupled_weight_decay: Bool = False
+    torch = "torch.optim.Adam"
+
+
+@OPTIMIZERS.register
+class AdamW(Optimizer):
+    lr: Lr = 0.001
+    betas: Betas = (0.9, 0.999)
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0.01
+    amsgrad: Bool = False
+    maximize: Bool = False
+    foreach: Optional[Bool] = None
+    fused: Optional[Bool] = None
+    torch = "torch.optim.AdamW"
+
+
+@OPTIMIZERS.register
+class RMSprop(Optimizer):
+    lr: Lr = 0.01
+    alpha: NonNegFloat = 0.99
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0
+    momentum: NonNegFloat = 0
+    centered: Bool = False
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    torch = "torch.optim.RMSprop"
+
+
+@OPTIMIZERS.register
+class Adagrad(Optimizer):
+    lr: Lr = 0.01
+    lr_decay: NonNegFloat = 0
+    weight_decay: NonNegFloat = 0
+    initial_accumulator_value: NonNegFloat = 0
+    eps: NonNegFloat = 1e-10
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    fused: Optional[Bool] = None
+    torch = "torch.optim.Adagrad"
+
+
+@OPTIMIZERS.register
+class Adadelta(Optimizer):
+    lr: Lr = 1.0
+    rho: Annotated[Float, Field(ge=0, le=1)] = 0.9
+    eps: NonNegFloat = 1e-06
+    weight_decay: NonNegFloat = 0
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    torch = "torch.optim.Adadelta"
+
+
+@OPTIMIZERS.register
+class Adamax(Optimizer):
+    lr: Lr = 0.002
+    betas: Betas = (0.9, 0.999)
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    torch = "torch.optim.Adamax"
+
+
+@OPTIMIZERS.register
+class NAdam(Optimizer):
+    lr: Lr = 0.002
+    betas: Betas = (0.9, 0.999)
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0
+    momentum_decay: NonNegFloat = 0.004
+    decoupled_weight_decay: Bool = False
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    torch = "torch.optim.NAdam"
+
+
+@OPTIMIZERS.register
+class RAdam(Optimizer):
+    lr: Lr = 0.001
+    betas: Betas = (0.9, 0.999)
+    eps: NonNegFloat = 1e-08
+    weight_decay: NonNegFloat = 0
+    decoupled_weight_decay: Bool = False
+    foreach: Optional[Bool] = None
+    maximize: Bool = False
+    torch = "torch.optim.RAdam"
+
+
+# ---- schedulers --------------------------------------------------------------------------
+Interval = Literal["epoch", "step"]
+
+
+class Scheduler(Decl):
+    """`interval` (netdsl's own) says whether it steps after every epoch or every optimizer step."""
+
+    interval: Annotated[Interval, Extra()] = "epoch"
+    needs_metric: ClassVar[bool] = False
+    # inferred arguments the loop fills in: "total" (how often it steps in the whole run,
+    # known only once the data is loaded) or "lr" (the optimizer's learning rate)
+    infer: ClassVar[dict[str, str]] = {}
+
+
+@SCHEDULERS.register
+class StepLR(Scheduler):
+    step_size: PosInt
+    gamma: PosFloat = 0.1
+    torch = "torch.optim.lr_scheduler.StepLR"
+
+
+@SCHEDULERS.register
+class MultiStepLR(Scheduler):
+    milestones: tuple[PosInt, ...]
+    gamma: PosFloat = 0.1
+    torch = "torch.optim.lr_scheduler.MultiStepLR"
+
+    def check(self):
+        if list(self.milestones) != sorted(set(self.milestones)):
+            return [("milestones", "milestones must be increasing")]
+        return []
+
+
+@SCHEDULERS.register
+class ExponentialLR(Scheduler):
+    gamma: PosFloat
+    torch = "torch.optim.lr_scheduler.ExponentialLR"
+
+
+@SCHEDULERS.register
+class CosineAnnealingLR(Scheduler):
+    T_max: Annotated[Optional[PosInt], Inferred()] = None  # default: the whole run
+    eta_min: NonNegFloat = 0.0
+    torch = "torch.optim.lr_scheduler.CosineAnnealingLR"
+    infer: ClassVar[dict[str, str]] = {"T_max": "total"}
+
+
+@SCHEDULERS.register
+class CosineAnnealingWarmRestarts(Scheduler):
+    T_0: PosInt
+    T_mult: PosInt = 1
+    eta_min: NonNegFloat = 0.0
+    torch = "torch.optim.lr_scheduler.CosineAnnealingWarmRestarts"
+
+
+@SCHEDULERS.register
+class LinearLR(Scheduler):
+    start_factor: Annotated[Float, Field(gt=0, le=1)] = 1 / 3
+    end_factor: Annotated[Float, Field(ge=0, le=1)] = 1.0
+    total_iters: PosInt = 5
+    torch = "torch.optim.lr_scheduler.LinearLR"
+
+
+@SCHEDULERS.register
+class ConstantLR(Scheduler):
+    factor: Annotated[Float, Field(ge=0, le=1)] = 1 / 3
+    total_iters: PosInt = 5
+    torch = "torch.optim.lr_scheduler.ConstantLR"
+
+
+@SCHEDULERS.register
+class PolynomialLR(Scheduler):
+    total_iters: PosInt = 5
+    power: NonNegFloat = 1.0
+    torch = "torch.optim.lr_scheduler.PolynomialLR"
+
+
+@SCHEDULERS.register
+class OneCycleLR(Scheduler):
+    max_lr: Annotated[Optional[PosFloat], Inferred()] = None  # default: the optimizer's lr
+    total_steps: Annotated[Optional[PosInt], Inferred()] = None  # default: the whole run
+    pct_start: Annotated[Float, Field(gt=0, lt=1)] = 0.3
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    cycle_momentum: Bool = True
+    base_momentum: NonNegFloat = 0.85
+    max_momentum: NonNegFloat = 0.95
+    div_factor: PosFloat = 25.0
+    final_div_factor: PosFloat = 10000.0
+    three_phase: Bool = False
+    interval: Annotated[Interval, Extra()] = "step"
+    torch = "torch.optim.lr_scheduler.OneCycleLR"
+    positional = ("max_lr",)
+    infer: ClassVar[dict[str, str]] = {"max_lr": "lr", "total_steps": "total"}
+
+    def check(self):
+        if self.interval != "step":
+            return [("interval", 'it steps once per optimizer step (interval="step")')]
+        return []
+
+
+@SCHEDULERS.register(aliases=("plateau",))
+class ReduceLROnPlateau(Scheduler):
+    mode: Annotated[Optional[Literal["min", "max"]], Inferred()] = None  # default: from monitor
+    factor: Annotated[Float, Field(gt=0, lt=1)] = 0.1
+    patience: NonNegInt = 10
+    threshold: NonNegFloat = 0.0001
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: NonNegInt = 0
+    min_lr: NonNegFloat = 0
+    eps: NonNegFloat = 1e-08
+    monitor: Annotated[Optional[str], Extra()] = None  # default: val.loss (train.loss without val)
+    torch = "torch.optim.lr_scheduler.ReduceLROnPlateau"
+    needs_metric = True
+    positional = ()
+
+    def check(self):
+        if self.interval != "epoch":
+            return [("interval", 'it reads its metric once per epoch (interval="epoch")')]
+        return []
+
+
+# ---- callbacks (netdsl's own) ---------------------------------------------------------------
+@EARLY_STOPPING.register
+class EarlyStopping(Decl):
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+
+    monitor: Optional[str] = None  # default: val.loss (train.loss without a validation split)
+    patience: NonNegInt = 5
+    min_delta: NonNegFloat = 0.0
+    mode: Optional[Literal["min", "max"]] = None  # default: from the metric (max for accuracy)
+    restore_best: Bool = False  # load the best epoch's weights when training ends
+    positional = ("monitor", "patience")
+
+
+@CHECKPOINTS.register
+class Checkpoint(Decl):
+    """`last.pt` every `every` epochs (and on Ctrl-C); `best.pt` by `monitor` when keep is
+    "best" or "all"; `epoch_NNN.pt` for each save when keep is "all"."""
+
+    every: PosInt = 1
+    keep: Literal["last", "best", "all"] = "best"
+    monitor: Optional[str] = None  # default: val.loss (train.loss without a validation split)
+    mode: Optional[Literal["min", "max"]] = None
+    positional = ("every",)
+
+
+# ---- metrics ------------------------------------------------------------------------------
+# name -> (what loss targets it applies to, better when, description)
+METRICS = {
+    "accuracy": ("class binary", "max",
+                 ("fraction of samples whose top-scoring class is the label (binary: of values "
+                 "on the right side of the threshold)")),
+    "top5": ("class", "max", "fraction of samples whose label is among the 5 top scores"),
+    "mae": ("same", "min", "mean absolute error"),
+    "rmse": ("same", "min", "root mean squared error"),
+}
+BUILTIN_METRICS = ("loss",)
+PRECISIONS = {"fp32": "fp32", "float32": "fp32", "32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
+              "fp16": "fp16", "float16": "fp16", "16": "fp16"}
+
+
+def metric_mode(name: str) -> str:
+    """"min" or "max": which direction is better for a metric key such as `val.accuracy`."""
+    base = name.rsplit(".", 1)[-1]
+    return METRICS[base][1] if base in METRICS else "min"

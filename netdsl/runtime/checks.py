@@ -1,0 +1,123 @@
+"""Does a plan fit its model and its data? Input shapes and dtypes, each loss against the
+output it trains, metric names. Run on what the spec says (`netdsl check`) and again on the
+loaded data (`netdsl run`), with the same messages. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ..diagnostics import Reporter
+from ..ir.graph import Graph
+from .catalog import METRICS
+from .sources import DataSig
+
+if TYPE_CHECKING:
+    from .plan import Note, Plan
+
+_INT = ("int64", "int32", "uint8", "bool")
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list[Note]) -> None:
+    """Report (E407, E403) where the data does not fit the model or a loss its output."""
+    from .plan import Note
+
+    data_span = plan.span("data")
+    ins = graph.inputs
+    if len(ins) != 1:
+        rep.error("E407", f"training feeds one tensor per sample, but {graph.name} takes "
+                  f"{len(ins)} inputs ({', '.join(n.name for n in ins)})", plan.span("train"))
+        return
+    x = ins[0]
+    xt = x.types[0]
+    shape = sig.input_shape
+    if shape is not None and None not in shape and tuple(shape) != xt.shape:
+        if math.prod(shape) == xt.numel:
+            hint = (f"declare `input {x.name}: {_fmt(shape)}` and start the model with Flatten"
+                    if len(xt.shape) == 1 else f"declare `input {x.name}: {_fmt(shape)}`")
+        else:
+            hint = f"declare `input {x.name}: {_fmt(shape)}`, or change the data's transforms"
+        rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but "
+                  f"{graph.name}'s input {x.name} is {_fmt(xt.shape)}", data_span, hint)
+    if sig.input_dtype is not None and (sig.input_dtype in _INT) != (xt.dtype in _INT):
+        hint = (f"write x_dtype=\"{xt.dtype}\" in the data" if "x_dtype" in
+                type(plan.data).model_fields else None)
+        rep.error("E407", f"{sig.name} gives {sig.input_dtype} inputs, but {graph.name}'s input "
+                  f"{x.name} is {xt.dtype}", data_span, hint)
+    for i, t in enumerate(plan.loss):
+        _check_term(plan, i, t, sig, rep, notes, Note)
+
+
+def _check_term(plan, i, t, sig: DataSig, rep: Reporter, notes, Note) -> None:
+    loss = t.loss
+    kind = type(loss).target
+    span = plan.span(f"loss.{i}.output") or plan.span("loss")
+    out = t.output_shape
+    what = f"{loss.kind} needs {type(loss).expects}" if type(loss).expects else loss.kind
+    if kind == "class":
+        if len(out) != 1:
+            rep.error("E403", f"{what}: a vector [C] per sample, but '{t.output}' is {_fmt(out)}",
+                      span, "end the model with Flatten -> Linear(C)" if len(out) > 1 else
+                      "give the output one score per class")
+        elif out[0] == 1:
+            rep.error("E403", f"'{t.output}' has a single score per sample, which cannot be a "
+                      f"distribution over classes", span,
+                      "for two classes use Linear(2), or BCEWithLogitsLoss with one score")
+        elif sig.num_classes is not None and out[0] < sig.num_classes:
+            rep.error("E403", f"'{t.output}' has {out[0]} class scores, but {sig.name} has "
+                      f"{sig.num_classes} classes", span,
+                      f"end the model with Linear({sig.num_classes})")
+        return
+    if kind == "binary":
+        if sig.task == "classification":
+            if sig.num_classes is not None and sig.num_classes > 2:
+                rep.error("E403", f"{loss.kind} trains 0/1 targets, but {sig.name} has "
+                          f"{sig.num_classes} classes", plan.span(f"loss.{i}"),
+                          "use CrossEntropyLoss for more than two classes")
+            elif out != (1,):
+                rep.error("E403", f"{loss.kind} on class labels needs one score per sample, "
+                          f"but '{t.output}' is {_fmt(out)}", span, "end the model with Linear(1)")
+            else:
+                notes.append(Note(f"{loss.kind}: the 0/1 labels are used as float targets of "
+                                  f"shape [1], like '{t.output}'", plan.span(f"loss.{i}")))
+            return
+        kind = "same"
+    target = sig.target_shape
+    if target is None:
+        return
+    if tuple(target) != tuple(out):
+        rep.error("E403", f"{loss.kind} compares '{t.output}' {_fmt(out)} with targets of shape "
+                  f"{_fmt(target)}; the shapes must match (netdsl does not broadcast)", span,
+                  f"give the model an output of shape {_fmt(target)}")
+    elif sig.target_note:
+        notes.append(Note(f"{sig.target_note} to match '{t.output}' {_fmt(out)}; torch's "
+                          f"{loss.kind} would broadcast [N] targets against [N, 1] predictions "
+                          "to [N, N] and fit every prediction to the mean",
+                          plan.span("data.y") or plan.span("data")))
+
+
+def monitor_keys(plan: Plan, has_val: bool) -> list[str]:
+    """Every metric key a run reports per epoch (`train.loss`, `val.accuracy`, ...)."""
+    keys = []
+    for split in ("train", "val") if has_val else ("train",):
+        keys.append(f"{split}.loss")
+        for t in plan.loss:
+            if t.prefix:
+                keys.append(f"{split}.{t.prefix}loss")
+            for m in plan.metrics:
+                if type(t.loss).target in METRICS[m][0].split():
+                    keys.append(f"{split}.{t.prefix}{m}")
+    return keys
+
+
+def runtime_signature(info, source_name: str) -> DataSig:
+    """A DataSig from the loaded data's `DataInfo` (runtime/data.py)."""
+    return DataSig(source_name, task=info.task, input_shape=tuple(info.input_shape),
+                   input_dtype=info.input_dtype, target_shape=tuple(info.target_shape),
+                   num_classes=info.num_classes, has_val="val" in info.sizes,
+                   has_test="test" in info.sizes)

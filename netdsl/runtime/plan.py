@@ -1,0 +1,311 @@
+"""Training plans: a `train MODEL { ... }` section, checked and resolved into a `Plan`.
+
+    train LeNet {
+      data = MNIST(root="data", download=true, val=0.1,
+                   transform=[ToTensor, Normalize(0.1307, 0.3081)])
+      loss = CrossEntropyLoss(logits, label)
+      optimizer = Adam(lr=1e-3)
+      optimizer.weight_decay = 1e-4        # NAME.ARGUMENT sets one argument
+      epochs = 3
+    }
+
+The settings are declared once in `SETTINGS` (what each takes, its default); losses,
+optimizers and schedulers come from runtime/catalog.py, data sources and transforms from
+runtime/sources.py. Every mistake is a diagnostic at the setting or argument it is about,
+all of them reported together. `Plan.settings()` is the plain dict that the standalone loop
+(runtime/loop.py) and `netdsl compile` read. Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    StrictStr,
+)
+
+from ..diagnostics import NetdslError, Reporter, did_you_mean
+from ..ir.graph import Graph
+from ..ops.base import Bool, NonNegInt, PosInt
+from ..source import Span
+from ..syntax import ast
+from .catalog import (
+    CHECKPOINTS,
+    EARLY_STOPPING,
+    OPTIMIZERS,
+    SCHEDULERS,
+    Checkpoint,
+    EarlyStopping,
+    Loss,
+    Optimizer,
+    PosFloat,
+    Scheduler,
+    metric_mode,
+)
+from .decl import Family, show
+from .sources import SOURCES, DataSig, Source
+
+TARGETS = ("target", "label")  # the data's one target, by either name
+
+
+@dataclass(frozen=True)
+class SettingDecl:
+    """One top-level setting: `kind` is value (a constant of `type`), call (a declaration
+    from `family`), source, loss or metrics."""
+
+    kind: str
+    type: Any = None
+    default: Any = None
+    family: Family | None = None
+    doc: str = ""
+    enable: str | None = None  # the declaration `KEY = true` or `KEY.ARG = ...` turns on
+    optional: bool = True  # whether `KEY = none` may turn it off
+
+
+SETTINGS: dict[str, SettingDecl] = {
+    "data": SettingDecl("source", family=SOURCES, optional=False,
+                        doc="where samples come from (required)"),
+    "batch_size": SettingDecl("value", PosInt, 64, doc="samples per micro-batch"),
+    "eval_batch_size": SettingDecl("value", Optional[PosInt], None,
+                                   doc="samples per evaluation batch (default: batch_size)"),
+    "epochs": SettingDecl("value", PosInt, 10, doc="passes over the training data"),
+    "loss": SettingDecl("loss", doc="a loss, or a weighted sum of losses, one per output"),
+    "optimizer": SettingDecl("call", default="Adam", family=OPTIMIZERS, enable="Adam",
+                             optional=False),
+    "scheduler": SettingDecl("call", family=SCHEDULERS, doc="learning-rate schedule (none)"),
+    "warmup": SettingDecl("value", NonNegInt, 0, doc="optimizer steps of linear lr warmup"),
+    "clip_grad_norm": SettingDecl("value", Optional[PosFloat], None),
+    "clip_grad_value": SettingDecl("value", Optional[PosFloat], None),
+    "accumulate": SettingDecl("value", PosInt, 1, doc="micro-batches per optimizer step"),
+    "precision": SettingDecl("value", StrictStr, "fp32", doc="fp32, bf16 or fp16 (autocast)"),
+    "seed": SettingDecl("value", NonNegInt, 0),
+    "deterministic": SettingDecl("value", Bool, False, doc="demand deterministic kernels"),
+    "early_stopping": SettingDecl("call", family=EARLY_STOPPING, enable="EarlyStopping"),
+    "checkpoint": SettingDecl("call", default="Checkpoint", family=CHECKPOINTS,
+                              enable="Checkpoint"),
+    "metrics": SettingDecl("metrics", doc="accuracy, top5, mae, rmse (default: by loss)"),
+    "device": SettingDecl("value", StrictStr, "auto", doc="auto, cpu, cuda, cuda:N or mps"),
+    "shuffle": SettingDecl("value", Bool, True),
+    "drop_last": SettingDecl("value", Bool, False),
+}
+# keys people write out of habit -> what netdsl calls them
+HABITS = {"lr": "optimizer.lr", "learning_rate": "optimizer.lr", "criterion": "loss",
+          "loss_fn": "loss", "dataset": "data", "lr_scheduler": "scheduler",
+          "max_epochs": "epochs", "num_epochs": "epochs", "grad_clip": "clip_grad_norm",
+          "weight_decay": "optimizer.weight_decay", "momentum": "optimizer.momentum",
+          "gradient_accumulation": "accumulate", "patience": "early_stopping.patience",
+          "amp": "precision", "mixed_precision": "precision"}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+@dataclass
+class Note:
+    """Something netdsl decided for the user, shown by `netdsl run`."""
+
+    message: str
+    span: Span | None = None
+
+    def format(self) -> str:
+        return f"{self.span.where}: note: {self.message}" if self.span else f"note: {self.message}"
+
+
+class LossTerm(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    loss: SerializeAsAny[Loss]
+    output: str
+    output_index: int
+    output_shape: tuple[int, ...]
+    target: str
+    weight: float
+    prefix: str  # "" for a single term, else "OUTPUT." in metric keys
+    metrics: tuple[str, ...] = ()
+
+
+class Plan(BaseModel):
+    """A validated training plan for one model."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: str
+    data: SerializeAsAny[Source]
+    task: Optional[str]
+    batch_size: int
+    eval_batch_size: Optional[int]
+    epochs: int
+    loss: list[LossTerm]
+    optimizer: SerializeAsAny[Optimizer]
+    scheduler: Optional[SerializeAsAny[Scheduler]]
+    warmup: int
+    clip_grad_norm: Optional[float]
+    clip_grad_value: Optional[float]
+    accumulate: int
+    precision: str
+    seed: int
+    deterministic: bool
+    early_stopping: Optional[EarlyStopping]
+    checkpoint: Optional[Checkpoint]
+    metrics: tuple[str, ...]
+    device: str
+    shuffle: bool
+    drop_last: bool
+    monitor: str  # the metric that picks the best epoch
+    spans: dict[str, Span] = Field(default_factory=dict, exclude=True, repr=False)
+    notes: list[Note] = Field(default_factory=list, exclude=True, repr=False)
+    signature: Optional[DataSig] = Field(default=None, exclude=True, repr=False)
+
+    def span(self, key: str) -> Span | None:
+        """Where a setting (`optimizer.lr`, `data`) was written, else the nearest enclosing one."""
+        while key:
+            if key in self.spans:
+                return self.spans[key]
+            key = key.rpartition(".")[0]
+        return self.spans.get("train")
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved plan as plain values: what runtime/loop.py and compiled scripts read."""
+        data = self.data.load_kwargs()
+        data["seed"] = self.seed
+        if "task" in type(self.data).model_fields and data.get("task") is None and self.task:
+            data["task"] = self.task
+        sched = None
+        if self.scheduler is not None:
+            s = self.scheduler
+            sched = {"name": s.kind, "kwargs": s.kwargs(), "interval": s.interval,
+                     "infer": {k: v for k, v in s.infer.items() if getattr(s, k) is None},
+                     "monitor": getattr(s, "monitor", None)}
+        es = self.early_stopping
+        ck = self.checkpoint
+        return {
+            "model": self.model,
+            "data": data,
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size or self.batch_size,
+            "epochs": self.epochs,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "accumulate": self.accumulate,
+            "warmup": self.warmup,
+            "clip_grad_norm": self.clip_grad_norm,
+            "clip_grad_value": self.clip_grad_value,
+            "precision": self.precision,
+            "seed": self.seed,
+            "deterministic": self.deterministic,
+            "device": self.device,
+            "losses": [{"name": t.loss.kind, "kwargs": t.loss.kwargs(),
+                        "tensors": list(type(t.loss).tensors), "output": t.output_index,
+                        "output_name": t.output, "target": type(t.loss).target,
+                        "weight": t.weight, "prefix": t.prefix, "metrics": list(t.metrics),
+                        "numel": math.prod(t.output_shape)} for t in self.loss],
+            "optimizer": {"name": self.optimizer.kind, "kwargs": self.optimizer.kwargs()},
+            "scheduler": sched,
+            "early_stopping": None if es is None else {
+                "monitor": es.monitor, "mode": es.mode, "patience": es.patience,
+                "min_delta": es.min_delta, "restore_best": es.restore_best},
+            "checkpoint": None if ck is None else {
+                "every": ck.every, "keep": ck.keep, "monitor": ck.monitor, "mode": ck.mode},
+            "monitor": {"monitor": self.monitor, "mode": metric_mode(self.monitor)},
+        }
+
+    def describe(self) -> str:
+        """The plan as aligned `setting  value` lines."""
+        rows = [("data", self.data.describe()),
+                ("loss", " + ".join(
+                    (f"{t.weight:g} * " if t.weight != 1 else "") +
+                    t.loss.describe().replace("(", f"({t.output}, {t.target}" +
+                                              (", " if t.loss.kwargs() else ""), 1)
+                    for t in self.loss)),
+                ("optimizer", self.optimizer.describe())]
+        if self.scheduler is not None:
+            rows.append(("scheduler", self.scheduler.describe()))
+        for key in ("epochs", "batch_size", "eval_batch_size", "warmup", "accumulate",
+                    "clip_grad_norm", "clip_grad_value", "precision", "seed", "deterministic",
+                    "device"):
+            v = getattr(self, key)
+            if v != SETTINGS[key].default or key in ("epochs", "batch_size", "seed", "device"):
+                rows.append((key, show(v)))
+        rows.append(("metrics", ", ".join(self.metrics) or "loss"))
+        if self.early_stopping is not None:
+            rows.append(("early_stopping", self.early_stopping.describe()))
+        rows.append(("checkpoint", self.checkpoint.describe() if self.checkpoint else "none"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+# ---- building a plan ------------------------------------------------------------------------
+def build_plan(graph: Graph, train: ast.TrainDef | None, overrides: Sequence[ast.Setting] = (),
+               rep: Reporter | None = None, where: Span | None = None) -> Plan | None:
+    """Check a train section (plus overrides) against its model. With `rep` the errors are
+    left in it (None returned); without, they are raised as NetdslError."""
+    from .planner import Builder
+
+    own = rep is None
+    rep = rep if rep is not None else Reporter()
+    plan = Builder(graph, train, overrides, rep, where).build()
+    if own:
+        rep.check()
+    return plan if not rep.has_errors else None
+
+
+def spec_plans(spec, rep: Reporter) -> dict[str, Plan]:
+    """Every train section of a spec, checked (errors left in `rep`)."""
+    plans = {}
+    for name, train in spec.trains.items():
+        if name not in spec.graphs:
+            rep.error("E405", f"'train {name}': there is no model '{name}'", train.name_span,
+                      did_you_mean(name, spec.graphs) or
+                      f"models here: {', '.join(spec.graphs) or 'none'}")
+            continue
+        plan = build_plan(spec.graphs[name], train, (), rep)
+        if plan is not None:
+            plans[name] = plan
+    return plans
+
+
+def python_override(key: str, value: Any, label: str = "fit()") -> ast.Setting:
+    """An override from Python: `optimizer__lr=0.1` or `{"optimizer.lr": 0.1}`. A string given
+    for a whole declaration setting (`optimizer="SGD(lr=0.1)"`) is read as spec text."""
+    from .overrides import literal_setting, parse_set
+
+    key = key.replace("__", ".")
+    decl = SETTINGS.get(key)
+    if isinstance(value, str) and decl is not None and decl.kind != "value":
+        return parse_set(f"{key}={value}", label)
+    return literal_setting(key, value, label)
+
+
+def plan_for(spec, model: str | None, overrides: Sequence[ast.Setting] = (),
+             settings: dict[str, Any] | None = None) -> Plan:
+    """The plan of `model` in `spec` with overrides applied; raises NetdslError."""
+    from ..diagnostics import Diagnostic
+
+    if model is None:
+        trained = [m for m in spec.graphs if m in spec.trains]
+        model = trained[0] if trained else None
+        if model is None and len(spec.graphs) == 1:
+            model = next(iter(spec.graphs))
+    graph = spec.graph(model)  # E502 for a model that does not exist
+    ovr = list(overrides) + [python_override(k, v) for k, v in (settings or {}).items()]
+    train = spec.trains.get(graph.name)
+    if train is None and not any(s.key[0] == "data" for s in ovr):
+        names = [m for m in spec.graphs if m in spec.trains]
+        raise NetdslError([Diagnostic(
+            "E401", f"{graph.name} has no training plan" +
+            (f" (models with one: {', '.join(names)})" if names else ""), graph.span,
+            f"add a section such as: train {graph.name} {{ data = MNIST(root=\"data\", "
+            "download=true) }")])
+    if not ovr and graph.name in spec.plans:
+        return spec.plans[graph.name]
+    return build_plan(graph, train, ovr, where=graph.span)
+
+
+__all__ = ["SETTINGS", "TARGETS", "LossTerm", "NetdslError", "Note", "Plan", "build_plan",
+           "plan_for", "python_override", "spec_plans"]

@@ -1,0 +1,381 @@
+"""`netdsl run` / `netdsl eval` and `netdsl.fit` / `netdsl.evaluate`: plan -> device -> data ->
+model -> the standalone loop (runtime/loop.py), plus the run folder around it.
+
+A run folder (`runs/MODEL-YYYYmmdd-HHMMSS/`) holds: `spec.net` (the spec as run), `plan.json`
+(the resolved settings and notes), `metrics.jsonl` (one line per epoch), `checkpoints/`
+(`last.pt`, `best.pt`, `interrupted.pt`; atomic writes), `weights.pt` (the final
+state_dict), `curves.png` (loss and metric curves) and `result.json` (what `--json` prints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..diagnostics import Diagnostic, NetdslError, Reporter
+from . import loop
+from .checks import check_fit, runtime_signature
+from .data import DataError, load_data
+from .plan import Note, Plan
+
+
+class RunResult(dict):
+    """The result of a run: the dict `--json` prints, plus `.model` (the trained module)."""
+
+    model: Any = None
+
+
+# ---- device, data, checks -----------------------------------------------------------------
+def resolve_device(plan: Plan, notes: list[Note]) -> torch.device:
+    """The device the plan asks for; E404 when it is not here. `auto` says what it chose."""
+    name, span = plan.device, plan.span("device")
+    if name == "auto":
+        if torch.cuda.is_available():
+            dev = torch.device("cuda")
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            dev = torch.device("mps")
+        else:
+            dev = torch.device("cpu")
+            notes.append(Note("device auto: no CUDA or MPS device found, training on the cpu"))
+        _check_precision(plan, dev)
+        return dev
+    dev = torch.device(name)
+    problem = None
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            problem = (f"device {name} is not available: this torch build "
+                       f"({torch.__version__}) has no CUDA support")
+        elif not torch.cuda.is_available():
+            problem = f"device {name} is not available: torch sees no CUDA device on this machine"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            problem = (f"device {name} is not available: this machine has "
+                       f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            problem = f"device {name} is not available: there is no Apple MPS device here"
+    elif dev.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        problem = f"device {name} is not available: there is no Intel XPU device here"
+    if problem:
+        raise NetdslError([Diagnostic("E404", problem, span,
+                                      "use device = auto (or --device auto) to take what is "
+                                      "there, or --device cpu")])
+    _check_precision(plan, dev)
+    return dev
+
+
+def _check_precision(plan: Plan, dev: torch.device) -> None:
+    span = plan.span("precision")
+    if plan.precision == "fp16" and dev.type != "cuda":
+        raise NetdslError([Diagnostic("E404", f"precision fp16 needs a CUDA device; this run is "
+                                      f"on {dev.type}", span, "use precision = bf16 on the cpu")])
+    if plan.precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise NetdslError([Diagnostic("E404", "this GPU does not support bf16", span,
+                                      "use precision = fp16")])
+
+
+def load(plan: Plan, settings: dict):
+    """Load the plan's data (E406 when it cannot be) and check it against the model again,
+    now that shapes and class counts are known."""
+    try:
+        data = load_data(**settings["data"])
+    except DataError as exc:
+        first, *rest = str(exc).splitlines() or ["cannot load the data"]
+        notes = [(line.strip(), None) for line in rest if line.strip()]
+        raise NetdslError([Diagnostic("E406", first, plan.span("data"), notes=notes)]) from None
+    return data
+
+
+def check_loaded(plan: Plan, graph, data, settings: dict, notes: list[Note]) -> None:
+    rep = Reporter()
+    found: list[Note] = []
+    check_fit(plan, runtime_signature(data.info, type(plan.data).kind), graph, rep, found)
+    known = {n.message for n in notes}
+    notes.extend(n for n in found if n.message not in known)
+    sched = settings.get("scheduler")
+    if sched and sched["name"] == "OneCycleLR" and sched["kwargs"].get("total_steps"):
+        updates = -(-_steps(data, settings) // settings["accumulate"])
+        need = updates * settings["epochs"]
+        if sched["kwargs"]["total_steps"] < need:
+            rep.error("E401", f"OneCycleLR: total_steps={sched['kwargs']['total_steps']} is "
+                      f"fewer than the {need} optimizer steps of this run",
+                      plan.span("scheduler.total_steps"), "leave total_steps out: netdsl fills "
+                      "it in")
+    rep.check()
+
+
+def _steps(data, settings: dict) -> int:
+    n, b = data.train.n, settings["batch_size"]
+    return n // b if settings["drop_last"] else -(-n // b)
+
+
+# ---- progress ---------------------------------------------------------------------------------
+class RunProgress(loop.Progress):
+    """Plain lines, or a tqdm bar per epoch on a terminal; logs each epoch to metrics.jsonl."""
+
+    def __init__(self, stream=None, bar: bool | None = None, log: Path | None = None,
+                 quiet: bool = False):
+        super().__init__(stream)
+        out = stream or sys.stdout
+        self.bar = (hasattr(out, "isatty") and out.isatty()) if bar is None else bar
+        self.every = 10 if self.bar else 0
+        self.log, self.quiet, self._tqdm = log, quiet, None
+
+    def start(self, info):
+        self.epochs = info["epochs"]
+        if self.bar:  # a bar update costs a host sync: about 50 per epoch
+            self.every = max(5, info["steps"] // 50)
+        if not self.quiet:
+            super().start(info)
+
+    def step(self, epoch, step, steps, stats):
+        if self._tqdm is None:
+            from tqdm.auto import tqdm
+
+            self._tqdm = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+                              file=self.stream or sys.stdout, unit="step", dynamic_ncols=True)
+        self._tqdm.n = step
+        self._tqdm.set_postfix({k.removeprefix("train."): f"{v:.4f}" for k, v in stats.items()},
+                               refresh=False)
+        self._tqdm.refresh()
+
+    def epoch_end(self, record, epochs):
+        self._close_bar()
+        if self.log is not None:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        if not self.quiet:
+            if self.bar:
+                self._print(loop.format_record(record, epochs))
+            else:
+                super().epoch_end(record, epochs)
+
+    def message(self, text):
+        self._close_bar()
+        super().message(text)
+
+    def _close_bar(self):
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+
+    def close(self):
+        self._close_bar()
+
+
+# ---- the run folder ---------------------------------------------------------------------------
+def run_folder(out: str | os.PathLike, model: str) -> Path:
+    base = Path(out) / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def plot(history: list[dict], path: Path, title: str) -> Path | None:
+    """Loss and the first metric per epoch, train and validation, as a PNG (matplotlib Agg)."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    epochs = [r["epoch"] for r in history]
+    metric = next((k.split(".", 1)[1] for k in history[-1]
+                   if k.startswith("train.") and not k.endswith("loss")), None)
+    panels = ["loss"] + ([metric] if metric else [])
+    fig = Figure(figsize=(5 * len(panels), 3.6), dpi=110)
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for split in ("train", "val"):
+            key = f"{split}.{name}"
+            if key in history[-1]:
+                ax.plot(epochs, [r.get(key, float("nan")) for r in history],
+                        marker="o" if len(epochs) < 30 else None, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+# ---- run ------------------------------------------------------------------------------------
+def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike = "runs",
+        resume: str | os.PathLike | None = None, progress: bool = True, stream=None,
+        bar: bool | None = None, settings_kw: dict | None = None) -> RunResult:
+    """Train one model of a loaded spec; see the module docstring for the run folder."""
+    plan = spec.plan(model, overrides, **(settings_kw or {}))
+    graph = spec.graph(plan.model)
+    notes = list(plan.notes)
+    settings = plan.settings()
+    device = resolve_device(plan, notes)
+    state, folder = None, None
+    if resume is not None:
+        state, ckpt_file = _read_resume(resume, device, plan)
+        folder = ckpt_file.parent.parent if (ckpt_file.parent.parent / "plan.json").exists() \
+            and ckpt_file.parent.name == "checkpoints" else None
+        notes.extend(_resume_notes(state, settings, ckpt_file))
+        _fits(spec.build(plan.model).state_dict(), state["model"], ckpt_file, plan.model)
+    data = load(plan, settings)
+    check_loaded(plan, graph, data, settings, notes)
+    if folder is None:
+        folder = run_folder(out, plan.model)
+    ckpt_dir = folder / "checkpoints"
+    _write_start(folder, spec, plan, settings, notes)
+    log = folder / "metrics.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in (state or {}).get("history", [])),
+                   encoding="utf-8")
+    shown = RunProgress(stream, bar, log, quiet=not progress)
+    if progress:
+        for n in notes:
+            shown.message(n.format())
+    result = RunResult(spec=str(spec.filename), model=plan.model, run_dir=str(folder),
+                       device=str(device))
+    try:
+        out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
+                        checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
+                        model_name=plan.model)
+    except loop.TrainingInterrupted as exc:
+        exc.result.update(result)
+        exc.result["notes"] = [n.format() for n in notes]
+        _write_json(folder / "result.json", exc.result)
+        raise
+    trained = out_.pop("model")
+    result.update(out_)
+    result["parameters"] = sum(p.numel() for p in trained.parameters())
+    result["data"] = {"source": data.info.source, **data.info.sizes}
+    files = {"spec": str(folder / "spec.net"), "plan": str(folder / "plan.json"),
+             "metrics": str(log)}
+    if result["status"] != "diverged":
+        torch.save(trained.state_dict(), folder / "weights.pt")
+        files["weights"] = str(folder / "weights.pt")
+    png = plot(result["history"], folder / "curves.png",
+               f"{plan.model} ({Path(spec.filename).name})")
+    if png:
+        files["plot"] = str(png)
+    if result.get("checkpoint"):
+        files["checkpoint"] = result["checkpoint"]
+    if ckpt_dir.joinpath("best.pt").exists():
+        files["best"] = str(ckpt_dir / "best.pt")
+    result["files"] = files
+    result["notes"] = [n.format() for n in notes]
+    _write_json(folder / "result.json", result)
+    result.model = trained
+    return result
+
+
+def _write_start(folder: Path, spec, plan: Plan, settings: dict, notes: list[Note]) -> None:
+    src = Path(spec.filename)
+    if src.is_file():
+        shutil.copyfile(src, folder / "spec.net")
+    else:
+        (folder / "spec.net").write_text(spec.source.text, encoding="utf-8")
+    _write_json(folder / "plan.json", {"spec": str(spec.filename), "settings": settings,
+                                       "plan": plan.describe().splitlines(),
+                                       "notes": [n.format() for n in notes]})
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({k: v for k, v in obj.items() if k != "model"}, indent=2,
+                              default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_resume(resume, device, plan: Plan):
+    path = Path(resume)
+    if path.is_dir():
+        ckdir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = [p for p in (ckdir / "interrupted.pt", ckdir / "last.pt") if p.exists()]
+        if not found:
+            raise NetdslError([Diagnostic("E409", f"{path} holds no checkpoint (looked for "
+                                          "checkpoints/interrupted.pt and checkpoints/last.pt)")])
+        path = max(found, key=lambda p: p.stat().st_mtime)
+    if not path.exists():
+        raise NetdslError([Diagnostic("E501", f"{path}: no such checkpoint")])
+    try:
+        state = loop.load_checkpoint(str(path), device)
+    except Exception as exc:
+        raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {exc}")]) from None
+    return state, path
+
+
+def _resume_notes(state: dict, settings: dict, path: Path) -> list[Note]:
+    notes = [Note(f"resuming from {path}: {state['epoch']} epoch(s)"
+                  + (f" and {state['step']} step(s)" if state["step"] else "") + " done")]
+    old = state.get("settings") or {}
+    for key in sorted(set(old) | set(settings)):
+        if key in ("epochs", "device") or old.get(key) == settings.get(key):
+            continue
+        if key == "data":
+            a = {k: v for k, v in old.get(key, {}).items() if k not in ("root", "download")}
+            b = {k: v for k, v in settings[key].items() if k not in ("root", "download")}
+            if a == b:
+                continue
+        notes.append(Note(f"{key} differs from the checkpoint's ({json.dumps(old.get(key))} "
+                          f"then, {json.dumps(settings.get(key))} now); the run continues with "
+                          "the new value"))
+    if state["epoch"] >= settings["epochs"] and not state["step"]:
+        notes.append(Note(f"the checkpoint already has {state['epoch']} epoch(s) and epochs = "
+                          f"{settings['epochs']}: nothing to train (raise --epochs to continue)"))
+    return notes
+
+
+# ---- eval -----------------------------------------------------------------------------------
+def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrides=(), *,
+             settings_kw: dict | None = None) -> dict:
+    """Metrics of saved weights (a state_dict or a checkpoint) on the test split (else val)."""
+    plan = spec.plan(model, overrides, **(settings_kw or {}))
+    graph = spec.graph(plan.model)
+    notes = list(plan.notes)
+    settings = plan.settings()
+    device = resolve_device(plan, notes)
+    path = Path(weights)
+    if not path.is_file():
+        raise NetdslError([Diagnostic("E501", f"{path}: no such weights file")])
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {exc}")]) from None
+    if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
+        state = state["model"]
+    net = spec.build(plan.model)
+    _fits(net.state_dict(), state, path, plan.model)
+    net.load_state_dict(state)
+    data = load(plan, settings)
+    check_loaded(plan, graph, data, settings, notes)
+    split = "test" if data.test is not None else "val" if data.val is not None else "train"
+    metrics = loop.evaluate(net, data, settings, device=device, split=split)
+    return {"spec": str(spec.filename), "model": plan.model, "weights": str(path),
+            "split": split, "samples": data.split(split).n, "device": str(device),
+            "metrics": metrics, "notes": [n.format() for n in notes]}
+
+
+def _fits(own: dict, theirs, path, model: str) -> None:
+    """E409 unless `theirs` is a state_dict with exactly the keys and shapes of `own`."""
+    if not isinstance(theirs, dict):
+        raise NetdslError([Diagnostic("E409", f"{path} holds no state_dict")])
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    wrong = [f"{k} {list(theirs[k].shape)} (model: {list(own[k].shape)})" for k in own
+             if k in theirs and hasattr(theirs[k], "shape") and theirs[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"missing {', '.join(missing[:4])}" if missing else "",
+                 f"unexpected {', '.join(unexpected[:4])}" if unexpected else "",
+                 f"wrong shape: {', '.join(wrong[:3])}" if wrong else ""]
+        raise NetdslError([Diagnostic("E409", f"{path} does not fit {model}: "
+                                      + "; ".join(p for p in parts if p),
+                                      hint="were these weights trained from another spec?")])
