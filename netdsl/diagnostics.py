@@ -111,7 +111,10 @@ def _excerpt(span: Span, color: str, gutter_color: str, reset: str) -> list[str]
     width = max(1, end - span.col)
     gutter = f"{span.line} | "
     pad = " " * (len(gutter) - 2) + "| "
-    expanded = text.expandtabs(1)
+    # one column per character, as the caret counts them: tabs become a space, and control
+    # characters a visible placeholder (they would move the terminal's cursor)
+    expanded = "".join(c if c.isprintable() else " " if c == "\t" else "\N{REPLACEMENT CHARACTER}"
+                       for c in text)
     return [
         f"{gutter_color}{gutter}{reset}{expanded}",
         f"{gutter_color}{pad}{reset}{' ' * (span.col - 1)}{color}{'^' * width}{reset}",
@@ -141,11 +144,14 @@ class Reporter:
     def __init__(self) -> None:
         self.diagnostics: list[Diagnostic] = []
         self._seen: set = set()
+        self.error_count = 0  # errors reported, repeats included: "did this step fail?"
 
     def error(self, code: str, message: str, span: Span | None = None, hint: str | None = None,
               notes: list[tuple[str, Span | None]] | None = None) -> Diagnostic:
         assert code in CODES, code
         d = Diagnostic(code, message, span, hint, notes or [])
+        if d.severity == "error":
+            self.error_count += 1
         key = (code, message, span and (span.source.name, span.line, span.col))
         if key not in self._seen:  # a block used many times reports its own mistakes once
             self._seen.add(key)

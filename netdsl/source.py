@@ -17,7 +17,9 @@ class SourceFile:
         """The 1-based line `n`, without its newline ('' past the end)."""
         lines = self._lines
         if lines is None:
-            lines = self.text.splitlines()
+            # '\n' alone ends a line, as in the parser: str.splitlines() would also split at
+            # '\r', '\x0c' or U+2028 and show the wrong line under a diagnostic
+            lines = [ln.removesuffix("\r") for ln in self.text.split("\n")]
             object.__setattr__(self, "_lines", lines)
         return lines[n - 1] if 1 <= n <= len(lines) else ""
 

@@ -44,10 +44,15 @@ class Value:
     names: tuple[str, ...] = ()
 
 
+MAX_LAYERS = 200_000  # per spec: a bound on repetition (`Layer * n`, nested in blocks)
+MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
+
+
 @dataclass
 class Elaborator:
     defs: N.Definitions
     rep: Reporter
+    nodes_made: int = 0
 
     def model(self, mdef: ast.ModelDef) -> Graph | None:
         if not _class_name_ok(mdef.name, mdef.name_span, self.rep):
@@ -84,6 +89,7 @@ class _Body:
     hint: str | None = None
     failed: set[str] = field(default_factory=set)  # names whose statement failed (already reported)
     mentioned: set[str] = field(default_factory=set)  # names the body's expressions refer to
+    depth: int = 0  # how many block instances this body sits in
 
     @property
     def rep(self) -> Reporter:
@@ -92,7 +98,7 @@ class _Body:
     # ---- the body ----------------------------------------------------------------------------
     def run(self) -> bool:
         rep, body = self.rep, self.definition.body
-        errors_before = len([d for d in rep.diagnostics if d.severity == "error"])
+        errors_before = rep.error_count  # not len(diagnostics): a repeated error is kept once
         bindings: dict[str, int] = {}
         spans: dict[str, Any] = {}
         for i, stmt in enumerate(body):
@@ -132,7 +138,7 @@ class _Body:
             rep.error("E208", f"{what} '{self.definition.name}' has no output", self.definition.name_span,
                       "add a line such as: output logits")
         self._unused(inputs, bindings, spans)
-        return len([d for d in rep.diagnostics if d.severity == "error"]) == errors_before
+        return rep.error_count == errors_before
 
     def _inputs(self, inputs: list[ast.Input]) -> None:
         is_block = isinstance(self.definition, ast.BlockDef)
@@ -377,6 +383,10 @@ class _Body:
             for _ in range(count):
                 if v is None:
                     return None
+                if self.elab.nodes_made + count > MAX_LAYERS:  # before memory runs out, not after
+                    self.rep.error("E104", f"repeating {_func_name(e.left)} {count:,} times makes the model "
+                                   f"larger than {MAX_LAYERS:,} layers", e.right.span)
+                    return None
                 v = self._apply_named(_func_node(e.left), e.left if isinstance(e.left, ast.Call) else None,
                                       v.refs if v.packed else v.refs[:1], e.left.span)
             return v
@@ -414,7 +424,9 @@ class _Body:
             bdef = self.elab.defs.blocks[fname.id]
             env = self._bind_block_args(bdef, call, e.span)
             if env is not None:
-                _Body(self.elab, Graph(name=bdef.name, kind="block"), env, [], bdef).run()
+                if self.depth < MAX_BLOCK_DEPTH:
+                    _Body(self.elab, Graph(name=bdef.name, kind="block"), env, [], bdef,
+                          depth=self.depth + 1).run()
         elif lookup(fname.id) is not None:
             self._bind_op_args(lookup(fname.id), call, e.span)
         else:
@@ -459,6 +471,7 @@ class _Body:
         name = self._node_name(alias, alias_span, cls.prefix)
         if name is None:
             return None
+        self.elab.nodes_made += 1
         node = Node(name=name, kind="op", op=op, inputs=list(ins), n_outputs=len(cls.outputs), span=span,
                     arg_spans=arg_spans, hint=self.hint, bound=[None] * len(cls.outputs))
         self.graph.nodes.append(node)
@@ -609,8 +622,12 @@ class _Body:
             return None
         if not _class_name_ok(bdef.name, bdef.name_span, self.rep):
             return None
+        if self.depth >= MAX_BLOCK_DEPTH:
+            self.rep.error("E107", f"blocks nest more than {MAX_BLOCK_DEPTH} levels deep here", span,
+                           "flatten some of the blocks into their callers")
+            return None
         sub = Graph(name=bdef.name, kind="block", span=bdef.span)
-        if not _Body(self.elab, sub, env, list(ins), bdef).run():
+        if not _Body(self.elab, sub, env, list(ins), bdef, depth=self.depth + 1).run():
             return None
         name = self._node_name(alias, alias_span, bdef.name.lower())
         if name is None:

@@ -82,10 +82,33 @@ def parse(text: str, filename: str = "<string>") -> ast.File:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         raise NetdslError([_syntax_diagnostic(source, exc)]) from None
+    _check_depth(source, tree)
     builder = _ToAst(source)
     file = builder.transform(tree)
     builder.rep.check()
     return file
+
+
+MAX_DEPTH = 200  # nesting of expressions; deeper would exhaust Python's stack in the passes
+
+
+def _check_depth(source: SourceFile, tree) -> None:
+    """Reject absurdly deep expressions (`1+1+...+1` a thousand times) with a diagnostic,
+    before the recursive passes would fail on them. Iterative, so it cannot overflow itself."""
+    structure = {"start", "model_def", "block_def", "train_def", "params", "param", "input_stmt",
+                 "output_stmt", "assign_stmt", "expr_stmt", "setting", "dotted", "target"}
+    stack = [(tree, 0, None)]
+    while stack:
+        node, depth, anchor = stack.pop()  # anchor: the outermost expression around node
+        if anchor is None and node.data not in structure:
+            anchor, depth = node, 0
+        if depth > MAX_DEPTH:
+            meta = anchor.meta
+            span = Span(source, meta.line, meta.column, meta.line, meta.column + 1)
+            raise NetdslError([Reporter().error(
+                "E001", f"this expression nests more than {MAX_DEPTH} levels deep", span,
+                "split it into several statements")])
+        stack.extend((c, depth + 1, anchor) for c in node.children if hasattr(c, "children"))
 
 
 def parse_expression(text: str, filename: str = "<string>") -> ast.Expr:
@@ -132,11 +155,11 @@ def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput):
     if at_end:
         if open_stack:
             opener = open_stack[-1]
-            last = len(source.text.splitlines()) or 1
+            last = source.text.rstrip().count("\n") + 1
             return rep.error("E003", f"unexpected end of file: this '{opener}' is never closed",
                              _tspan(source, opener),
                              f"add '{_close_char(opener)}' (the file ends at line {last})")
-        last = len(source.text.splitlines()) or 1
+        last = source.text.rstrip("\n").count("\n") + 1
         end = len(source.line(last)) + 1
         expected = _expected(expected_names)
         return rep.error("E003", "unexpected end of file" + (f"; expected {expected}" if expected else ""),
