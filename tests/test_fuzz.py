@@ -207,7 +207,7 @@ def valid_spec(draw):
             steps.append(f"Res({c})")
         else:
             steps.append(f"Res({c}) * {draw(st.integers(1, 2))}")
-    lines = [f"  input x: [{c0}, {hw0}, {hw0}]".format() if False else "",
+    lines = ["",  # the input line: the test picks the image size
              f"  x -> {' -> '.join(steps + ['Identity'])} -> features"]
     if draw(st.booleans()):  # rows as a sequence for an LSTM: three outputs, one discarded
         lines.append(f"  seq = features -> Reshape({c * hw}, {hw})")
