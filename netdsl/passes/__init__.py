@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._gc import paused
 from ..diagnostics import Reporter
 from ..ir.graph import Graph
 from ..ir.verify import verify
@@ -13,6 +14,11 @@ from .shapes import infer_graph
 
 def analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     """Names -> elaboration -> shapes. Raises NetdslError with every error of the failing pass."""
+    with paused():  # see _gc.py: linear time on large specs
+        return _analyze(file)
+
+
+def _analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     rep = Reporter()
     defs = collect(file, rep)
     rep.check()

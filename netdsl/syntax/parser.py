@@ -9,6 +9,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from .._gc import paused
 from ..diagnostics import NetdslError, Reporter, did_you_mean
 from ..source import SourceFile, Span
 from . import ast
@@ -77,6 +78,11 @@ def _parser() -> Lark:
 
 def parse(text: str, filename: str = "<string>") -> ast.File:
     """Parse spec text into an AST; raise NetdslError with a diagnostic on a syntax error."""
+    with paused():  # see _gc.py: linear time on large specs
+        return _parse(text, filename)
+
+
+def _parse(text: str, filename: str) -> ast.File:
     source = SourceFile(filename, text)
     try:
         tree = _parser().parse(text)

@@ -12,6 +12,7 @@ import linecache
 import sys
 import types
 
+from .._gc import paused
 from ..ir.graph import Graph
 from .lower import lower_model
 from .pysource import module_source
@@ -37,7 +38,8 @@ def load_source(source: str, label: str) -> types.ModuleType:
 
 def build_module(graph: Graph, source_name: str = ""):
     """A fresh `torch.nn.Module` for a shaped model graph."""
-    classes = lower_model(graph, source_name)
-    src = module_source(classes, f"# netdsl live module for {graph.name}")
-    mod = load_source(src, graph.name)
-    return getattr(mod, classes[-1].name)()
+    with paused():  # see _gc.py: linear time on large specs
+        classes = lower_model(graph, source_name)
+        src = module_source(classes, f"# netdsl live module for {graph.name}")
+        mod = load_source(src, graph.name)
+        return getattr(mod, classes[-1].name)()
