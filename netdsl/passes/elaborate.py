@@ -6,6 +6,7 @@ Shapes are not known here (see passes/shapes.py); inferred arguments stay None.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ class Value:
     names: tuple[str, ...] = ()
 
 
+# torch's other names for dtypes (torch.float is float32, torch.long int64, ...)
+DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+                 "int": "int32", "short": "int16", "byte": "uint8", "f32": "float32", "i64": "int64"}
 MAX_LAYERS = 200_000  # per spec: a bound on repetition (`Layer * n`, nested in blocks)
 MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
 
@@ -69,6 +73,11 @@ def _class_name_ok(name: str, span, rep: Reporter) -> bool:
     if keyword.iskeyword(name) or name in ("torch", "nn", "F", "math", "Tensor", "Optional"):
         rep.error("E107", f"'{name}' cannot name a model or block: it is reserved in Python",
                   span)
+        return False
+    if name in dir(builtins):  # `class float(nn.Module)` would break `float("nan")` in the code
+        other = name[:1].upper() + name[1:] if name[:1].islower() else f"My{name}"
+        rep.error("E107", f"'{name}' cannot name a model or block: it is a Python builtin, which "
+                  "the generated code would hide", span, f"call it {other}")
         return False
     return True
 
@@ -179,8 +188,10 @@ class _Body:
         if stmt.dtype is not None:
             dtype = stmt.dtype.id
             if dtype not in DTYPES:
+                alias = DTYPE_ALIASES.get(dtype)
                 self.rep.error("E304", f"unknown dtype '{dtype}'", stmt.dtype.span,
-                               did_you_mean(dtype, DTYPES) or f"one of: {', '.join(DTYPES)}")
+                               (f"did you mean '{alias}'?" if alias else did_you_mean(dtype, DTYPES))
+                               or f"one of: {', '.join(DTYPES)}")
                 return None
         return TensorType(shape=shape, dtype=dtype)
 
@@ -440,6 +451,11 @@ class _Body:
                 hint = f"'{last}' is built in: write {last}(...) without the path"
             self.rep.error("E108", f"custom layer '{fname.id}' is not allowed", fname.span, hint)
             return
+        if fname.id in self.elab.defs.models:
+            self.rep.error("E101", f"'{fname.id}' is a model, and a model cannot be used as a layer",
+                           fname.span, f"write it as a block (block {fname.id} {{ ... }}) and use the block"
+                           " in a model")
+            return
         hint = did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
             "not a built-in layer nor a block of this file; a layer of your own (an nn.Module) "
             "must be allowed explicitly: netdsl --allow-layer module:Class ...")
@@ -512,6 +528,7 @@ class _Body:
             else:
                 values[field_name], spans[field_name] = val, a.span
         allowed = cls.spec_fields()
+        named: dict[str, Any] = {}  # keyword arguments seen, for "given twice"
         for kw in kwargs:
             if kw.name not in allowed or kw.name == varargs:
                 hint = did_you_mean(kw.name, allowed)
@@ -522,15 +539,21 @@ class _Body:
                                hint or f"its arguments are: {', '.join(allowed)}")
                 ok = False
                 continue
-            if kw.name in values or (kw.name in positional[:len(args)] and not varargs):
-                first = spans.get(kw.name)
-                self.rep.error("E106", f"argument '{kw.name}' is given twice: by position and by name",
-                               kw.name_span, "remove one of the two" + (
-                                   f"; the first positional argument is {positional[0]}" if len(args) == 1
-                                   else f"; positional arguments fill {', '.join(positional[:len(args)])}"),
-                               [("given by position here", first)] if first else None)
+            by_position = kw.name in positional[:len(args)] and not varargs
+            if kw.name in values or by_position or kw.name in named:
+                first = spans.get(kw.name) or named.get(kw.name)
+                if by_position:
+                    msg = f"argument '{kw.name}' is given twice: by position and by name"
+                    hint = "remove one of the two" + (
+                        f"; the first positional argument is {positional[0]}" if len(args) == 1
+                        else f"; positional arguments fill {', '.join(positional[:len(args)])}")
+                else:
+                    msg, hint = f"argument '{kw.name}' is given twice", "remove one of the two"
+                note = "given by position here" if by_position else "first given here"
+                self.rep.error("E106", msg, kw.name_span, hint, [(note, first)] if first else None)
                 ok = False
                 continue
+            named[kw.name] = kw.name_span
             val = self._scalar(kw.value)
             if val is _ERR:
                 ok = False
@@ -618,7 +641,8 @@ class _Body:
         n_in = sum(isinstance(s, ast.Input) for s in bdef.body)
         if len(ins) != n_in:
             self.rep.error("E205", f"block {bdef.name} takes {n_in} input{'s' if n_in != 1 else ''}, "
-                           f"but gets {len(ins)}", span)
+                           f"but gets {len(ins)}", span,
+                           f"give it several inputs: (a, b) -> {bdef.name}(...)" if len(ins) < n_in else None)
             return None
         if not _class_name_ok(bdef.name, bdef.name_span, self.rep):
             return None
@@ -660,7 +684,8 @@ class _Body:
                 ok = False
                 continue
             if kw.name in env:
-                self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span)
+                self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span,
+                               "remove one of the two")
                 ok = False
                 continue
             val = self._scalar(kw.value)
