@@ -22,7 +22,14 @@ def _overrides(epochs, seed, device, data_root, sets) -> list:
         out.append(literal_setting("seed", seed, "--seed"))
     if device is not None:
         out.append(literal_setting("device", device, "--device"))
-    out.extend(parse_set(s) for s in sets)
+    problems = []
+    for text in sets:  # report every broken --set at once
+        try:
+            out.append(parse_set(text))
+        except NetdslError as exc:
+            problems.extend(exc.diagnostics)
+    if problems:
+        raise NetdslError(problems)
     return out
 
 
@@ -75,22 +82,26 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
     except TrainingInterrupted as exc:
         r = exc.result
         if as_json:
-            click.echo(json.dumps({k: v for k, v in r.items() if k != "model"}, indent=2,
-                                  default=str))
+            click.echo(json.dumps(r, indent=2, default=str))
         where = f"; checkpoint: {r['checkpoint']}" if r.get("checkpoint") else ""
         click.echo(f"{r['message']}{where}", err=True)
         if r.get("checkpoint"):
             click.echo(f"resume with: netdsl run {spec} --resume {r['run_dir']}", err=True)
         sys.exit(130)
     if as_json:
-        click.echo(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
+        click.echo(json.dumps(result, indent=2, default=str))
     if result["status"] == "diverged":
         plan = s.plan(result["model"], overrides)
         lr_span = plan.span("optimizer.lr")
-        diag = Diagnostic("E408", f"training diverged: {result['message']}", lr_span,
-                          "lower optimizer.lr, set clip_grad_norm = 1.0, or use precision = fp32"
-                          + (f"; the last good checkpoint is {result['checkpoint']}"
-                             if result.get("checkpoint") else ""))
+        tips = ["lower optimizer.lr"]
+        if plan.clip_grad_norm is None:
+            tips.append("set clip_grad_norm = 1.0")
+        if plan.precision != "fp32":
+            tips.append("use precision = fp32")
+        hint = (", ".join(tips[:-1]) + " or " + tips[-1] if len(tips) > 1 else tips[0]) + (
+            f"; the last good checkpoint is {result['checkpoint']}"
+            if result.get("checkpoint") else "")
+        diag = Diagnostic("E408", f"training diverged: {result['message']}", lr_span, hint)
         click.echo(diag.format(use_color(sys.stderr)), err=True)
         sys.exit(1)
     if not as_json:

@@ -39,7 +39,7 @@ class Loss(Decl):
     expects: ClassVar[str] = ""  # what the output should be, for messages
 
 
-@LOSSES.register(aliases=("cross_entropy", "CrossEntropy"))
+@LOSSES.register
 class CrossEntropyLoss(Loss):
     weight: Optional[tuple[NonNegFloat, ...]] = None
     ignore_index: Int = -100
@@ -51,7 +51,7 @@ class CrossEntropyLoss(Loss):
     expects = "raw class scores (logits), one per class"
 
 
-@LOSSES.register(aliases=("nll",))
+@LOSSES.register
 class NLLLoss(Loss):
     weight: Optional[tuple[NonNegFloat, ...]] = None
     ignore_index: Int = -100
@@ -62,13 +62,13 @@ class NLLLoss(Loss):
     expects = "log-probabilities, one per class (end the model with LogSoftmax)"
 
 
-@LOSSES.register(aliases=("mse",))
+@LOSSES.register
 class MSELoss(Loss):
     reduction: Reduction = "mean"
     torch = "torch.nn.MSELoss"
 
 
-@LOSSES.register(aliases=("l1", "mae"))
+@LOSSES.register
 class L1Loss(Loss):
     reduction: Reduction = "mean"
     torch = "torch.nn.L1Loss"
@@ -114,7 +114,7 @@ class Optimizer(Decl):
     positional = ("lr",)
 
 
-@OPTIMIZERS.register(aliases=("sgd",))
+@OPTIMIZERS.register
 class SGD(Optimizer):
     lr: Lr = 0.001
     momentum: NonNegFloat = 0
@@ -332,7 +332,7 @@ class OneCycleLR(Scheduler):
         return []
 
 
-@SCHEDULERS.register(aliases=("plateau",))
+@SCHEDULERS.register
 class ReduceLROnPlateau(Scheduler):
     mode: Annotated[Optional[Literal["min", "max"]], Inferred()] = None  # default: from monitor
     factor: Annotated[Float, Field(gt=0, lt=1)] = 0.1

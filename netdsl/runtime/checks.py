@@ -42,13 +42,13 @@ def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list
                     if len(xt.shape) == 1 else f"declare `input {x.name}: {_fmt(shape)}`")
         else:
             hint = f"declare `input {x.name}: {_fmt(shape)}`, or change the data's transforms"
-        rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but "
-                  f"{graph.name}'s input {x.name} is {_fmt(xt.shape)}", data_span, hint)
+        rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but {graph.name} "
+                  f"takes {x.name}: {_fmt(xt.shape)}", data_span, hint)
     if sig.input_dtype is not None and (sig.input_dtype in _INT) != (xt.dtype in _INT):
         hint = (f"write x_dtype=\"{xt.dtype}\" in the data" if "x_dtype" in
                 type(plan.data).model_fields else None)
-        rep.error("E407", f"{sig.name} gives {sig.input_dtype} inputs, but {graph.name}'s input "
-                  f"{x.name} is {xt.dtype}", data_span, hint)
+        rep.error("E407", f"{sig.name} gives {sig.input_dtype} inputs, but {graph.name} takes "
+                  f"{x.name}: {xt.dtype}", data_span, hint)
     for i, t in enumerate(plan.loss):
         _check_term(plan, i, t, sig, rep, notes, Note)
 

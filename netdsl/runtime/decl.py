@@ -32,6 +32,8 @@ class Decl(BaseModel):
     torch: ClassVar[str | None] = None  # "torch.optim.Adam"; None for netdsl's own
     positional: ClassVar[tuple[str, ...] | None] = None  # fields positional args fill (None: all)
     tensors: ClassVar[tuple[str, ...]] = ()  # fields torch wants as tensors (a loss's weight)
+    shown: ClassVar[tuple[str, ...]] = ()  # fields `describe` shows even at their default
+    descriptions: ClassVar[dict[str, str]] = {}  # field -> what it takes, where types say it badly
 
     def check(self) -> list[tuple[str | None, str]]:
         """Problems that involve several fields: (field to point at or None, message)."""
@@ -54,9 +56,12 @@ class Decl(BaseModel):
 
     @classmethod
     def describe_field(cls, name: str) -> str:
+        if name in cls.descriptions:
+            return cls.descriptions[name]
         f = cls.model_fields[name]  # pydantic moves a top-level Annotated's constraints here
         meta = [m for m in f.metadata if not isinstance(m, (Inferred, Extra, Components))]
-        return describe_type(Annotated[(f.annotation, *meta)] if meta else f.annotation)
+        text = describe_type(Annotated[(f.annotation, *meta)] if meta else f.annotation)
+        return text.replace("int or float", "a number")
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor keyword arguments: every torch argument that differs from torch's
@@ -77,8 +82,10 @@ class Decl(BaseModel):
 
     def describe(self) -> str:
         """`Adam(lr=0.003)`: the kind and its non-default arguments."""
-        args = {**self.kwargs(), **{k: v for k, v in self.extras().items()
-                                    if v != type(self).model_fields[k].default}}
+        fields = type(self).model_fields
+        args = {**{k: _jsonable(getattr(self, k)) for k in self.shown}, **self.kwargs(),
+                **{k: v for k, v in self.extras().items() if v != fields[k].default}}
+        args = {k: args[k] for k in fields if k in args}  # declaration order
         return f"{self.kind}(" + ", ".join(f"{k}={_show(v)}" for k, v in args.items()) + ")"
 
 
@@ -122,25 +129,16 @@ class Family:
     def __init__(self, what: str, plural: str):
         self.what, self.plural = what, plural
         self.members: dict[str, type[Decl]] = {}
-        self.aliases: dict[str, str] = {}
 
-    def register(self, cls: type[Decl] | None = None, *, aliases: tuple[str, ...] = ()):
-        def deco(c: type[Decl]) -> type[Decl]:
-            c.kind = c.kind or c.__name__
-            assert c.kind not in self.members, f"{self.what} {c.kind} declared twice"
-            self.members[c.kind] = c
-            for a in (c.kind, *aliases):
-                self.aliases[a.lower()] = c.kind
-            return c
-
-        return deco(cls) if cls is not None else deco
+    def register(self, cls: type[Decl]) -> type[Decl]:
+        """Class decorator: the class's name is the name a spec writes (exactly, as in torch)."""
+        cls.kind = cls.kind or cls.__name__
+        assert cls.kind not in self.members, f"{self.what} {cls.kind} declared twice"
+        self.members[cls.kind] = cls
+        return cls
 
     def lookup(self, name: str) -> type[Decl] | None:
-        """Exact name, else case-insensitive name or alias."""
-        if name in self.members:
-            return self.members[name]
-        kind = self.aliases.get(name.lower())
-        return self.members.get(kind) if kind else None
+        return self.members.get(name)
 
     def names(self) -> list[str]:
         return list(self.members)

@@ -646,8 +646,10 @@ def describe(trainer: Trainer, model_name: str) -> str:
     sizes = {s: getattr(trainer.data, s) for s in ("train", "val", "test")}
     parts = ", ".join(f"{s} {split.x.shape[0]}" for s, split in sizes.items() if split is not None)
     n = sum(p.numel() for p in trainer.model.parameters())
+    steps, epochs = trainer.steps, trainer.cfg["epochs"]
     return (f"training {model_name} ({n:,} parameters) on {trainer.device}: {parts} samples; "
-            f"{trainer.steps} steps per epoch, {trainer.cfg['epochs']} epochs")
+            f"{steps} step{'s' if steps != 1 else ''} per epoch, "
+            f"{epochs} epoch{'s' if epochs != 1 else ''}")
 
 
 def fit(build_model, data, cfg: dict, *, device="cpu", checkpoint_dir=None, resume=None,

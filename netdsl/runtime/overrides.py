@@ -75,9 +75,12 @@ def _expression(text: str, source: SourceFile, offset: int) -> ast.Expr:
     """Parse `text` (which sits at column `offset + 1` of `source`) with spans into `source`."""
     try:
         expr = parse_expression(text, source.name)
-    except NetdslError as exc:
-        raise NetdslError([dataclasses.replace(d, span=_move(d.span, source, offset, len(text)))
-                           for d in exc.diagnostics]) from None
+    except NetdslError as exc:  # the wrapper's closing brace is the end of the value
+        raise NetdslError([dataclasses.replace(
+            d, span=_move(d.span, source, offset, len(text)),
+            message=d.message.replace("unexpected '}'", "unexpected end of the value"),
+            hint=None if d.hint and "line" in d.hint else d.hint)  # lines of the wrapper
+            for d in exc.diagnostics]) from None
     return _remap(expr, source, offset, len(text))
 
 

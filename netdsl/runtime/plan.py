@@ -225,7 +225,14 @@ class Plan(BaseModel):
                     for t in self.loss)),
                 ("optimizer", self.optimizer.describe())]
         if self.scheduler is not None:
-            rows.append(("scheduler", self.scheduler.describe()))
+            s = self.scheduler
+            filled = {"lr": f"{self.optimizer.lr:g} (the optimizer's lr)", "total": "the whole run"}
+            text = s.describe()
+            for arg, what in s.infer.items():
+                if getattr(s, arg) is None:
+                    text = text.replace(f"{arg}=none", f"{arg}={filled[what]}")
+            rows.append(("scheduler", text + (", per optimizer step" if s.interval == "step"
+                                              else ", per epoch")))
         for key in ("epochs", "batch_size", "eval_batch_size", "warmup", "accumulate",
                     "clip_grad_norm", "clip_grad_value", "precision", "seed", "deterministic",
                     "device"):

@@ -172,12 +172,14 @@ class Builder:
         return bound
 
     # ---- losses --------------------------------------------------------------------------------
-    def losses(self, e: _Entry | None, task: str | None) -> list[tuple] | object:
+    def losses(self, e: _Entry | None, task: str | None, data_ok: bool) -> list[tuple] | object:
         """[(weight, Bound, output name, output span, target name, target span)] or ERR."""
         if e is not None:
             self._no_subs("loss", e)
         if e is None or e.base is None:
             outs = self.graph.outputs
+            if task is None and not data_ok:
+                return ERR  # the data's own error says enough
             if task is None:
                 self.rep.error("E401", "say which loss to train: the data does not tell whether "
                                "this is classification or regression", self.where,
@@ -315,15 +317,16 @@ class Builder:
         fixed_task = None
         if isinstance(data, Bound):
             fixed_task = data.decl.implied_task()
-        terms = self.losses(get("loss"), fixed_task)
+        terms = self.losses(get("loss"), fixed_task, data is not ERR)
+        names = self._metric_names(get("metrics"))
         if terms is ERR:
             return None
         # From here on, settings that failed take their defaults so that the checks that
         # remain can still run and report their own findings in the same pass.
         loss_terms = self._loss_terms(terms)
-        metrics = self._metrics(get("metrics"), loss_terms)
+        metrics = self._metrics(names, loss_terms)
         task = self._task(terms)
-        if data is ERR or task is ERR or metrics is ERR:
+        if data is ERR or task is ERR:
             return None
         task = self._data_task(terms, data, task)
         if task is ERR:
@@ -364,6 +367,7 @@ class Builder:
         device = values["device"]
         if device is not ERR and not _DEVICE.match(device):
             rep.error("E401", f"unknown device {show(device)}", self.spans.get("device"),
+                      'for a GPU write device = "cuda"' if device.lower().startswith("gpu") else
                       did_you_mean(device, ["auto", "cpu", "cuda", "mps"]) or
                       "one of: auto, cpu, cuda, cuda:N, mps")
             values["device"] = ERR
@@ -409,37 +413,42 @@ class Builder:
                                 prefix="" if len(terms) == 1 else f"{label}."))
         return out
 
-    def _metrics(self, e: _Entry | None, terms: list[LossTerm]):
-        kinds = {type(t.loss).target for t in terms}
-        if e is None or e.base is None:
-            if e is not None:
-                self._no_subs("metrics", e)
-            return tuple(m for m in ("accuracy", "mae") if set(METRICS[m][0].split()) & kinds)
+    def _metric_names(self, e: _Entry | None):
+        """[(name, span)] as written (None: not written); unknown names reported."""
+        if e is None:
+            return None
         self._no_subs("metrics", e)
+        if e.base is None:
+            return None
         expr = e.base.value
         self.spans["metrics"] = expr.span
         items = expr.items if isinstance(expr, (ast.ListExpr, ast.TupleExpr)) else [expr]
-        out, ok = [], True
+        out = []
         for item in items:
             v = expr_value(item, self.rep)
-            if v is ERR:
-                ok = False
+            if v is ERR or v == "loss":  # the loss is always reported
                 continue
-            if v == "loss":
-                continue  # always reported
             if v not in METRICS:
-                self.rep.error("E405", f"unknown metric {show(v)}", item.span,
+                self.rep.error("E405", f"unknown metric '{v}'", item.span,
                                did_you_mean(str(v), METRICS) or f"metrics: {', '.join(METRICS)}")
-                ok = False
                 continue
-            if not set(METRICS[v][0].split()) & kinds:
-                self.rep.error("E401", f"{v} does not apply to any loss here ({METRICS[v][2]})",
-                               item.span)
-                ok = False
+            if v not in [n for n, _ in out]:
+                out.append((v, item.span))
+        return out
+
+    def _metrics(self, names, terms: list[LossTerm]) -> tuple[str, ...]:
+        """The metrics to report: those written that fit a loss here, else the defaults."""
+        kinds = {type(t.loss).target for t in terms}
+        if names is None:
+            return tuple(m for m in ("accuracy", "mae") if set(METRICS[m][0].split()) & kinds)
+        out = []
+        for name, span in names:
+            if not set(METRICS[name][0].split()) & kinds:
+                self.rep.error("E401", f"{name} does not apply to any loss here "
+                               f"({METRICS[name][2]})", span)
                 continue
-            if v not in out:
-                out.append(v)
-        return tuple(out) if ok else ERR
+            out.append(name)
+        return tuple(out)
 
     def _monitors(self, plan: Plan, sig: DataSig) -> Plan | None:
         keys = monitor_keys(plan, sig.has_val)

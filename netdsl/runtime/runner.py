@@ -240,6 +240,7 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
                    encoding="utf-8")
     shown = RunProgress(stream, bar, log, quiet=not progress)
     if progress:
+        shown.message(f"plan for {plan.model} ({spec.filename}):\n{plan.describe()}")
         for n in notes:
             shown.message(n.format())
     result = RunResult(spec=str(spec.filename), model=plan.model, run_dir=str(folder),
@@ -290,8 +291,7 @@ def _write_start(folder: Path, spec, plan: Plan, settings: dict, notes: list[Not
 
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({k: v for k, v in obj.items() if k != "model"}, indent=2,
-                              default=str) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -308,8 +308,8 @@ def _read_resume(resume, device, plan: Plan):
         raise NetdslError([Diagnostic("E501", f"{path}: no such checkpoint")])
     try:
         state = loop.load_checkpoint(str(path), device)
-    except Exception as exc:
-        raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {exc}")]) from None
+    except Exception as exc:  # unreadable, truncated or foreign files
+        raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {_why(exc)}")]) from None
     return state, path
 
 
@@ -348,8 +348,8 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
         raise NetdslError([Diagnostic("E501", f"{path}: no such weights file")])
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {exc}")]) from None
+    except Exception as exc:  # truncated, foreign or pickled-object files
+        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
         state = state["model"]
     net = spec.build(plan.model)
@@ -362,6 +362,15 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
     return {"spec": str(spec.filename), "model": plan.model, "weights": str(path),
             "split": split, "samples": data.split(split).n, "device": str(device),
             "metrics": metrics, "notes": [n.format() for n in notes]}
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc)
+    if "Weights only load failed" in text or "invalid load key" in text:
+        return "it is not a file written by torch.save, or it holds more than tensors"
+    if "PytorchStreamReader" in text or "failed finding central directory" in text:
+        return "the file is truncated or corrupt"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fits(own: dict, theirs, path, model: str) -> None:

@@ -150,6 +150,9 @@ class Source(Decl):
     task_fixed: ClassVar[str | None] = None
     image: ClassVar[bool] = False
     positional = ()
+    descriptions: ClassVar[dict[str, str]] = {
+        "val": "a fraction in (0, 1) or a number of samples",
+        "test": "a fraction in (0, 1) or a number of samples"}
 
     def implied_task(self) -> str | None:
         """The task the data itself fixes (None: the loss decides)."""
@@ -179,6 +182,7 @@ class TorchvisionSource(Source):
     limit: Optional[PosInt] = None
     task_fixed = "classification"
     image = True
+    shown = ("root",)  # where the data is matters even when it is the default
     raw_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     classes: ClassVar[int] = 10
 
@@ -195,17 +199,17 @@ class TorchvisionSource(Source):
         return True
 
 
-@SOURCES.register(aliases=("mnist",))
+@SOURCES.register
 class MNIST(TorchvisionSource):
     pass
 
 
-@SOURCES.register(aliases=("fashion_mnist",))
+@SOURCES.register
 class FashionMNIST(TorchvisionSource):
     pass
 
 
-@SOURCES.register(aliases=("cifar", "cifar-10"))
+@SOURCES.register
 class CIFAR10(TorchvisionSource):
     raw_shape = (3, 32, 32)
 
@@ -248,7 +252,7 @@ class CSV(Source):
 Nested = Union[Float, Bool, StrictStr, tuple[Any, ...]]
 
 
-@SOURCES.register(aliases=("inline", "tensor"))
+@SOURCES.register
 class tensors(Source):
     X: Nested
     y: Nested
