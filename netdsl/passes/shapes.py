@@ -80,7 +80,8 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         outs = op.shape(ins)
     except ShapeError as exc:
         code = getattr(exc, "code", None) or (
-            "E302" if exc.arg in type(op).inferred_fields() else "E301")
+            "E302" if exc.arg in type(op).inferred_fields() else
+            "E303" if "needs floating-point input" in exc.message else "E301")  # ops.base.need_float
         span = node.arg_spans.get(exc.arg, node.span) if exc.arg else node.span
         msg = exc.message
         if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out
