@@ -367,3 +367,22 @@ def test_register_layer_is_idempotent(allowed):
     import custom_layers
 
     assert netdsl.register_layer(custom_layers.Scale) is netdsl.register_layer("custom_layers.Scale")
+
+
+def test_an_installed_entry_point_is_an_opt_in(monkeypatch):
+    """A package that declares `[project.entry-points."netdsl.layers"] Triple = "..."` makes
+    `Triple` usable; it is imported the first time a spec names it, not before."""
+    from importlib.metadata import EntryPoint
+
+    from netdsl.ops import custom
+
+    ep = EntryPoint(name="Triple", value="custom_layers:Scale", group=custom.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(custom, "_ENTRY_POINTS", {"Triple": ep})
+    try:
+        spec = netdsl.loads("model M {\n  input x: [4]\n  x -> Triple(3.0) -> y\n  output y\n}\n")
+        model = spec.build()
+        assert type(model.triple1).__name__ == "Scale"
+        torch.testing.assert_close(model(torch.ones(1, 4)), torch.full((1, 4), 3.0))
+    finally:
+        if "Triple" in custom.LAYERS:
+            unregister_layer("Triple")
