@@ -191,7 +191,7 @@ def _syntax_diagnostic(source: SourceFile, exc: UnexpectedInput):
             and prev is not None and prev.end_line < tok.line and prev.type not in ("COMMA", "LPAR", "LSQB"):
         o = open_stack[-1]
         return rep.error("E001", f"this '{o}' is never closed", _tspan(source, o),
-                         f"add '{_close_char(o)}' at the end of line {prev.end_line}; the next line "
+                         f"close it with '{_close_char(o)}' on line {prev.end_line}; the next line "
                          f"({text} at {line}:{col}) cannot continue it")
     expected = _expected(expected_names)
     msg = f"unexpected {text}" + (f"; expected {expected}" if expected else "")
