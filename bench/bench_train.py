@@ -223,6 +223,42 @@ def run_best(net: str, cfg: Config) -> Result:
     return Result(times, n, correct.item() / xt.shape[0], setup, loss_sum.item() / steps)
 
 
+@variant("netdsl")
+def run_netdsl(net: str, cfg: Config) -> Result:
+    """The seed spec (specs/mlp.net, specs/lenet.net) trained by netdsl's own loop, the one
+    `netdsl run` calls, with the baselines' pipeline, seed and batch size. Only the run
+    folder around it (checkpoints, plot, JSON) is left out, as the baselines write none."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import netdsl
+    from netdsl.runtime import loop
+    from netdsl.runtime.data import load_data
+
+    spec = netdsl.load(Path(__file__).resolve().parents[1] / "specs" / f"{net}.net")
+    settings = spec.plan(
+        epochs=cfg.epochs, seed=cfg.seed, batch_size=cfg.batch_size, eval_batch_size=TEST_BATCH,
+        device=cfg.device, checkpoint=None, data=f'MNIST(root={json.dumps(cfg.data_root)}, '
+        f"transform=[ToTensor, Normalize({MEAN[0]}, {STD[0]})])").settings()
+
+    class Quiet(loop.Progress):
+        def start(self, info):
+            pass
+
+        def epoch_end(self, record, epochs):
+            pass
+
+    _sync(cfg.device)
+    t0 = time.perf_counter()
+    data = load_data(**settings["data"])
+    data.loader("test", TEST_BATCH, device=cfg.device)  # the splits move to the device once
+    _sync(cfg.device)
+    setup = time.perf_counter() - t0
+    r = loop.fit(spec.build, data, settings, device=torch.device(cfg.device), progress=Quiet())
+    return Result([h["seconds"] for h in r["history"]], data.train.n,
+                  r["test"]["test.accuracy"], setup, r["history"][-1]["train.loss"])
+
+
 # ---- harness ----------------------------------------------------------------------------
 
 

@@ -26,7 +26,8 @@ HERE = Path(__file__).parent / "plans"
 CASES = sorted(HERE.glob("*.net"))
 STATIC = ("E401", "E402", "E403", "E405", "E407")  # found by `netdsl check`, without torch
 
-MLP = "model MLP {\n  input x: [1, 28, 28]\n  x -> Flatten -> Linear(10) -> logits\n  output logits\n}\n"
+MLP = ("model MLP {\n  input x: [1, 28, 28]\n  x -> Flatten -> Linear(10) -> logits\n"
+       "  output logits\n}\n")
 
 
 def report(path: Path, monkeypatch, capsys, tmp_path) -> str:
@@ -92,7 +93,7 @@ def test_check_validates_plans_without_torch():
     assert bad.returncode == 0, bad.stderr
 
 
-# ---- declarations against torch and the data layer -----------------------------------------------
+# ---- declarations against torch and the data layer -------------------------------------------
 @pytest.mark.parametrize("family,module", [(OPTIMIZERS, "torch.optim"),
                                            (SCHEDULERS, "torch.optim.lr_scheduler"),
                                            (LOSSES, "torch.nn")], ids=["optim", "sched", "loss"])
@@ -153,7 +154,7 @@ def test_static_data_shapes_follow_the_transforms():
         assert tuple(sig.input_shape) == loaded.info.input_shape, steps
 
 
-# ---- overrides ----------------------------------------------------------------------------------
+# ---- overrides -------------------------------------------------------------------------------
 def test_set_spans_point_into_the_set_text():
     s = parse_set("optimizer.lr=3e-4")
     assert s.key == ["optimizer", "lr"] and s.key_span.col == 1 and s.key_span.end_col == 13
@@ -197,11 +198,11 @@ def test_a_model_without_a_plan_says_so():
     assert p.loss[0].loss.kind == "CrossEntropyLoss" and p.task == "classification"
 
 
-# ---- resolved plans -------------------------------------------------------------------------------
+# ---- resolved plans --------------------------------------------------------------------------
 def test_every_spec_plan_resolves_to_plain_settings():
     for path in sorted((ROOT / "specs").glob("*.net")):
         spec = netdsl.load(path)
-        for model, plan in spec.plans.items():
+        for plan in spec.plans.values():
             settings = plan.settings()
             assert json.loads(json.dumps(settings)) == settings, path
             assert settings["losses"] and settings["optimizer"]["name"], path
@@ -223,9 +224,11 @@ def test_linear_regression_reads_y_per_sample_and_says_so():
 
 def test_a_head_narrower_than_the_classes_is_an_error():
     with pytest.raises(NetdslError) as exc:  # h has 3 scores, MNIST has 10 classes
-        netdsl.loads(MLP.replace("output logits", "h = x -> Flatten -> Linear(3)\n  output logits, h")
-                        + 'train MLP {\n  data = MNIST(root="data", val=100)\n'
-                          '  loss = 0.5 * CrossEntropyLoss(logits, label) + CrossEntropyLoss(h, label) / 4\n'
+        netdsl.loads(MLP.replace("output logits",
+                                 "h = x -> Flatten -> Linear(3)\n  output logits, h")
+                     + 'train MLP {\n  data = MNIST(root="data", val=100)\n'
+                       '  loss = 0.5 * CrossEntropyLoss(logits, label) + '
+                       'CrossEntropyLoss(h, label) / 4\n'
                           '  early_stopping.monitor = "val.h.accuracy"\n}\n', "mt.net")
     assert "has 3 class scores, but MNIST has 10 classes" in str(exc.value)
 

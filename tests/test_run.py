@@ -79,7 +79,7 @@ class Quiet(loop.Progress):
         pass
 
 
-# ---- the run folder and the result ----------------------------------------------------------------
+# ---- the run folder and the result -----------------------------------------------------------
 def test_run_folder_holds_everything_and_result_json_matches(spec_file, tmp_path):
     path = spec_file()
     r = runner.run(netdsl.load(path), out=tmp_path / "runs", progress=False)
@@ -92,7 +92,8 @@ def test_run_folder_holds_everything_and_result_json_matches(spec_file, tmp_path
     assert (folder / "spec.net").read_text() == NET
     assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
-    assert lines == json.loads(json.dumps(r["history"])) and [x["epoch"] for x in lines] == [1, 2, 3]
+    assert lines == json.loads(json.dumps(r["history"]))
+    assert [x["epoch"] for x in lines] == [1, 2, 3]
     assert json.loads((folder / "result.json").read_text()) == json.loads(json.dumps(r))
     plan = json.loads((folder / "plan.json").read_text())
     assert plan["settings"]["optimizer"] == {"name": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9}}
@@ -122,10 +123,11 @@ def test_plain_progress_lines_on_stdout(spec_file, tmp_path, capsys):
     assert out.count("\nepoch ") == 3 and "test.accuracy" in out and "run folder:" in out
 
 
-# ---- exact resume ---------------------------------------------------------------------------------
+# ---- exact resume ----------------------------------------------------------------------------
 def _interrupt_at(monkeypatch, where):
     """Make the run's progress raise KeyboardInterrupt at (epoch, step) (step None: epoch end)."""
-    start, step, end = runner.RunProgress.start, runner.RunProgress.step, runner.RunProgress.epoch_end
+    p = runner.RunProgress
+    start, step, end = p.start, p.step, p.epoch_end
 
     def on_start(self, info):
         start(self, info)
@@ -214,7 +216,7 @@ def test_resume_from_a_checkpoint_of_another_model_is_refused(spec_file, tmp_pat
     assert "fc1.weight [16, 8] (model: [17, 8])" in str(exc.value)
 
 
-# ---- checkpoints --------------------------------------------------------------------------------
+# ---- checkpoints -----------------------------------------------------------------------------
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck" / "last.pt"
     good = {"format": loop.CHECKPOINT_FORMAT, "version": 1, "w": torch.arange(5.0)}
@@ -245,7 +247,7 @@ def test_keep_all_and_every(spec_file, tmp_path):
     assert last["epoch"] == 3 and last["step"] == 0 and last["settings"]["epochs"] == 3
 
 
-# ---- divergence, devices ----------------------------------------------------------------------------
+# ---- divergence, devices ---------------------------------------------------------------------
 def test_a_nan_loss_stops_with_a_message(spec_file, tmp_path, capsys):
     path = spec_file(REG.replace("SGD(lr=0.05)", "SGD(lr=50)"), "reg.net")
     r = runner.run(netdsl.load(path), out=tmp_path, progress=False)
@@ -272,7 +274,7 @@ def test_device_auto_falls_back_and_says_so(spec_file, tmp_path):
         netdsl.fit(spec_file(), precision="fp16", out=tmp_path, progress=False)
 
 
-# ---- eval -------------------------------------------------------------------------------------------
+# ---- eval ------------------------------------------------------------------------------------
 def test_eval_reproduces_the_runs_test_metrics(spec_file, tmp_path, capsys):
     path = spec_file()
     r = netdsl.fit(path, out=tmp_path, progress=False)
@@ -288,7 +290,7 @@ def test_eval_reproduces_the_runs_test_metrics(spec_file, tmp_path, capsys):
     assert line.startswith("Net on test (64 samples, cpu): test.loss ") and "test.accuracy" in line
 
 
-# ---- the loop ---------------------------------------------------------------------------------------
+# ---- the loop --------------------------------------------------------------------------------
 def _fit(text: str, **overrides):
     spec = netdsl.loads(text, "t.net")
     settings = spec.plan(**overrides).settings()
@@ -299,7 +301,8 @@ def _fit(text: str, **overrides):
 def test_the_loop_trains_exactly_like_a_plain_pytorch_loop():
     """Differential: the same seed, batches and optimizer in a hand-written loop give the
     same weights, bit for bit."""
-    text = NET.replace(" -> Dropout(0.2)", "").replace("  scheduler = StepLR(step_size=1, gamma=0.5)\n", "")
+    text = NET.replace(" -> Dropout(0.2)", "").replace(
+        "  scheduler = StepLR(step_size=1, gamma=0.5)\n", "")
     result, s, data, spec = _fit(text)
     torch.manual_seed(s["seed"])
     model = spec.build()
@@ -405,10 +408,10 @@ def test_bf16_autocast_on_the_cpu():
     assert r["status"] == "completed" and r["final"]["train.loss"] < 2
 
 
-# ---- the whole vocabulary runs -------------------------------------------------------------------------
-SCHED_ARGS = {"StepLR": "step_size=1", "MultiStepLR": "milestones=[1]", "ExponentialLR": "gamma=0.9",
-              "CosineAnnealingWarmRestarts": "T_0=1", "OneCycleLR": "", "ReduceLROnPlateau":
-              "patience=0"}
+# ---- the whole vocabulary runs ---------------------------------------------------------------
+SCHED_ARGS = {"StepLR": "step_size=1", "MultiStepLR": "milestones=[1]",
+              "ExponentialLR": "gamma=0.9", "CosineAnnealingWarmRestarts": "T_0=1",
+              "ReduceLROnPlateau": "patience=0"}
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS.members))
@@ -442,8 +445,23 @@ def test_every_loss_runs(name):
         head += " -> Sigmoid"
     if name == "NLLLoss":
         head += " -> LogSoftmax(dim=0)"
-    text = (f"model M {{\n  input x: [8]\n  x -> Linear(16) -> ReLU -> {head} -> out\n  output out\n}}\n"
+    text = (f"model M {{\n  input x: [8]\n  x -> Linear(16) -> ReLU -> {head} -> out\n"
+            f"  output out\n}}\n"
             f"train M {{\n  data = synthetic(shape=8, {data}, n=64, n_test=16)\n"
             f"  loss = {name}(out, target)\n  epochs = 1\n}}\n")
     r, *_ = _fit(text)
     assert r["status"] == "completed" and f"test.{metric}" in r["test"]
+
+
+def test_the_inline_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "inline_regression.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    preds = out.stdout.rsplit("[", 1)[1].rstrip().rstrip("]").split(", ")
+    assert [round(float(p)) for p in preds] == [2, 4, 6, 8]
+    assert "holds one value per sample" in out.stdout

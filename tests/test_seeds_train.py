@@ -70,3 +70,18 @@ def test_the_readme_main_job(tmp_path):
     assert r["test"]["test.accuracy"] >= 0.975 and r["test"]["test.top5"] >= 0.995
     assert r["best"]["monitor"] == "val.accuracy" and os.path.exists(r["files"]["best"])
     assert r["data"] == {"source": "MNIST", "train": 7200, "val": 800, "test": 2000}
+
+
+@pytest.mark.parametrize("example,args", [
+    ("own_loop_pieces.py", ["--epochs", "1"]),
+    ("train_mnist.py", ["--epochs", "1"]),
+])
+def test_the_examples_run(example, args, tmp_path):
+    import subprocess
+    import sys
+
+    extra = ["--out", str(tmp_path)] if example == "train_mnist.py" else []
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / example), "--data-root",
+                          str(DATA), *args, *extra], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "test" in out.stdout and "Traceback" not in out.stderr
