@@ -115,6 +115,40 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
         click.echo(f"run folder: {result['run_dir']}")
 
 
+def _settings_help() -> str:
+    """The epilog of `netdsl run --help`: every setting, from the declarations themselves."""
+    from ..runtime.catalog import LOSSES, METRICS, OPTIMIZERS, SCHEDULERS
+    from ..runtime.decl import show
+    from ..runtime.plan import SETTINGS
+    from ..runtime.sources import SOURCES, TRANSFORMS
+
+    lists = {"data": SOURCES, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+    lines = ["\b", "Settings of a train section (each can be overridden with --set KEY=VALUE, an",
+             "argument of one with --set KEY.ARG=VALUE):"]
+    for key, d in SETTINGS.items():
+        default = {"value": show(d.default), "call": d.default or "none", "source": "required",
+                   "loss": "by the data", "metrics": "by the loss"}[d.kind]
+        lines.append(f"  {key:<16}{default:<13}{d.doc}")
+    lines += ["", "\b"]
+    for key, family in lists.items():
+        lines.append(f"{family.plural.capitalize()} ({key} = ...):")
+        lines.extend(_wrap(", ".join(family.names())))
+    lines.append("Transforms (data = MNIST(transform=[...])):")
+    lines.extend(_wrap(", ".join(TRANSFORMS.names())))
+    lines.append("Metrics (metrics = [...]):")
+    lines.extend(_wrap(", ".join(METRICS)))
+    return "\n".join(lines)
+
+
+def _wrap(text: str) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, 90, initial_indent="  ", subsequent_indent="  ")
+
+
+run_command.epilog = _settings_help()
+
+
 @click.command("eval")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-w", "--weights", required=True, type=click.Path(dir_okay=False),
