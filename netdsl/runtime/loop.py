@@ -293,8 +293,10 @@ class Trainer:
         total, vals = None, []
         for term in self.terms:
             o = outs[term.output]
+            if self.amp_dtype is not None:  # losses and metrics in float32, as autocast does
+                o = o.float()
             t = term.target_for(o, y)
-            loss = term.fn(o.float() if self.amp_dtype is not None else o, t)
+            loss = term.fn(o, t)
             vals.extend(term.record(o, t, loss))
             if term.weight != 1.0:
                 loss = loss * term.weight
