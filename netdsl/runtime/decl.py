@@ -46,10 +46,6 @@ class Decl(BaseModel):
         return [n for n, f in cls.model_fields.items() if not _marker(f, Extra)]
 
     @classmethod
-    def inferred_fields(cls) -> list[str]:
-        return [n for n, f in cls.model_fields.items() if _marker(f, Inferred)]
-
-    @classmethod
     def required_fields(cls) -> list[str]:
         return [n for n, f in cls.model_fields.items()
                 if f.is_required() and not _marker(f, Inferred)]
@@ -188,11 +184,9 @@ def lookup(family: Family, name: ast.Name, rep: Reporter, code: str = "E405") ->
 _ERR = object()
 
 
-def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter,
-         fixed: dict[str, Any] | None = None) -> Bound | None:
-    """Bind written arguments to `cls`; report every mistake at its argument; None on error.
-    `fixed` are values the plan supplies (not written; they never get a span)."""
-    values: dict[str, Any] = dict(fixed or {})
+def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter) -> Bound | None:
+    """Bind written arguments to `cls`; report every mistake at its argument; None on error."""
+    values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     tried: set[str] = set()  # written, even if the value was wrong
     ok = True

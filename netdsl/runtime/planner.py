@@ -197,22 +197,23 @@ class Builder:
                                    f"{task} data", self.where))
             return [(1.0, bound, outs[0].name, self.where, "target", self.where)]
         self.spans["loss"] = e.base.value.span
-        terms = self._terms(e.base.value, 1.0, e.base.value.span)
+        terms = self._terms(e.base.value, 1.0)
         if terms is ERR:
             return ERR
         out = []
-        for weight, wspan, expr in terms:
-            t = self._term(weight, wspan, expr)
+        for weight, expr in terms:
+            t = self._term(weight, expr)
             if t is ERR:
                 return ERR
             out.append(t)
         return out
 
-    def _terms(self, expr, weight: float, wspan: Span):
+    def _terms(self, expr, weight: float):
+        """[(weight, loss call)] from `0.5 * A(...) + B(...) / 4`; ERR after a report."""
         lossy = _mentions_loss
         if isinstance(expr, ast.BinOp) and expr.op == "+":
-            a = self._terms(expr.left, weight, wspan)
-            b = self._terms(expr.right, weight, wspan)
+            a = self._terms(expr.left, weight)
+            b = self._terms(expr.right, weight)
             return ERR if a is ERR or b is ERR else a + b
         if (isinstance(expr, ast.BinOp) and expr.op in ("*", "/")
                 and lossy(expr.left) != lossy(expr.right)):
@@ -229,15 +230,15 @@ class Builder:
                 self.rep.error("E401", f"a loss weight must be a positive number, got {show(c)}",
                                const.span)
                 return ERR
-            return self._terms(term, weight * c if expr.op == "*" else weight / c, const.span)
+            return self._terms(term, weight * c if expr.op == "*" else weight / c)
         if isinstance(expr, (ast.Name, ast.Call)):
-            return [(weight, wspan, expr)]
+            return [(weight, expr)]
         self.rep.error("E401", "a loss is a loss term or a weighted sum of them", expr.span,
                        "for example: loss = 0.5 * CrossEntropyLoss(a, label) + 0.5 * "
                        "CrossEntropyLoss(b, label)")
         return ERR
 
-    def _term(self, weight: float, wspan: Span, expr):
+    def _term(self, weight: float, expr):
         parts = call_parts(expr)
         if parts is None:
             self.rep.error("E401", "expected a loss such as CrossEntropyLoss(logits, label)",

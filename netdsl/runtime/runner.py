@@ -23,6 +23,7 @@ from ..diagnostics import Diagnostic, NetdslError, Reporter
 from . import loop
 from .checks import check_fit, runtime_signature
 from .data import DataError, load_data
+from .data import resolve_device as data_device
 from .plan import Note, Plan
 
 
@@ -37,12 +38,8 @@ def resolve_device(plan: Plan, notes: list[Note]) -> torch.device:
     """The device the plan asks for; E404 when it is not here. `auto` says what it chose."""
     name, span = plan.device, plan.span("device")
     if name == "auto":
-        if torch.cuda.is_available():
-            dev = torch.device("cuda")
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            dev = torch.device("mps")
-        else:
-            dev = torch.device("cpu")
+        dev = data_device("auto")  # what a compiled script picks too: cuda, else mps, else cpu
+        if dev.type == "cpu":
             notes.append(Note("device auto: no CUDA or MPS device found, training on the cpu"))
         _check_precision(plan, dev)
         return dev
