@@ -280,6 +280,8 @@ class Trainer:
         self._column_kinds = [c == "loss" and t.mean for t in self.terms for c in t.columns]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             cfg.get("precision", "fp32"))
+        # metric sums in float64 (exact counts, no drift over long epochs); MPS has no float64
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
 
     # ---- pieces of a step ----------------------------------------------------------------
     def autocast(self):
@@ -361,7 +363,7 @@ class Trainer:
     def _batch_weights(self, loader) -> torch.Tensor:
         """Samples per step, for turning per-batch mean losses into per-sample sums."""
         steps, b = len(loader), loader.batch_size
-        w = torch.full((steps,), float(b), dtype=torch.float64)
+        w = torch.full((steps,), float(b), dtype=self.sum_dtype)
         w[-1] = loader.num_samples - b * (steps - 1)
         return w.to(self.device)
 
@@ -379,7 +381,7 @@ class Trainer:
         k = self.accumulate
         epoch = self.epoch
         if self.start_step == 0 or self.buffer is None:
-            self.buffer = torch.zeros((self._columns(), steps), dtype=torch.float64,
+            self.buffer = torch.zeros((self._columns(), steps), dtype=self.sum_dtype,
                                       device=self.device)
         buf = self.buffer
         model.train()
@@ -446,7 +448,7 @@ class Trainer:
         kinds = self._column_kinds
         was = self.model.training
         self.model.eval()
-        sums = torch.zeros(len(kinds), dtype=torch.float64, device=self.device)
+        sums = torch.zeros(len(kinds), dtype=self.sum_dtype, device=self.device)
         with torch.inference_mode():
             for i, (xb, yb) in enumerate(loader.batches(0)):
                 with self.autocast():
@@ -552,7 +554,7 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         if self.start_step:
-            self.buffer = torch.zeros((self._columns(), self.steps), dtype=torch.float64,
+            self.buffer = torch.zeros((self._columns(), self.steps), dtype=self.sum_dtype,
                                       device=self.device)
             self.buffer[:, :self.start_step] = state["buffer"].to(self.device)
 
