@@ -1,9 +1,20 @@
-"""Lowering: a shaped graph -> class definitions (submodules, forward statements).
+"""Lowering: shaped model graphs -> class definitions (`ClassDef`), the one form that both the
+live module (targets/module.py) and `netdsl compile` (targets/compile.py) print as Python.
 
-This is the one form that both the live module (targets/module.py) and the generated source
-(targets/pysource.py, `netdsl compile`) are made from, so they agree by construction.
-Each block becomes its own class; instances of one block whose code comes out identical share
-a class (`Basic`), and the others are numbered (`Basic_2`) with their arguments in the docstring.
+A model becomes one class. A block becomes one class for all of its instances, as a person
+would write it (see targets/blockclass.py): the numbers that differ between instances become
+`__init__` parameters (`Basic(64, 128, stride=2)`), and a layer that only some instances have
+sits under an `if` on the spec's own condition. The steps:
+
+1. every graph (models and block instances) is read into a `Program`: its nodes as `Member`s,
+   each with its constructor arguments split into `Slot`s (the argument) and values (this
+   instance's numbers), so that instances can be compared and generalised;
+2. blockclass.py turns the programs of one block into `Plan`s, innermost blocks first, since a
+   block's arguments to an inner block are part of its own code;
+3. emit.py writes each plan as a `ClassDef`: `__init__` statements, `forward` statements with
+   variable names and shape comments.
+
+Only validated identifiers and literals (through `literal()` in pysource.py) reach the code.
 """
 
 from __future__ import annotations
@@ -13,9 +24,14 @@ import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir.graph import Graph, Node, Ref
+from ..ir.graph import Graph, Node
+from ..ops.base import Op
 
-RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {"self", "torch", "nn", "F", "math"}
+# Names generated code never binds: keywords, builtins (a class or variable called `float`
+# would break `float("nan")`), and the module-level names the code itself uses.
+RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
+    "self", "torch", "nn", "F", "math", "torchvision", "_", "__class__",
+}
 
 INIT_FNS = {
     "xavier_uniform": "nn.init.xavier_uniform_", "xavier_normal": "nn.init.xavier_normal_",
@@ -25,46 +41,57 @@ INIT_FNS = {
 }
 
 
-@dataclass
-class Submodule:
-    attr: str
-    ctor: str  # "nn.Conv2d", or the class name of a block
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    setup: list[str] = field(default_factory=list)  # init and freezing statements after it
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
 
 
+NO_DEFAULT = _NoDefault()
+
+
+@dataclass(frozen=True)
+class Code:
+    """Python source made by netdsl from validated names and literals (`c * 4`, `in_channels`);
+    `literal()` passes it through unchanged."""
+
+    text: str
+
+
+# ---- what the printer reads ----------------------------------------------------------------
 @dataclass
-class Line:
+class Stmt:
+    """One statement; a compound one (`if stride != 1:`) has a body."""
+
     code: str
     comment: str = ""
+    body: list[Stmt] | None = None
 
 
 @dataclass
 class ClassDef:
     name: str
-    doc: str
-    inputs: list[str]
-    submodules: list[Submodule]
-    body: list[Line]
-    returns: list[str]
+    doc: list[str]  # a summary, then details (see pysource.class_doc)
+    params: list[tuple[str, Any]]  # __init__ parameters: (name, default or NO_DEFAULT)
+    init: list[Stmt]  # after `super().__init__()`
+    inputs: list[str]  # forward's parameters
+    body: list[Stmt]  # forward, ending with its return
     imports: set[str] = field(default_factory=set)
-
-    def key(self):
-        """Everything but the name and docstring: equal keys mean the same code."""
-        return (tuple(self.inputs), tuple(repr(s) for s in self.submodules),
-                tuple((ln.code, ln.comment) for ln in self.body), tuple(self.returns))
 
 
 class Namespace:
-    """Unique, legal variable names (after torch.fx's `_Namespace`): clashes get `_1`, `_2`."""
+    """Unique, legal names (after torch.fx's `_Namespace`). A reserved word gets a trailing
+    underscore (`class_`, `print_`), as PEP 8 suggests; a clash gets `_1`, `_2`."""
 
     def __init__(self, reserved=RESERVED):
         self.used: set[str] = set()
         self.reserved = reserved
 
     def create(self, want: str) -> str:
-        base = want if want.isidentifier() else "x"
+        base = want if want.isidentifier() and want.isascii() else "x"
+        if base.startswith("__") and not base.endswith("__"):
+            base = "_" + base.lstrip("_")  # no name mangling inside a class
+        if base in self.reserved or keyword.issoftkeyword(base):
+            base += "_"
         name, i = base, 0
         while name in self.used or name in self.reserved:
             i += 1
@@ -73,118 +100,132 @@ class Namespace:
         return name
 
 
-class Lowering:
-    """Lowers one model and the block instances inside it."""
+# ---- programs: a graph read for generalisation ------------------------------------------------
+@dataclass(frozen=True)
+class Slot:
+    """One constructor argument: positional (`key` an index) or a keyword. `default` is torch's
+    (NO_DEFAULT: always written); `field` names a parameter lifted from it."""
 
-    def __init__(self, source_name: str = ""):
-        self.classes: list[ClassDef] = []
-        self.by_key: dict[Any, ClassDef] = {}
-        self.count: dict[str, int] = {}
-        self.source_name = source_name
-
-    def model(self, graph: Graph) -> list[ClassDef]:
-        self._lower(graph, graph.name, f"The model {graph.name}" +
-                    (f", from {self.source_name}." if self.source_name else "."))
-        return self.classes
-
-    def _lower(self, graph: Graph, name: str, doc: str) -> ClassDef:
-        ns = Namespace()
-        users = graph.consumers()
-        last_use: dict[Ref, int] = {r: max(ix) for r, ix in users.items()}
-        outputs = {o.ref for o in graph.outputs}
-        var: dict[Ref, str] = {}
-        wanted: dict[str, str] = {}  # variable -> the name it was created for
-        for n in graph.inputs:
-            var[n.out()] = ns.create(n.name)
-            wanted[var[n.out()]] = n.name
-        subs: list[Submodule] = []
-        body: list[Line] = []
-        imports: set[str] = {"from torch import nn"}
-        for i, node in enumerate(graph.nodes):
-            if node.kind == "input":
-                continue
-            ins = [var[r] for r in node.inputs]
-            outs: list[str | None] = []
-            for j in range(node.n_outputs):
-                ref = node.out(j)
-                if ref not in users and ref not in outputs:
-                    outs.append(None)
-                    continue
-                bound = node.bound[j] if j < len(node.bound) else None
-                dying = j == 0 and node.inputs and last_use.get(node.inputs[0]) == i \
-                    and node.inputs[0] not in outputs and node.inputs.count(node.inputs[0]) == 1
-                if dying and (not bound or wanted.get(var[node.inputs[0]]) == bound):
-                    v = var[node.inputs[0]]  # the input dies here: reuse its name, as people do
-                else:
-                    v = ns.create(bound or node.hint or "x")
-                    wanted[v] = bound or node.hint or "x"
-                var[ref] = v
-                outs.append(v)
-            comment = node.types[0].batched() if node.types else ""
-            if node.kind == "block":
-                cls = self._block_class(node)
-                subs.append(Submodule(node.name, cls.name))
-                lhs = ", ".join(o or "_" for o in outs)
-                body.append(Line(f"{lhs} = self.{node.name}({', '.join(ins)})", comment))
-                continue
-            op = node.op
-            module = None
-            if op.torch is not None:
-                args, kwargs = op.ctor_args()
-                subs.append(Submodule(node.name, op.torch, list(args), dict(kwargs), _setup(node)))
-                module = f"self.{node.name}"
-                imports.update(op.imports)
-            lines = op.forward_lines(module, ins, outs)
-            if any("torch." in ln for ln in lines):
-                imports.add("import torch")
-            for k, ln in enumerate(lines):
-                body.append(Line(ln, comment if k == 0 else ""))
-        returns = [var[o.ref] for o in graph.outputs]
-        cls = ClassDef(name, doc, [var[n.out()] for n in graph.inputs], subs, body, returns, imports)
-        self.classes.append(cls)
-        return cls
-
-    def _block_class(self, node: Node) -> ClassDef:
-        args = ", ".join(f"{k}={v!r}" for k, v in node.block_args.items())
-        ins = ", ".join(str(node.graph.inputs[k].types[0]) if node.graph.inputs[k].types else "?"
-                        for k in range(len(node.graph.inputs)))
-        doc = f"Block {node.block}({args}) on input {ins}."
-        probe = Lowering(self.source_name)
-        probe.by_key, probe.count, probe.classes = self.by_key, self.count, []
-        cls = probe._lower(node.graph, node.block, doc)
-        nested = probe.classes[:-1]
-        self.classes.extend(c for c in nested if c not in self.classes)
-        key = (node.block, cls.key())
-        if key in self.by_key:
-            return self.by_key[key]
-        k = self.count.get(node.block, 0) + 1
-        self.count[node.block] = k
-        cls.name = node.block if k == 1 else f"{node.block}_{k}"
-        self.by_key[key] = cls
-        self.classes.append(cls)
-        return cls
+    key: int | str
+    field: str
+    default: Any = NO_DEFAULT
+    inferred: bool = False
+    expr: Any = field(default=None, compare=False)  # the spec's expression (ast), in a block
 
 
-def _setup(node: Node) -> list[str]:
+@dataclass
+class Member:
+    """One non-input node of a program."""
+
+    node: Node
+    ctor: str | None  # "nn.Conv2d", a block class name, or None (no submodule: `a + b`)
+    slots: list[Slot]
+    values: list[Any]  # this instance's value for each slot
+    setup: list[Stmt]  # init and freezing statements after the constructor
+    template: tuple  # the forward code with placeholder names: equal templates, equal code
+    imports: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def sig(self) -> tuple:
+        """Everything about this member but its numbers and its inputs."""
+        return (self.node.name, self.node.kind, self.ctor, tuple(self.slots),
+                tuple((s.code, s.body is None) for s in self.setup), self.template,
+                self.node.n_outputs)
+
+
+@dataclass
+class Program:
+    """A model, or one instance of a block: its members in order."""
+
+    graph: Graph
+    env: dict[str, Any]  # the block's arguments for this instance ({} for a model)
+    members: list[Member]
+    node: Node | None = None  # the block node this instance is (None for a model)
+
+    @property
+    def key(self) -> tuple:
+        """Equal keys: the same code up to constructor numbers."""
+        return (tuple(n.name for n in self.graph.inputs),
+                tuple((m.sig, tuple((r.node, r.index) for r in m.node.inputs)) for m in self.members),
+                tuple((o.ref.node, o.ref.index) for o in self.graph.outputs))
+
+
+def op_slots(op: Op) -> tuple[list[Slot], list[Any]]:
+    """An op's constructor arguments as slots and values. For an op that keeps the declaration
+    contract (fields are torch's parameters, torch's defaults) every field is a slot, so that
+    instances that differ only in a default-valued argument still compare equal."""
+    cls = type(op)
+    args, kwargs = op.ctor_args()
+    slots: list[Slot] = []
+    values: list[Any] = []
+    if cls.ctor_args is Op.ctor_args:
+        extra = set(cls.extra_fields())
+        names = [n for n in cls.model_fields if n != "op" and n not in extra]
+        inferred = set(cls.inferred_fields())
+        for i, v in enumerate(args):
+            slots.append(Slot(i, names[i], inferred=names[i] in inferred))
+            values.append(v)
+        for n in names[len(args):]:
+            slots.append(Slot(n, n, cls.model_fields[n].default, inferred=n in inferred))
+            values.append(getattr(op, n))
+        for n, v in cls.fixed.items():
+            slots.append(Slot(n, n))
+            values.append(v)
+    else:  # an op with its own ctor_args (its values are not its fields): taken as given
+        fields = cls.spec_fields()
+        for i, v in enumerate(args):
+            slots.append(Slot(i, fields[i] if i < len(fields) else f"arg{i}"))
+            values.append(v)
+        for n, v in kwargs.items():
+            slots.append(Slot(n, n))
+            values.append(v)
+    return slots, values
+
+
+def setup_statements(node: Node) -> list[Stmt]:
+    """`init=`, `bias_init=` and `trainable=false` as statements after the constructor."""
     op, attr, out = node.op, f"self.{node.name}", []
     init, bias_init = getattr(op, "init", None), getattr(op, "bias_init", None)
     if init or bias_init:
         if op.family in ("linear", "conv", "embedding", "norm"):
             if init:
-                out.append(f"{INIT_FNS[init]}({attr}.weight)")
+                out.append(Stmt(f"{INIT_FNS[init]}({attr}.weight)"))
             if bias_init and getattr(op, "bias", True) is not False and op.kind != "Embedding":
-                out.append(f"{INIT_FNS[bias_init]}({attr}.bias)")
-        else:
-            out.append(f"for name, p in {attr}.named_parameters():")
+                out.append(Stmt(f"{INIT_FNS[bias_init]}({attr}.bias)"))
+        else:  # recurrent and attention layers: every weight and bias tensor
+            body = []
             if init:
-                out.append(f"    if name.startswith(\"weight\"):\n            {INIT_FNS[init]}(p)")
+                body.append(Stmt('if name.startswith("weight"):', body=[Stmt(f"{INIT_FNS[init]}(p)")]))
             if bias_init:
-                out.append(f"    if name.startswith(\"bias\"):\n            {INIT_FNS[bias_init]}(p)")
+                body.append(Stmt('if name.startswith("bias"):', body=[Stmt(f"{INIT_FNS[bias_init]}(p)")]))
+            out.append(Stmt(f"for name, p in {attr}.named_parameters():", body=body))
     if getattr(op, "trainable", True) is False:
-        out.append(f"{attr}.requires_grad_(False)")
+        out.append(Stmt(f"{attr}.requires_grad_(False)"))
     return out
 
 
-def lower_model(graph: Graph, source_name: str = "") -> list[ClassDef]:
-    """The classes for one model: blocks first, the model's own class last."""
-    return Lowering(source_name).model(graph)
+def placeholder_template(node: Node, used: list[bool]) -> tuple:
+    """The forward code of an op node with placeholder names for its inputs and outputs."""
+    op = node.op
+    module = f"self.{node.name}" if op.torch is not None else None
+    ins = [f"\x00in{k}" for k in range(len(node.inputs))]
+    outs = [f"\x00out{j}" if u else None for j, u in enumerate(used)]
+    return tuple(op.forward_lines(module, ins, outs))
+
+
+def lower_models(graphs: list[Graph]) -> list:
+    """The classes for several models: every block once, before the classes that use it;
+    each model's class after its blocks."""
+    from .blockclass import Lowering
+
+    return Lowering(graphs).run()
+
+
+def lower_model(graph: Graph, source_name: str = "") -> list:
+    """The classes for one model: blocks first, the model's own class last. (`source_name` is
+    accepted for callers that pass it; the classes do not name their spec.)"""
+    return lower_models([graph])
