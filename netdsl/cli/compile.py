@@ -1,0 +1,93 @@
+"""`netdsl compile`: a spec as one standalone PyTorch file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+
+@click.command("compile")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", metavar="FILE",
+              help="Write the source here (whole or not at all) instead of to standard output.")
+@click.option("-m", "--model", help="Only this model (default: every model in the spec).")
+@click.option("--no-train", is_flag=True,
+              help="Only the model classes: leave out the training script.")
+def compile_command(spec, output, model, no_train):
+    """Write SPEC as plain PyTorch: one Python file that needs only torch and torchvision.
+
+    The file holds an `nn.Module` class per model and per block, written as a person would
+    write them (named layers in `__init__`, one spec line per line in `forward`, shapes in
+    comments), with the same parameter names and outputs as the module netdsl builds. Unless
+    --no-train, it also holds the spec's training plan as code: `python FILE.py` trains the
+    model and prints the same metrics as `netdsl run` with the same seed (`--help` for its
+    options: epochs, device, data root). Importing the file only defines classes.
+
+    The output is formatted as `ruff format` writes it, and the same spec always gives the same
+    bytes. Compiling a spec without torchvision backbones does not import torch.
+
+    \b
+    Examples:
+      netdsl compile specs/lenet.net -o lenet.py && python lenet.py --epochs 1
+      netdsl compile specs/resnet18.net --no-train -o resnet18.py
+      netdsl compile specs/multitask.net --model MultiTask --no-train | less
+    """
+    from ..spec import load
+    from ..targets.compile import compile_spec
+
+    s = load(spec)
+    for w in s.warnings:
+        from ..diagnostics import use_color
+
+        click.echo(w.format(use_color(sys.stderr)), err=True)
+    source = compile_spec(s, model, train=not no_train)
+    if output is None or output == "-":
+        click.echo(source, nl=False)
+        return
+    path = Path(output)
+    _write_atomically(path, source)
+    names = [model] if model else s.model_names
+    params = ", ".join(f"{s.graph(n).name} {s.summary(n).total_params:,} parameters" for n in names)
+    click.echo(f"wrote {path} ({params}{'' if no_train else ', with its training script'})",
+               err=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temporary file beside it, renamed into place, with
+    the mode the file has (or a new file's under the umask). (targets/diagram_output.py `save`
+    does the same for diagrams.)"""
+    from ..diagnostics import Diagnostic, NetdslError
+
+    def fail(why: str):
+        return NetdslError([Diagnostic("E501", f"cannot write {path}: {why}")])
+
+    directory = path.parent
+    if path.is_dir():
+        raise fail("it is a directory")
+    if not directory.is_dir():
+        raise fail(f"directory {directory} does not exist")
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise fail(exc.strerror or str(exc)) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise fail(exc.strerror or str(exc)) from None
+        raise

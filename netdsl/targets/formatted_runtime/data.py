@@ -1,0 +1,1552 @@
+"""The data layer: whole datasets as tensors on the target device, batches by slicing.
+
+Every split is loaded once, run once through the deterministic part of its transform
+pipeline, moved once to the device, and then served by a `DeviceLoader` that slices
+batches out of it. Random augmentations run per batch, vectorised, on the device.
+There is no streaming path (no `torch.utils.data.DataLoader`, no workers): a dataset
+must fit in host memory and in device memory. That covers MNIST, FashionMNIST, CIFAR10,
+CSV tables and small image folders; anything larger is out of scope for this module.
+
+API
+---
+`load_data(source, *, root=None, transforms=(), val=None, test=None, seed=0,
+           download=False, limit=None, task=None, **source_kwargs) -> Data`
+    Load a source, apply the deterministic transforms, carve splits. `source` is one of
+    (case-insensitive):
+
+    * ``"MNIST"``, ``"FashionMNIST"``, ``"CIFAR10"``: torchvision datasets under `root`
+      (default ``"data"``). Their raw uint8 arrays are read directly, never per-sample PIL.
+    * ``"ImageFolder"``: ``path=`` (class-per-subfolder, torchvision layout), optional
+      ``test_path=``; if `path` holds exactly ``train/`` and ``test/`` (or ``val/``)
+      subfolders those are used. Images are decoded once through PIL (``convert="RGB"``
+      by default); Resize/CenterCrop/Grayscale placed before ToTensor run per image on the
+      PIL image with torchvision's own transforms, so images of different sizes work.
+    * ``"CSV"``: ``path=``, optional ``test_path=``, ``targets=`` (column name or list),
+      ``features=`` (names; default every other column), ``delimiter=","``. Header row
+      required, values numeric (a single classification target may hold string labels).
+    * ``"tensors"`` (alias ``"inline"``): ``X=``, ``y=``, optional ``X_test=``, ``y_test=``;
+      nested lists, numpy arrays or tensors.
+    * ``"synthetic"``: ``shape=`` (per sample), ``num_classes=`` *or* ``target_shape=``,
+      ``n=512``, ``n_test=128``, optional ``vocab=`` (integer token inputs). Inputs are
+      seeded noise; targets come from a seeded random linear "teacher", so a model can
+      actually learn them (useful for smoke tests).
+
+    `task` is ``"classification"`` or ``"regression"``; when None it is inferred (see
+    `infer_task`). Classification targets are int64 of shape (N,); regression targets are
+    float32 and at least 2-D: a single target column becomes shape (N, 1).
+    `val` (fraction in (0, 1) or a count) carves a validation split out of train;
+    `test` does the same for sources that have no test split. When a RandomCrop changes the
+    sample size, val and test are center-cropped to that size once at load time
+    (`DataInfo.eval_transforms`), so every split has `DataInfo.input_shape`. Both are seeded by `seed`
+    and deterministic. `limit` keeps only the first `limit` train and test samples.
+    Inputs are float32 unless ``x_dtype=`` says otherwise (tensors/CSV/synthetic).
+
+`Data`: ``.train``, ``.val``, ``.test`` (`Split` or None), ``.info`` (`DataInfo`),
+    ``.augment`` (`Augment`, the random part of the pipeline).
+`Data.split(name) -> Split`
+`Data.loader(split="train", batch_size=64, *, device="cpu", shuffle=None,
+             drop_last=False, seed=0, augment=None, non_blocking=True,
+             pin_memory=False) -> DeviceLoader`
+    shuffle and augmentation default to on for "train", off otherwise. The split is moved
+    to the device once and cached on the `Data`, so several loaders share it.
+`Data.loaders(batch_size, *, device="cpu", seed=0, eval_batch_size=None, drop_last=False)
+    -> dict[str, DeviceLoader]`: one per present split.
+`Split(x, y)`: a NamedTuple of two tensors with the same first dimension.
+`DataInfo`: ``source, task, input_shape, input_dtype, target_shape, target_dtype,
+    num_classes, classes, sizes, transforms, augmentations, eval_transforms``;
+    ``describe() -> str``. `input_shape` excludes the batch dimension and is the shape the
+    model sees (after augmentation).
+
+`DeviceLoader(x, y, batch_size, *, shuffle=False, drop_last=False, seed=0, device="cpu",
+              augment=None, non_blocking=True, pin_memory=False)`
+    ``len(loader)`` is steps per epoch; ``loader.num_samples`` samples per epoch.
+    ``loader.batches(epoch, start_step=0)`` yields ``(x, y)`` for that epoch: a pure
+    function of (seed, epoch), identical on every run and device, so a resumed run sees
+    bit-identical batches (mid-epoch too, via `start_step`). ``set_epoch(epoch,
+    start_step=0)`` then ``iter(loader)`` does the same; without `set_epoch`, iterating
+    starts at epoch 0 and moves to the next epoch after each *complete* pass.
+    ``loader.order(epoch)`` is the epoch's sample order (CPU int64).
+
+`Transform(name, kwargs)`: one pipeline step; pipelines are lists of `Transform`s,
+    ``(name, kwargs)`` pairs, bare names, or ``{"name": ..., **kwargs}`` dicts.
+`parse_transforms(spec) -> list[Transform]`: validate names and keyword arguments.
+`plan_transforms(spec, *, image=True) -> tuple[list[Transform], Augment]`: split a
+    pipeline into the deterministic steps (run once at load time) and the augmentation.
+`Augment`: ``sample(n, generator) -> params``, ``apply(x, params) -> x``,
+    ``__call__(x, generator=None) -> x``; ``bool(augment)`` is False when empty.
+`resolve_device(spec) -> torch.device`: ``"auto"`` picks cuda when available.
+`infer_task(y) -> str`; `DataError`: every user-facing failure, with a readable message.
+
+Transforms
+----------
+Deterministic: ToTensor, Normalize(mean, std), Resize(size, antialias=True),
+CenterCrop(size), Grayscale(num_output_channels=1). Random: RandomCrop(size, padding=None,
+pad_if_needed=False, fill=0, padding_mode="constant"|"edge"|"reflect"),
+RandomHorizontalFlip(p=0.5), RandomVerticalFlip(p=0.5). Semantics follow torchvision.
+
+The deterministic steps run first, in their written order; the random steps run
+afterwards, per batch. That reordering is exact because random steps may only be followed
+by pointwise or per-channel steps (ToTensor, Normalize, Grayscale): a constant `fill` is
+pushed through those, so ``RandomCrop(padding=4)`` written before ``Normalize`` pads with
+the normalised value of black, as torchvision would. A Resize or CenterCrop written after a
+random step is rejected. Image sources are uint8 until ToTensor (divide by 255); if the
+pipeline has no ToTensor it is implied before the first Normalize (or at the end).
+ToTensor + Normalize reproduce torchvision's values bit for bit; Resize/Grayscale on the
+tensor-backed sources use torchvision's tensor kernels, which can differ from PIL's by
+rounding.
+
+Randomness: the loader's order and augmentation parameters for an epoch are drawn on
+the CPU from a generator seeded by (seed, epoch), so they do not depend on the device, on
+the global RNG, or on how many batches were consumed before.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as nnf
+
+__all__ = [
+    "SOURCES",
+    "TRANSFORMS",
+    "Augment",
+    "Data",
+    "DataError",
+    "DataInfo",
+    "DeviceLoader",
+    "Split",
+    "Transform",
+    "infer_task",
+    "load_data",
+    "parse_transforms",
+    "plan_transforms",
+    "resolve_device",
+]
+
+
+class DataError(Exception):
+    """A dataset could not be found, read or transformed; the message says what to do."""
+
+
+# ---- small helpers ----------------------------------------------------------------------
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """`"auto"`/None: cuda if available, else mps if available, else cpu."""
+    if isinstance(spec, torch.device):
+        return spec
+    if spec is None or str(spec).lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(str(spec))
+    except RuntimeError as e:
+        raise DataError(f"unknown device {spec!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(
+            f"device {spec!r} requested but CUDA is not available on this machine"
+        )
+    return dev
+
+
+def _derive_seed(seed: int, *tags: Any) -> int:
+    """A 63-bit seed from `seed` and tags, stable across runs, platforms and Python hashing."""
+    h = hashlib.blake2b(repr((int(seed),) + tags).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def _generator(seed: int, *tags: Any) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(_derive_seed(seed, *tags))
+    return g
+
+
+def _pair(v: Any, what: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    if isinstance(v, (list, tuple)) and len(v) == 1:
+        return (int(v[0]), int(v[0]))
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return (int(v[0]), int(v[1]))
+    raise DataError(f"{what} must be an int or a pair (h, w), got {v!r}")
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+
+
+def _dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return _DTYPES[str(name)]
+    except KeyError:
+        raise DataError(
+            f"unknown dtype {name!r}; expected one of {', '.join(_DTYPES)}"
+        ) from None
+
+
+def _dtype_name(dt: torch.dtype) -> str:
+    return str(dt).removeprefix("torch.")
+
+
+# ---- transforms -------------------------------------------------------------------------
+
+
+class Transform(NamedTuple):
+    """One pipeline step: a torchvision-style transform name and its keyword arguments."""
+
+    name: str
+    kwargs: dict
+
+
+# name -> (allowed kwargs with defaults, required kwargs, is_random)
+TRANSFORMS: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
+    "ToTensor": ({}, (), False),
+    "Normalize": (
+        {"mean": None, "std": None, "inplace": False},
+        ("mean", "std"),
+        False,
+    ),
+    "Resize": (
+        {
+            "size": None,
+            "interpolation": "bilinear",
+            "max_size": None,
+            "antialias": True,
+        },
+        ("size",),
+        False,
+    ),
+    "CenterCrop": ({"size": None}, ("size",), False),
+    "Grayscale": ({"num_output_channels": 1}, (), False),
+    "RandomCrop": (
+        {
+            "size": None,
+            "padding": None,
+            "pad_if_needed": False,
+            "fill": 0,
+            "padding_mode": "constant",
+        },
+        ("size",),
+        True,
+    ),
+    "RandomHorizontalFlip": ({"p": 0.5}, (), True),
+    "RandomVerticalFlip": ({"p": 0.5}, (), True),
+}
+_BY_LOWER = {k.lower(): k for k in TRANSFORMS}
+_POSITIONAL = {
+    "Normalize": ("mean", "std"),
+    "Resize": ("size",),
+    "CenterCrop": ("size",),
+    "RandomCrop": ("size", "padding"),
+    "Grayscale": ("num_output_channels",),
+    "RandomHorizontalFlip": ("p",),
+    "RandomVerticalFlip": ("p",),
+}
+
+
+def _one_transform(item: Any) -> Transform:
+    if isinstance(item, str):
+        name, kwargs = item, {}
+    elif isinstance(item, Mapping):
+        if "name" not in item:
+            raise DataError(f"transform {dict(item)!r} has no 'name'")
+        kwargs = {k: v for k, v in item.items() if k != "name"}
+        name = item["name"]
+    elif (
+        isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+    ):
+        name, kwargs = item[0], item[1]
+        if isinstance(kwargs, (list, tuple)):  # positional arguments
+            canon = _BY_LOWER.get(name.lower(), name)
+            pos = _POSITIONAL.get(canon, ())
+            if len(kwargs) > len(pos):
+                raise DataError(
+                    f"{canon} takes at most {len(pos)} positional arguments"
+                )
+            kwargs = dict(zip(pos, kwargs))
+        elif not isinstance(kwargs, Mapping):
+            raise DataError(f"transform {item!r}: expected (name, kwargs)")
+    else:
+        raise DataError(f"cannot read {item!r} as a transform; expected (name, kwargs)")
+    canon = _BY_LOWER.get(str(name).lower())
+    if canon is None:
+        raise DataError(
+            f"unknown transform {name!r}; supported: {', '.join(TRANSFORMS)}"
+        )
+    allowed, required, _ = TRANSFORMS[canon]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise DataError(
+            f"{canon} got unknown argument(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(allowed) or 'no arguments'}"
+        )
+    missing = [k for k in required if kwargs.get(k) is None]
+    if missing:
+        raise DataError(f"{canon} needs {', '.join(missing)}")
+    full = {**allowed, **kwargs}
+    _check_transform(canon, full)
+    return Transform(canon, full)
+
+
+def _check_transform(name: str, kw: dict) -> None:
+    if name == "Normalize":
+        mean, std = kw["mean"], kw["std"]
+        mean = [mean] if isinstance(mean, (int, float)) else list(mean)
+        std = [std] if isinstance(std, (int, float)) else list(std)
+        if any(float(s) == 0 for s in std):
+            raise DataError("Normalize: std must not contain 0")
+        kw["mean"], kw["std"] = (
+            tuple(float(m) for m in mean),
+            tuple(float(s) for s in std),
+        )
+    elif name in ("Resize",):
+        s = kw["size"]
+        if not (
+            isinstance(s, int) or (isinstance(s, (list, tuple)) and len(s) in (1, 2))
+        ):
+            raise DataError(f"Resize: size must be an int or (h, w), got {s!r}")
+        kw["size"] = s if isinstance(s, int) else list(s)
+        if str(kw["interpolation"]).lower() not in ("nearest", "bilinear", "bicubic"):
+            raise DataError(
+                "Resize: interpolation must be nearest, bilinear or bicubic"
+            )
+    elif name in ("CenterCrop", "RandomCrop"):
+        kw["size"] = _pair(kw["size"], f"{name}: size")
+    if name == "RandomCrop":
+        p = kw["padding"]
+        if p is not None:
+            p = [p] if isinstance(p, int) else list(p)
+            if len(p) == 1:
+                p = p * 4
+            elif len(p) == 2:
+                p = [p[0], p[1], p[0], p[1]]
+            elif len(p) != 4:
+                raise DataError(
+                    "RandomCrop: padding must be an int, (lr, tb) or (l, t, r, b)"
+                )
+            kw["padding"] = tuple(int(v) for v in p)  # left, top, right, bottom
+        if kw["padding_mode"] not in ("constant", "edge", "reflect"):
+            raise DataError(
+                "RandomCrop: padding_mode must be constant, edge or reflect "
+                f"(got {kw['padding_mode']!r})"
+            )
+        f = kw["fill"]
+        kw["fill"] = (
+            (float(f),) if isinstance(f, (int, float)) else tuple(float(v) for v in f)
+        )
+    if (
+        name in ("RandomHorizontalFlip", "RandomVerticalFlip")
+        and not 0 <= float(kw["p"]) <= 1
+    ):
+        raise DataError(f"{name}: p must be in [0, 1]")
+    if name == "Grayscale" and kw["num_output_channels"] not in (1, 3):
+        raise DataError("Grayscale: num_output_channels must be 1 or 3")
+
+
+def parse_transforms(spec: Sequence[Any] | None) -> list[Transform]:
+    """Validate a pipeline (list of (name, kwargs), names or dicts) into `Transform`s."""
+    if spec is None:
+        return []
+    if isinstance(spec, (str, Mapping, Transform)):
+        spec = [spec]
+    return [_one_transform(t) for t in spec]
+
+
+_GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def _push_fill(
+    fill: tuple[float, ...], steps: list[Transform], uint8: bool
+) -> tuple[float, ...]:
+    """The value a constant fill has after the pointwise steps written after it."""
+    for t in steps:
+        if t.name == "ToTensor":
+            if uint8:
+                fill = tuple(f / 255 for f in fill)
+                uint8 = False
+        elif t.name == "Normalize":
+            mean, std = t.kwargs["mean"], t.kwargs["std"]
+            c = max(len(fill), len(mean), len(std))
+            fill = tuple(
+                (fill[i % len(fill)] - mean[i % len(mean)]) / std[i % len(std)]
+                for i in range(c)
+            )
+        elif t.name == "Grayscale":
+            if len(fill) == 3:
+                fill = (sum(w * f for w, f in zip(_GRAY, fill)),)
+            fill = fill * t.kwargs["num_output_channels"] if len(fill) == 1 else fill
+    return fill
+
+
+class _Op:
+    """A random op: samples per-sample parameters, applies them to a batch."""
+
+    name = ""
+
+    def sample(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return shape
+
+
+class _Flip(_Op):
+    def __init__(self, p: float, dim: int, name: str):
+        self.p, self.dim, self.name = float(p), dim, name
+
+    def sample(self, n, g):
+        return {"flip": torch.rand(n, generator=g) < self.p}
+
+    def apply(self, x, p):
+        m = p["flip"].view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(m, x.flip(self.dim), x)
+
+    def __repr__(self):
+        return f"{self.name}(p={self.p})"
+
+
+class _Crop(_Op):
+    name = "RandomCrop"
+
+    def __init__(self, kw: dict, in_shape: tuple[int, ...], fill: tuple[float, ...]):
+        if len(in_shape) != 3:
+            raise DataError(
+                f"RandomCrop needs (C, H, W) samples, got shape {tuple(in_shape)}"
+            )
+        c, h, w = in_shape
+        self.size = kw["size"]
+        pad = list(kw["padding"] or (0, 0, 0, 0))  # l, t, r, b
+        hp, wp = h + pad[1] + pad[3], w + pad[0] + pad[2]
+        th, tw = self.size
+        if (
+            kw["pad_if_needed"] and wp < tw
+        ):  # torchvision pads both sides by the difference
+            pad[0] += tw - wp
+            pad[2] += tw - wp
+            wp += 2 * (tw - wp)
+        if kw["pad_if_needed"] and hp < th:
+            pad[1] += th - hp
+            pad[3] += th - hp
+            hp += 2 * (th - hp)
+        if hp < th or wp < tw:
+            raise DataError(
+                f"RandomCrop: crop size {th}x{tw} is larger than the padded image {hp}x{wp}; "
+                "use pad_if_needed=true or a smaller size"
+            )
+        self.pad, self.padded = tuple(pad), (hp, wp)
+        self.mode = kw["padding_mode"]
+        if len(fill) not in (1, c):
+            raise DataError(f"RandomCrop: fill has {len(fill)} values for {c} channels")
+        self.fill = fill
+        self.channels = c
+        self._fills: dict = {}
+
+    def out_shape(self, shape):
+        return (shape[0], *self.size)
+
+    def sample(self, n, g):
+        hp, wp = self.padded
+        th, tw = self.size
+        return {
+            "i": torch.randint(0, hp - th + 1, (n,), generator=g),
+            "j": torch.randint(0, wp - tw + 1, (n,), generator=g),
+        }
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        l, t, r, b = self.pad
+        if not any(self.pad):
+            return x
+        if self.mode == "constant":
+            B, C, H, W = x.shape
+            out = x.new_empty((B, C, H + t + b, W + l + r))
+            if len(self.fill) == 1:
+                out.fill_(self.fill[0])
+            else:
+                key = (x.device, x.dtype)
+                if key not in self._fills:  # one small host-to-device copy per device
+                    self._fills[key] = (
+                        torch.tensor(self.fill, dtype=x.dtype)
+                        .view(1, C, 1, 1)
+                        .to(x.device)
+                    )
+                out.copy_(self._fills[key].expand_as(out))
+            out[:, :, t : t + H, l : l + W] = x
+            return out
+        mode = "replicate" if self.mode == "edge" else "reflect"
+        if x.dtype == torch.uint8:
+            return nnf.pad(x.float(), (l, r, t, b), mode=mode).to(torch.uint8)
+        return nnf.pad(x, (l, r, t, b), mode=mode)
+
+    def apply(self, x, p):
+        xp = self._padded(x)
+        B, C = xp.shape[:2]
+        th, tw = self.size
+        dev = xp.device
+        rows = (p["i"].view(B, 1) + torch.arange(th, device=dev)).view(B, 1, th, 1)
+        cols = (p["j"].view(B, 1) + torch.arange(tw, device=dev)).view(B, 1, 1, tw)
+        bidx = torch.arange(B, device=dev).view(B, 1, 1, 1)
+        cidx = torch.arange(C, device=dev).view(1, C, 1, 1)
+        return xp[bidx, cidx, rows, cols]
+
+    def __repr__(self):
+        return f"RandomCrop(size={self.size}, pad={self.pad}, mode={self.mode})"
+
+
+class Augment:
+    """The random part of a pipeline, applied per batch with per-sample parameters.
+
+    `sample(n, generator)` draws parameters for n samples (CPU tensors); `apply(x, params)`
+    applies them to a batch whose length matches the params; calling the object does both.
+    """
+
+    def __init__(self, ops: Sequence[_Op] = ()):
+        self.ops = list(ops)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def __repr__(self) -> str:
+        return "Augment([" + ", ".join(map(repr, self.ops)) + "])"
+
+    @property
+    def names(self) -> list[str]:
+        return [op.name for op in self.ops]
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        for op in self.ops:
+            shape = op.out_shape(shape)
+        return tuple(shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> list[dict]:
+        g = generator if generator is not None else torch.default_generator
+        return [op.sample(n, g) for op in self.ops]
+
+    def apply(self, x: torch.Tensor, params: list[dict]) -> torch.Tensor:
+        for op, p in zip(self.ops, params):
+            x = op.apply(x, p)
+        return x
+
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        params = self.sample(x.shape[0], generator)
+        params = [{k: v.to(x.device) for k, v in p.items()} for p in params]
+        return self.apply(x, params)
+
+
+def plan_transforms(
+    spec: Sequence[Any] | None,
+    *,
+    image: bool = True,
+    sample_shape: tuple[int, ...] | None = None,
+) -> tuple[list[Transform], Augment]:
+    """Split a pipeline into its deterministic steps (in order, with ToTensor made explicit
+    for image sources) and the `Augment` that runs per batch afterwards.
+
+    `sample_shape` is the per-sample shape the deterministic steps produce; it is needed to
+    build a RandomCrop (without it the Augment is built by `load_data` later)."""
+    steps = parse_transforms(spec)
+    if image and not any(t.name == "ToTensor" for t in steps):
+        at = next((i for i, t in enumerate(steps) if t.name == "Normalize"), len(steps))
+        steps.insert(at, Transform("ToTensor", {}))
+    seen_tensor = not image
+    for t in steps:
+        if t.name == "ToTensor":
+            seen_tensor = True
+        elif t.name == "Normalize" and not seen_tensor:
+            raise DataError("Normalize must come after ToTensor")
+    static: list[Transform] = []
+    random_at: list[tuple[int, Transform]] = []
+    for i, t in enumerate(steps):
+        if TRANSFORMS[t.name][2]:
+            random_at.append((i, t))
+            continue
+        if random_at and t.name in ("Resize", "CenterCrop"):
+            raise DataError(
+                f"{t.name} is written after {random_at[-1][1].name}; put Resize and CenterCrop "
+                "before the random augmentations (they run once at load time, augmentations "
+                "per batch)"
+            )
+        static.append(t)
+    if not random_at:
+        return static, Augment()
+    if sample_shape is None:
+        return static, _PendingAugment(steps, random_at, image)
+    return static, _build_augment(steps, random_at, image, tuple(sample_shape))
+
+
+class _PendingAugment(Augment):
+    """An Augment whose RandomCrop still needs the sample shape (see `plan_transforms`)."""
+
+    def __init__(self, steps, random_at, image):
+        super().__init__([])
+        self._args = (steps, random_at, image)
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for _, t in self._args[1]]
+
+    def build(self, sample_shape: tuple[int, ...]) -> Augment:
+        return _build_augment(*self._args, tuple(sample_shape))
+
+    def out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.build(shape).out_shape(shape)
+
+    def sample(self, n, generator=None):
+        raise DataError(
+            "this augmentation needs the sample shape first: call build(shape)"
+        )
+
+    def __call__(self, x, generator=None):
+        return self.build(tuple(x.shape[1:]))(x, generator)
+
+
+def _build_augment(steps, random_at, image, sample_shape) -> Augment:
+    ops: list[_Op] = []
+    shape = tuple(sample_shape)
+    for i, t in random_at:
+        if t.name == "RandomCrop":
+            # The fill is written in the units of the data at that point of the pipeline.
+            uint8 = image and not any(s.name == "ToTensor" for s in steps[:i])
+            fill = _push_fill(t.kwargs["fill"], [s for s in steps[i + 1 :]], uint8)
+            op: _Op = _Crop(t.kwargs, shape, fill)
+        else:
+            if len(shape) < 2:
+                raise DataError(
+                    f"{t.name} needs (C, H, W) image samples, got shape {shape}"
+                )
+            op = _Flip(
+                t.kwargs["p"], -1 if t.name == "RandomHorizontalFlip" else -2, t.name
+            )
+        shape = op.out_shape(shape)
+        ops.append(op)
+    return Augment(ops)
+
+
+def _apply_static_tensor(
+    x: torch.Tensor, steps: list[Transform], chunk: int = 8192
+) -> torch.Tensor:
+    """Run deterministic steps over a whole (N, ...) tensor, in chunks to bound memory."""
+    if not steps or x.shape[0] == 0:
+        return _run_steps(x, steps) if steps else x
+    first = _run_steps(x[:chunk], steps)
+    if x.shape[0] <= chunk:
+        return first
+    out = first.new_empty((x.shape[0], *first.shape[1:]))
+    out[:chunk] = first
+    for s in range(chunk, x.shape[0], chunk):
+        out[s : s + chunk] = _run_steps(x[s : s + chunk], steps)
+    return out
+
+
+def _run_steps(x: torch.Tensor, steps: list[Transform]) -> torch.Tensor:
+    import torchvision.transforms.functional as F
+    from torchvision.transforms import InterpolationMode
+
+    for t in steps:
+        kw = t.kwargs
+        if t.name == "ToTensor":
+            # torchvision: img.to(dtype=default_float_dtype).div(255) for uint8 images
+            if x.dtype == torch.uint8:
+                x = x.to(torch.get_default_dtype()).div(255)
+        elif t.name == "Normalize":
+            if not x.is_floating_point():
+                raise DataError("Normalize needs float data; add ToTensor before it")
+            c = x.shape[1] if x.dim() > 1 else 1
+            mean = torch.as_tensor(kw["mean"], dtype=x.dtype, device=x.device)
+            std = torch.as_tensor(kw["std"], dtype=x.dtype, device=x.device)
+            for name, v in (("mean", mean), ("std", std)):
+                if v.numel() not in (1, c):
+                    raise DataError(
+                        f"Normalize: {name} has {v.numel()} values but the data has {c} "
+                        "channels/features"
+                    )
+            shape = (1, -1) + (1,) * (x.dim() - 2) if x.dim() > 1 else (1,)
+            x = x.sub(mean.view(shape)).div(std.view(shape))  # same ops as F.normalize
+        else:
+            if x.dim() != 4:
+                raise DataError(
+                    f"{t.name} needs (C, H, W) image samples, got {tuple(x.shape[1:])}"
+                )
+            if t.name == "Resize":
+                x = F.resize(
+                    x,
+                    kw["size"],
+                    InterpolationMode(str(kw["interpolation"]).lower()),
+                    kw["max_size"],
+                    kw["antialias"],
+                )
+            elif t.name == "CenterCrop":
+                x = F.center_crop(x, list(kw["size"]))
+            elif t.name == "Grayscale":
+                if x.shape[1] == 1:
+                    x = (
+                        x.repeat(1, kw["num_output_channels"], 1, 1)
+                        if kw["num_output_channels"] == 3
+                        else x
+                    )
+                else:
+                    x = F.rgb_to_grayscale(x, kw["num_output_channels"])
+    return x
+
+
+# ---- containers -------------------------------------------------------------------------
+
+
+class Split(NamedTuple):
+    """Inputs and targets of one split; `n` is the number of samples."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class DataInfo:
+    """What the runner needs to know about the data (shapes exclude the batch dimension)."""
+
+    source: str
+    task: str  # "classification" | "regression"
+    input_shape: tuple[int, ...]  # after deterministic transforms *and* augmentation
+    input_dtype: str
+    target_shape: tuple[int, ...]  # () for classification
+    target_dtype: str
+    num_classes: int | None
+    classes: list[str] | None
+    sizes: dict[str, int]
+    transforms: list[Transform] = field(default_factory=list)  # run once, every split
+    augmentations: list[str] = field(
+        default_factory=list
+    )  # per batch, train loader only
+    eval_transforms: list[Transform] = field(
+        default_factory=list
+    )  # run once, val/test only
+
+    def describe(self) -> str:
+        shape = "×".join(map(str, self.input_shape)) or "scalar"
+        sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
+        tgt = (
+            f"{self.num_classes} classes"
+            if self.task == "classification"
+            else f"targets {'×'.join(map(str, self.target_shape))} {self.target_dtype}"
+        )
+        aug = (
+            f"; augment: {', '.join(self.augmentations)}" if self.augmentations else ""
+        )
+        return f"{self.source}: {sizes}; inputs {shape} {self.input_dtype}; {tgt}{aug}"
+
+
+@dataclass
+class Data:
+    train: Split
+    val: Split | None
+    test: Split | None
+    info: DataInfo
+    augment: Augment = field(default_factory=Augment)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def split(self, name: str) -> Split:
+        s = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if s is None:
+            have = [k for k in ("train", "val", "test") if getattr(self, k) is not None]
+            raise DataError(f"no {name!r} split; this dataset has {', '.join(have)}")
+        return s
+
+    def _on_device(
+        self, name: str, device: torch.device, non_blocking: bool, pin: bool
+    ):
+        key = (name, str(device))
+        if key not in self._cache:
+            s = self.split(name)
+            self._cache[key] = (
+                _to_device(s.x, device, non_blocking, pin),
+                _to_device(s.y, device, non_blocking, pin),
+            )
+        return self._cache[key]
+
+    def loader(
+        self,
+        split: str = "train",
+        batch_size: int = 64,
+        *,
+        device: str | torch.device = "cpu",
+        shuffle: bool | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        augment: bool | Augment | None = None,
+        non_blocking: bool = True,
+        pin_memory: bool = False,
+    ) -> DeviceLoader:
+        dev = resolve_device(device)
+        train = split == "train"
+        aug = (
+            (self.augment if train else None)
+            if augment is None
+            else (self.augment if augment is True else (augment or None))
+        )
+        x, y = self._on_device(split, dev, non_blocking, pin_memory)
+        return DeviceLoader(
+            x,
+            y,
+            batch_size,
+            shuffle=train if shuffle is None else shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            device=dev,
+            augment=aug,
+            non_blocking=non_blocking,
+            pin_memory=pin_memory,
+        )
+
+    def loaders(
+        self,
+        batch_size: int,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        drop_last: bool = False,
+    ) -> dict[str, DeviceLoader]:
+        out = {}
+        for name in ("train", "val", "test"):
+            if getattr(self, name) is not None:
+                train = name == "train"
+                out[name] = self.loader(
+                    name,
+                    batch_size if train else (eval_batch_size or batch_size),
+                    device=device,
+                    seed=seed,
+                    drop_last=drop_last and train,
+                )
+        return out
+
+
+def _to_device(t: torch.Tensor, device: torch.device, non_blocking: bool, pin: bool):
+    if t.device == device:
+        return t
+    if pin and device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=non_blocking and device.type == "cuda")
+
+
+# ---- the loader -------------------------------------------------------------------------
+
+
+class DeviceLoader:
+    """Batches sliced out of tensors that live on the target device.
+
+    The order and augmentation parameters of epoch `e` depend only on (seed, e)."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        augment: Augment | None = None,
+        non_blocking: bool = True,
+        pin_memory: bool = False,
+    ):
+        if int(batch_size) < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        if x.shape[0] != y.shape[0]:
+            raise DataError(
+                f"inputs have {x.shape[0]} samples but targets {y.shape[0]}"
+            )
+        self.device = resolve_device(device)
+        self.non_blocking = non_blocking and self.device.type == "cuda"
+        self.pin_memory = pin_memory and self.device.type == "cuda"
+        self.x = _to_device(x, self.device, self.non_blocking, self.pin_memory)
+        self.y = _to_device(y, self.device, self.non_blocking, self.pin_memory)
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.seed = int(seed)
+        if isinstance(augment, _PendingAugment):
+            augment = augment.build(tuple(self.x.shape[1:]))
+        self.augment = augment if augment else None
+        self.epoch = 0
+        self._start_step = 0
+
+    @property
+    def dataset_size(self) -> int:
+        return int(self.x.shape[0])
+
+    def __len__(self) -> int:
+        n, b = self.dataset_size, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples yielded per epoch (fewer than the dataset with drop_last)."""
+        return len(self) * self.batch_size if self.drop_last else self.dataset_size
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """The next `iter(loader)` yields epoch `epoch`, starting at batch `start_step`."""
+        self.epoch, self._start_step = int(epoch), int(start_step)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of `epoch` (CPU int64), a pure function of (seed, epoch)."""
+        n = self.dataset_size
+        if not self.shuffle:
+            return torch.arange(n)
+        return torch.randperm(n, generator=_generator(self.seed, "order", int(epoch)))
+
+    def _aug_params(self, epoch: int) -> list[dict]:
+        assert self.augment is not None
+        params = self.augment.sample(
+            self.num_samples, _generator(self.seed, "augment", int(epoch))
+        )
+        return [{k: self._move(v) for k, v in p.items()} for p in params]
+
+    def _move(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return t
+        if self.pin_memory:
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=self.non_blocking)
+
+    def batches(
+        self, epoch: int, start_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the batches of `epoch`, from batch `start_step` on."""
+        steps, b = len(self), self.batch_size
+        if not 0 <= start_step <= steps:
+            raise DataError(f"start_step {start_step} outside 0..{steps}")
+        idx = self._move(self.order(epoch)) if self.shuffle else None
+        params = self._aug_params(epoch) if self.augment else None
+        for step in range(start_step, steps):
+            lo, hi = step * b, min((step + 1) * b, self.dataset_size)
+            if idx is None:
+                xb, yb = self.x[lo:hi], self.y[lo:hi]
+            else:
+                sel = idx[lo:hi]
+                xb, yb = self.x.index_select(0, sel), self.y.index_select(0, sel)
+            if params is not None:
+                xb = self.augment.apply(
+                    xb, [{k: v[lo:hi] for k, v in p.items()} for p in params]
+                )
+            yield xb, yb
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, start = self.epoch, self._start_step
+        self._start_step = 0
+        yield from self.batches(epoch, start)
+        self.epoch = epoch + 1
+
+
+# ---- sources ----------------------------------------------------------------------------
+
+_TV_FILES = {
+    "MNIST": (
+        "MNIST/raw",
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+    ),
+    "FashionMNIST": (
+        "FashionMNIST/raw",
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+    ),
+    "CIFAR10": (
+        "cifar-10-batches-py",
+        [
+            "batches.meta",
+            "data_batch_1",
+            "data_batch_2",
+            "data_batch_3",
+            "data_batch_4",
+            "data_batch_5",
+            "test_batch",
+        ],
+    ),
+}
+
+
+def _missing_message(name: str, root: str | os.PathLike, reason: str | None) -> str:
+    folder, files = _TV_FILES[name]
+    base = Path(root) / folder
+    lines = [f"{name} not found under root {str(root)!r}. Expected these files:"]
+    for f in files:
+        p = base / f
+        lines.append(f"  {p}{'' if p.exists() else '   (missing)'}")
+    if reason:
+        lines.append(f"Download failed: {reason}")
+        lines.append(
+            "Copy the files there by hand, or retry where the network is reachable."
+        )
+    else:
+        lines.append(
+            "Set download=true to fetch them (needs network access), or point root "
+            "at a folder that holds them."
+        )
+    return "\n".join(lines)
+
+
+def _short(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return (" ".join(lines) or type(e).__name__)[:300]
+
+
+def _torchvision(name: str, root, train: bool, download: bool):
+    import pickle
+
+    import torchvision
+
+    cls = getattr(torchvision.datasets, name)
+    folder, files = _TV_FILES[name]
+    try:
+        return cls(str(root), train=train, download=False)
+    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        if all((Path(root) / folder / f).is_file() for f in files):
+            raise DataError(
+                f"{name} files under {str(Path(root) / folder)!r} are present but could not be "
+                f"read ({_short(e)}); they may be truncated or corrupted. Delete them and load "
+                "with download=true to fetch fresh copies."
+            ) from None
+        if not download:
+            raise DataError(_missing_message(name, root, None)) from None
+    try:
+        return cls(str(root), train=train, download=True)
+    except Exception as e:  # noqa: BLE001 -- network errors come in many types
+        raise DataError(_missing_message(name, root, _short(e))) from None
+
+
+def _load_torchvision(name: str, root, download: bool):
+    out = []
+    for train in (True, False):
+        ds = _torchvision(name, root, train, download)
+        data = ds.data
+        if not isinstance(data, torch.Tensor):  # CIFAR: numpy (N, H, W, C)
+            data = torch.from_numpy(data)
+            x = data.permute(0, 3, 1, 2).contiguous()
+        else:  # MNIST family: (N, H, W)
+            x = data.unsqueeze(1)
+        y = torch.as_tensor(ds.targets, dtype=torch.int64)
+        out.append(Split(x, y))
+    classes = [str(c) for c in ds.classes]
+    return out[0], out[1], classes
+
+
+def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
+    import numpy as np
+    import torchvision
+    import torchvision.transforms as T
+    from PIL import Image
+
+    if not path.is_dir():
+        raise DataError(f"image folder {str(path)!r} does not exist")
+    try:
+        ds = torchvision.datasets.ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"cannot read image folder {str(path)!r}: {e}") from None
+    pil_ops = []
+    for t in steps_pil:
+        kw = t.kwargs
+        if t.name == "Resize":
+            pil_ops.append(
+                T.Resize(
+                    kw["size"],
+                    T.InterpolationMode(str(kw["interpolation"]).lower()),
+                    kw["max_size"],
+                    kw["antialias"],
+                )
+            )
+        elif t.name == "CenterCrop":
+            pil_ops.append(T.CenterCrop(list(kw["size"])))
+        elif t.name == "Grayscale":
+            pil_ops.append(T.Grayscale(kw["num_output_channels"]))
+    tf = T.Compose(pil_ops)
+    xs, ys, shapes = [], [], set()
+    for file, label in ds.samples:
+        try:
+            with Image.open(file) as im:
+                im = im.convert(convert) if convert else im
+                im = tf(im)
+                a = np.asarray(im, dtype=np.uint8)
+        except Exception as e:  # noqa: BLE001 -- PIL raises many types
+            raise DataError(f"cannot decode image {file!r}: {e}") from None
+        a = a[:, :, None] if a.ndim == 2 else a
+        xs.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
+        ys.append(label)
+        shapes.add(tuple(xs[-1].shape))
+    if len(shapes) > 1:
+        ex = ", ".join("×".join(map(str, s)) for s in sorted(shapes)[:4])
+        raise DataError(
+            f"images in {str(path)!r} have different sizes ({ex}); add Resize and/or "
+            "CenterCrop before ToTensor"
+        )
+    return Split(torch.stack(xs), torch.tensor(ys, dtype=torch.int64)), list(ds.classes)
+
+
+def infer_task(y: Any) -> str:
+    """ "classification" for 1-D integer (or string) labels, else "regression"."""
+    if isinstance(y, torch.Tensor):
+        return (
+            "classification"
+            if y.dim() == 1 and not y.is_floating_point() and not y.is_complex()
+            else "regression"
+        )
+    try:
+        import numpy as np
+
+        a = np.asarray(y)
+    except Exception:  # noqa: BLE001 -- ragged or exotic input: not labels
+        return "regression"
+    if a.ndim == 1 and (a.dtype.kind in "iub" or a.dtype.kind in "UO"):
+        return "classification"
+    return "regression"
+
+
+def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | None]:
+    classes = None
+    if task == "classification":
+        if isinstance(y, (list, tuple)) and y and all(isinstance(v, str) for v in y):
+            classes = sorted(set(y))
+            lut = {c: i for i, c in enumerate(classes)}
+            return torch.tensor([lut[v] for v in y], dtype=torch.int64), classes
+        t = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y
+        if t.dim() == 2 and t.shape[1] == 1:
+            t = t[:, 0]
+        if t.dim() != 1:
+            raise DataError(
+                f"{where}: classification targets must be one label per sample, "
+                f"got shape {tuple(t.shape)}"
+            )
+        if t.is_floating_point() and not torch.equal(t, t.round()):
+            raise DataError(
+                f"{where}: classification targets must be whole numbers; "
+                "use task=regression for real-valued targets"
+            )
+        t = t.to(torch.int64)
+        if t.numel() and int(t.min()) < 0:
+            raise DataError(f"{where}: class labels must be >= 0, found {int(t.min())}")
+        return t, None
+    if task != "regression":
+        raise DataError(f"task must be classification or regression, got {task!r}")
+    try:
+        t = (
+            torch.as_tensor(y, dtype=torch.float32)
+            if not isinstance(y, torch.Tensor)
+            else y.to(torch.float32)
+        )
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{where}: regression targets must be numeric ({e})") from None
+    return (t.unsqueeze(1) if t.dim() == 1 else t), None
+
+
+def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
+    try:
+        t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DataError(
+            f"{where}: inputs must be a rectangular numeric array ({e})"
+        ) from None
+    return t.to(dtype)
+
+
+def _read_csv(path: Path, features, targets, delimiter: str):
+    if not path.is_file():
+        raise DataError(f"CSV file {str(path)!r} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f, delimiter=delimiter))
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    if not targets:
+        raise DataError(f"{path}: say which column(s) hold the targets (targets=...)")
+    for col in targets + list(features or []):
+        if col not in header:
+            raise DataError(
+                f"{path}: no column {col!r}; columns are {', '.join(header)}"
+            )
+    features = list(features) if features else [h for h in header if h not in targets]
+    if not features:
+        raise DataError(f"{path}: no feature columns left besides the targets")
+    fi = [header.index(c) for c in features]
+    ti = [header.index(c) for c in targets]
+    xs, ys = [], []
+    for n, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise DataError(f"{path}:{n}: {len(r)} fields, header has {len(header)}")
+        try:
+            xs.append([float(r[i]) for i in fi])
+        except ValueError:
+            bad = next(header[i] for i in fi if not _is_float(r[i]))
+            raise DataError(f"{path}:{n}: column {bad!r} is not numeric") from None
+        ys.append([r[i].strip() for i in ti])
+    return xs, ys, features, targets
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _csv_targets(ys: list[list[str]], task: str | None, path) -> tuple[Any, str]:
+    numeric = all(_is_float(v) for row in ys for v in row)
+    if task is None:
+        if len(ys[0]) == 1 and (
+            not numeric or all(float(r[0]).is_integer() for r in ys)
+        ):
+            task = "classification"
+        else:
+            task = "regression"
+    if task == "classification":
+        if len(ys[0]) != 1:
+            raise DataError(f"{path}: classification needs exactly one target column")
+        vals = [r[0] for r in ys]
+        return (vals if not numeric else [float(v) for v in vals]), task
+    if not numeric:
+        raise DataError(f"{path}: regression targets must be numeric")
+    return [[float(v) for v in r] for r in ys], task
+
+
+def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Split]:
+    # amount: a float is a fraction, an int a count
+    n = split.n
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise DataError(
+            f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}"
+        )
+    if isinstance(amount, float):
+        if not 0 < amount < 1:
+            raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
+        k = max(1, round(amount * n))
+    else:
+        k = int(amount)
+    if not 0 < k < n:
+        raise DataError(
+            f"{tag} of {amount} leaves no training data (train has {n} samples)"
+        )
+    perm = torch.randperm(n, generator=_generator(seed, tag))
+    held, kept = perm[:k].sort().values, perm[k:].sort().values
+    return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
+
+
+SOURCES = (
+    "MNIST",
+    "FashionMNIST",
+    "CIFAR10",
+    "ImageFolder",
+    "CSV",
+    "tensors",
+    "synthetic",
+)
+_SOURCE_ALIASES = {s.lower(): s for s in SOURCES} | {
+    "inline": "tensors",
+    "tensor": "tensors",
+    "fashion_mnist": "FashionMNIST",
+    "cifar-10": "CIFAR10",
+    "cifar": "CIFAR10",
+}
+
+
+def load_data(
+    source: str,
+    *,
+    root: str | os.PathLike | None = None,
+    transforms: Sequence[Any] | None = (),
+    val: int | float | None = None,  # noqa: PYI041 -- int: a count, float: a fraction
+    test: int | float | None = None,  # noqa: PYI041
+    seed: int = 0,
+    download: bool = False,
+    limit: int | None = None,
+    task: str | None = None,
+    **kw: Any,
+) -> Data:
+    """Load `source` into memory; see the module docstring for every source's arguments."""
+    name = _SOURCE_ALIASES.get(str(source).lower())
+    if name is None:
+        raise DataError(
+            f"unknown data source {source!r}; expected one of {', '.join(SOURCES)}"
+        )
+    image = name in ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder")
+    static, augment = plan_transforms(transforms, image=image, sample_shape=None)
+    classes: list[str] | None = None
+    testsplit: Split | None = None
+
+    def unused(*allowed: str) -> None:
+        extra = sorted(set(kw) - set(allowed))
+        if extra:
+            raise DataError(
+                f"{name} does not take {', '.join(extra)}"
+                + (f"; it takes {', '.join(allowed)}" if allowed else "")
+            )
+
+    if name in _TV_FILES:
+        unused()
+        if task not in (None, "classification"):
+            raise DataError(f"{name} is a classification dataset")
+        task = "classification"
+        root = Path(root if root is not None else "data")
+        train, testsplit, classes = _load_torchvision(name, root, download)
+    elif name == "ImageFolder":
+        unused("path", "test_path", "convert")
+        if "path" not in kw and root is None:
+            raise DataError(
+                "ImageFolder needs path=<folder with one subfolder per class>"
+            )
+        path = Path(kw.get("path") or root)
+        test_path = kw.get("test_path")
+        if test_path is None and path.is_dir():
+            subs = sorted(p.name for p in path.iterdir() if p.is_dir())
+            if len(subs) == 2 and "train" in subs and ({"test", "val"} & set(subs)):
+                test_path = path / next(s for s in subs if s != "train")
+                path = path / "train"
+        pil_steps: list[Transform] = []
+        for t in static:
+            if t.name == "ToTensor":
+                break
+            pil_steps.append(t)
+        static = static[len(pil_steps) :]
+        task = "classification"
+        train, classes = _image_folder(path, pil_steps, kw.get("convert", "RGB"))
+        if test_path is not None:
+            testsplit, test_classes = _image_folder(
+                Path(test_path), pil_steps, kw.get("convert", "RGB")
+            )
+            if test_classes != classes:
+                raise DataError(
+                    f"the test folder's classes {test_classes} differ from the "
+                    f"training folder's {classes}"
+                )
+    elif name == "CSV":
+        unused(
+            "path", "test_path", "features", "targets", "target", "delimiter", "x_dtype"
+        )
+        if "path" not in kw:
+            raise DataError("CSV needs path=<file.csv>")
+        tcols = kw.get("targets", kw.get("target"))
+        xs, ys, feats, tcols = _read_csv(
+            Path(kw["path"]), kw.get("features"), tcols, kw.get("delimiter", ",")
+        )
+        yv, task = _csv_targets(ys, task, kw["path"])
+        xdt = _dtype(kw.get("x_dtype", "float32"))
+        parts = [(xs, yv, kw["path"])]
+        if kw.get("test_path"):
+            xs2, ys2, _, _ = _read_csv(
+                Path(kw["test_path"]), feats, tcols, kw.get("delimiter", ",")
+            )
+            parts.append(
+                (xs2, _csv_targets(ys2, task, kw["test_path"])[0], kw["test_path"])
+            )
+        if task == "classification" and any(
+            isinstance(v, str) for p in parts for v in p[1]
+        ):
+            classes = sorted({str(v) for p in parts for v in p[1]})
+            parts = [(x, [str(v) for v in yy], w) for x, yy, w in parts]
+        splits = []
+        for x, yy, where in parts:
+            if classes is None:
+                yt, _ = _targets(yy, task, str(where))
+            else:
+                lut = {c: i for i, c in enumerate(classes)}
+                yt = torch.tensor([lut[v] for v in yy], dtype=torch.int64)
+            splits.append(Split(_inputs(x, xdt, str(where)), yt))
+        train = splits[0]
+        testsplit = splits[1] if len(splits) > 1 else None
+    elif name == "tensors":
+        unused("X", "y", "X_test", "y_test", "x_dtype")
+        if "X" not in kw or "y" not in kw:
+            raise DataError("tensors needs X=[...] and y=[...]")
+        task = task or infer_task(kw["y"])
+        xdt = _dtype(kw.get("x_dtype", "float32"))
+        yt, classes = _targets(kw["y"], task, "y")
+        train = Split(_inputs(kw["X"], xdt, "X"), yt)
+        if kw.get("X_test") is not None:
+            if kw.get("y_test") is None:
+                raise DataError("X_test given without y_test")
+            yt2, c2 = _targets(kw["y_test"], task, "y_test")
+            if classes is not None and c2 is not None and c2 != classes:
+                raise DataError("y_test's labels differ from y's")
+            testsplit = Split(_inputs(kw["X_test"], xdt, "X_test"), yt2)
+    else:  # synthetic
+        unused(
+            "shape", "num_classes", "target_shape", "n", "n_test", "vocab", "x_dtype"
+        )
+        train, testsplit, task = _synthetic(seed=seed, task=task, **kw)
+
+    for s, what in ((train, "train"), (testsplit, "test")):
+        if s is not None and s.x.shape[0] != s.y.shape[0]:
+            raise DataError(f"{what}: {s.x.shape[0]} inputs but {s.y.shape[0]} targets")
+        if s is not None and s.x.shape[0] == 0:
+            raise DataError(f"{what}: no samples")
+    if testsplit is not None and testsplit.x.shape[1:] != train.x.shape[1:]:
+        raise DataError(
+            f"test inputs have shape {tuple(testsplit.x.shape[1:])}, train inputs "
+            f"{tuple(train.x.shape[1:])}"
+        )
+    if limit is not None:
+        train = Split(train.x[:limit], train.y[:limit])
+        testsplit = (
+            None
+            if testsplit is None
+            else Split(testsplit.x[:limit], testsplit.y[:limit])
+        )
+
+    if static:
+        train = Split(_apply_static_tensor(train.x, static), train.y)
+        if testsplit is not None:
+            testsplit = Split(_apply_static_tensor(testsplit.x, static), testsplit.y)
+
+    valsplit = None
+    if test is not None:
+        if testsplit is not None:
+            raise DataError(
+                f"{name} already has a test split; test= only carves one for "
+                "sources without"
+            )
+        train, testsplit = _carve(train, test, seed, "test")
+    if val is not None:
+        train, valsplit = _carve(train, val, seed, "val")
+
+    sample_shape = tuple(train.x.shape[1:])
+    if isinstance(augment, _PendingAugment):
+        augment = augment.build(sample_shape)
+    eval_steps: list[Transform] = []
+    out_shape = augment.out_shape(sample_shape)
+    if out_shape != sample_shape:
+        # A RandomCrop that changes the size trains on smaller images; evaluation splits get
+        # the usual counterpart, a CenterCrop to the same size, so shapes agree.
+        eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
+        if valsplit is not None:
+            valsplit = Split(_apply_static_tensor(valsplit.x, eval_steps), valsplit.y)
+        if testsplit is not None:
+            testsplit = Split(
+                _apply_static_tensor(testsplit.x, eval_steps), testsplit.y
+            )
+    num_classes = None
+    if task == "classification":
+        ys = [s.y for s in (train, valsplit, testsplit) if s is not None]
+        num_classes = (
+            len(classes) if classes else int(max(int(y.max()) for y in ys)) + 1
+        )
+    sizes = {"train": train.n}
+    if valsplit is not None:
+        sizes["val"] = valsplit.n
+    if testsplit is not None:
+        sizes["test"] = testsplit.n
+    info = DataInfo(
+        source=name,
+        task=task,
+        input_shape=out_shape,
+        input_dtype=_dtype_name(train.x.dtype),
+        target_shape=tuple(train.y.shape[1:]),
+        target_dtype=_dtype_name(train.y.dtype),
+        num_classes=num_classes,
+        classes=classes,
+        sizes=sizes,
+        transforms=static,
+        augmentations=[repr(op) for op in augment.ops],
+        eval_transforms=eval_steps,
+    )
+    return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
+
+
+def _synthetic(
+    *,
+    seed: int,
+    task: str | None,
+    shape=None,
+    num_classes=None,
+    target_shape=None,
+    n: int = 512,
+    n_test: int = 128,
+    vocab: int | None = None,
+    x_dtype: str | None = None,
+):
+    if shape is None:
+        raise DataError("synthetic needs shape=(...) per sample")
+    shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    if num_classes is not None and target_shape is not None:
+        raise DataError(
+            "synthetic: give num_classes (classification) or target_shape "
+            "(regression), not both"
+        )
+    if task is None:
+        task = "regression" if target_shape is not None else "classification"
+    if task == "classification" and num_classes is None:
+        raise DataError("synthetic classification needs num_classes=")
+    if task == "regression":
+        target_shape = (
+            (1,)
+            if target_shape is None
+            else (
+                (int(target_shape),)
+                if isinstance(target_shape, int)
+                else tuple(target_shape)
+            )
+        )
+    g = _generator(seed, "synthetic")
+    total = int(n) + int(n_test)
+    if vocab is not None:
+        x = torch.randint(0, int(vocab), (total, *shape), generator=g)
+        x = x.to(_dtype(x_dtype or "int64"))
+        feats = (
+            nnf.one_hot(x.long().reshape(total, -1) % int(vocab), int(vocab))
+            .float()
+            .mean(1)
+        )
+    else:
+        x = torch.randn((total, *shape), generator=g).to(_dtype(x_dtype or "float32"))
+        feats = x.reshape(total, -1).float()
+    d = feats.shape[1]
+    if task == "classification":
+        w = torch.randn((d, int(num_classes)), generator=g) / math.sqrt(max(d, 1))
+        y = (feats @ w).argmax(1)
+    else:
+        k = math.prod(target_shape)
+        w = torch.randn((d, k), generator=g) / math.sqrt(max(d, 1))
+        y = (feats @ w + 0.01 * torch.randn((total, k), generator=g)).reshape(
+            total, *target_shape
+        )
+    return Split(x[:n], y[:n]), (Split(x[n:], y[n:]) if n_test else None), task

@@ -1,0 +1,805 @@
+"""The training loop: optimizer, scheduler and warmup, losses, metrics, checkpoints, evaluation.
+
+Standalone: copied verbatim by `netdsl compile`; import only torch, torchvision and the
+standard library. It reads a plain settings dict (`cfg`, JSON-serialisable, made by
+netdsl/runtime/plan.py `Plan.settings()`) and duck-types its data: anything with
+`.loader(split, batch_size, device=, seed=, shuffle=, drop_last=)` and `.val`/`.test`
+attributes, such as `Data` from netdsl/runtime/data.py (also standalone). `netdsl run` and
+a compiled `model.py` both call `fit()` below, so they train and report identically.
+
+Entry points
+------------
+fit(build_model, data, cfg, *, device, checkpoint_dir=None, resume=None, progress=None) -> dict
+    Seed, build the model (`build_model()` after seeding, so its initial weights follow the
+    seed), train, evaluate on the test split. Returns the result dict (see `Trainer.result`).
+    On Ctrl-C it stops at the next optimizer step, writes `interrupted.pt` and raises
+    `TrainingInterrupted` (a KeyboardInterrupt) carrying `.result`.
+evaluate(model, data, cfg, *, device, split="test") -> dict of metrics (`test.loss`, ...).
+seed_everything(seed, deterministic) -> restore function.
+save_checkpoint(path, state) (atomic) / load_checkpoint(path, device) -> dict.
+
+The settings dict
+-----------------
+batch_size, eval_batch_size, epochs, shuffle, drop_last, accumulate (micro-batches per
+optimizer step), warmup (optimizer steps of linear warmup), clip_grad_norm, clip_grad_value
+(None or a number), precision ("fp32" | "bf16" | "fp16"), seed, deterministic,
+losses: [{name, kwargs, tensors, output, weight, target ("class" | "same" | "binary"), prefix,
+metrics (of "accuracy", "top5", "mae", "rmse"), numel (values per sample in the output)}],
+optimizer: {name, kwargs}, scheduler: None | {name, kwargs, interval, infer, monitor},
+early_stopping: None | {monitor, mode, patience, min_delta, restore_best},
+checkpoint: None | {every, keep ("last" | "best" | "all"), monitor, mode}.
+Metric keys are `{split}.loss` (the weighted total) and `{split}.{prefix}{metric}` per term.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+import torch
+
+CHECKPOINT_FORMAT = "netdsl-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: the state was saved to `.checkpoint`; `.result` says how far it got."""
+
+    def __init__(self, result: dict):
+        super().__init__(result.get("message", "interrupted"))
+        self.result = result
+        self.checkpoint = result.get("checkpoint")
+
+
+# ---- set-up ---------------------------------------------------------------------------
+def seed_everything(seed: int, deterministic: bool = False):
+    """Seed torch (every device) and `random`; with `deterministic`, demand deterministic
+    kernels. Returns a function that restores the global flags this changed."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+    def restore():
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
+
+    return restore
+
+
+def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    spec = cfg["optimizer"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return getattr(torch.optim, spec["name"])(params, **spec["kwargs"])
+
+
+def make_scheduler(optimizer, cfg: dict, steps_per_epoch: int):
+    """The scheduler, with inferred arguments filled in: `total` is the number of times it
+    steps in the whole run (epochs, or optimizer steps), `lr` the optimizer's lr."""
+    spec = cfg.get("scheduler")
+    if not spec:
+        return None
+    kwargs = dict(spec["kwargs"])
+    updates = -(-steps_per_epoch // cfg["accumulate"])
+    total = cfg["epochs"] * (updates if spec["interval"] == "step" else 1)
+    for arg, what in spec.get("infer", {}).items():
+        if kwargs.get(arg) is None:
+            kwargs[arg] = total if what == "total" else optimizer.param_groups[0]["lr"]
+    return getattr(torch.optim.lr_scheduler, spec["name"])(optimizer, **kwargs)
+
+
+class Term:
+    """One loss term: `weight * loss(outputs[output], target)` and the metrics it reports."""
+
+    def __init__(self, spec: dict, device):
+        kwargs = dict(spec["kwargs"])
+        for name in spec.get("tensors", ()):
+            if kwargs.get(name) is not None:
+                kwargs[name] = torch.tensor(
+                    kwargs[name], dtype=torch.float32, device=device
+                )
+        self.fn = getattr(torch.nn, spec["name"])(**kwargs)
+        self.name, self.output, self.weight = (
+            spec["name"],
+            spec["output"],
+            float(spec["weight"]),
+        )
+        self.target, self.prefix = spec["target"], spec.get("prefix", "")
+        self.numel = int(spec.get("numel", 1))  # values per sample in the output
+        self.mean = kwargs.get("reduction", "mean") == "mean"
+        self.threshold = (
+            0.5 if spec["name"] == "BCELoss" else 0.0
+        )  # probabilities vs logits
+        self.metrics = list(
+            spec.get("metrics", ())
+        )  # the plan picked the ones that fit
+        self.columns = ["loss", *self.metrics]  # what `record` returns, in order
+
+    def target_for(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.target == "binary":
+            return y.to(out.dtype).view(out.shape)
+        if self.target == "same" and y.shape != out.shape:
+            raise RuntimeError(
+                f"{self.name}: output shape {tuple(out.shape)} and target shape "
+                f"{tuple(y.shape)} differ; refusing to broadcast"
+            )
+        return y
+
+    def record(self, out: torch.Tensor, t: torch.Tensor, loss: torch.Tensor) -> list:
+        """Per-batch values (0-dim tensors, on device): the loss as returned (a batch mean
+        unless reduction="sum"), then one sum per metric."""
+        vals = [loss.detach()]
+        out = out.detach()
+        for m in self.metrics:
+            if m == "accuracy" and self.target == "class":
+                vals.append((out.argmax(1) == t).sum())
+            elif m == "accuracy":
+                vals.append(((out > self.threshold) == (t > 0.5)).sum())
+            elif m == "top5":
+                k = min(5, out.shape[1])
+                vals.append((out.topk(k, 1).indices == t.unsqueeze(1)).any(1).sum())
+            elif m == "mae":
+                vals.append((out.float() - t).abs().sum())
+            elif m == "rmse":
+                vals.append((out.float() - t).square().sum())
+        return vals
+
+    def finish(self, sums: list, n: int) -> dict:
+        """Metric values from column sums over `n` samples (losses already weighted by batch
+        size, so `loss` is the per-sample mean)."""
+        out = {}
+        for col, v in zip(self.columns, sums):
+            if col in ("loss", "top5") or (
+                col == "accuracy" and self.target == "class"
+            ):
+                out[col] = v / n
+            elif col == "rmse":
+                out[col] = math.sqrt(v / (n * self.numel))
+            else:  # mae, binary accuracy: per value
+                out[col] = v / (n * self.numel)
+        return out
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+def save_checkpoint(path: str, state: dict) -> str:
+    """Write `state` with torch.save, atomically: a crash leaves the old file intact."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str, device="cpu") -> dict:
+    """A checkpoint written by `save_checkpoint` (tensors mapped to `device`)."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a netdsl checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer netdsl (checkpoint version "
+            f"{state['version']})"
+        )
+    return state
+
+
+# ---- progress -------------------------------------------------------------------------------
+class Progress:
+    """Plain-text progress: one line per epoch (thinned out when there are many) and messages.
+    Subclasses (netdsl's tqdm bar) override `step`, called every `every` optimizer steps."""
+
+    every = 0  # 0: no mid-epoch updates
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def start(self, info: dict) -> None:
+        self._print(info["description"])
+
+    def step(self, epoch: int, step: int, steps: int, stats: dict) -> None:
+        pass
+
+    def epoch_end(self, record: dict, epochs: int) -> None:
+        e = record["epoch"]
+        stride = max(1, math.ceil(epochs / 20)) if epochs > 30 else 1
+        if e == 1 or e == epochs or e % stride == 0:
+            self._print(format_record(record, epochs))
+
+    def message(self, text: str) -> None:
+        self._print(text)
+
+    def close(self) -> None:
+        pass
+
+
+def format_record(record: dict, epochs: int) -> str:
+    """`epoch 2/3  train.loss 0.2140  train.accuracy 0.9370  val.loss ...  lr 0.001  1.9s`"""
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    for k, v in record.items():
+        if "." in k:
+            parts.append(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}")
+    parts.append(f"lr {record['lr']:.3g}")
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+# ---- the trainer ----------------------------------------------------------------------------
+class Trainer:
+    """Trains one model under one settings dict. `fit()` below is the usual way in."""
+
+    def __init__(
+        self, model, data, cfg: dict, device, checkpoint_dir=None, progress=None
+    ):
+        self.model, self.data, self.cfg = model, data, cfg
+        self.device = torch.device(device)
+        self.checkpoint_dir = checkpoint_dir
+        self.progress = progress or Progress()
+        self._setup_terms()
+        seed = cfg["seed"]
+        self.train_loader = data.loader(
+            "train",
+            cfg["batch_size"],
+            device=self.device,
+            seed=seed,
+            shuffle=cfg.get("shuffle", True),
+            drop_last=cfg.get("drop_last", False),
+        )
+        self.steps = len(self.train_loader)
+        if self.steps == 0:
+            raise ValueError(
+                f"batch_size {cfg['batch_size']} with drop_last leaves no batches"
+            )
+        self._weights = self._batch_weights(self.train_loader)
+        self.accumulate = max(1, int(cfg.get("accumulate", 1)))
+        self.optimizer = make_optimizer(model, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
+        sched = cfg.get("scheduler") or {}
+        self.step_scheduler = sched.get("interval") == "step"
+        self.plateau = sched.get("name") == "ReduceLROnPlateau"
+        precision = cfg.get("precision", "fp32")
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        )
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.epoch = 0  # completed epochs
+        self.start_step = (
+            0  # steps already done in the current epoch (resume mid-epoch)
+        )
+        self.global_step = 0  # optimizer steps
+        self.history: list[dict] = []
+        self.best = None  # {"epoch", "monitor", "value"} for the checkpoint monitor
+        self.early = {"best": None, "bad_epochs": 0}
+        self.best_state = None
+        self.elapsed = self.epoch_seconds = 0.0
+        self.buffer = None  # (columns, steps): per-step values of the current epoch
+        self.stop_requested = False
+        self.consistent = True  # False while a step or the end of an epoch is half done
+        self.status, self.message = "completed", ""
+        self.checkpoint_path = None
+
+    def _setup_terms(self) -> None:
+        cfg = self.cfg
+        self.terms = [Term(t, self.device) for t in cfg["losses"]]
+        # per column: whether it holds a per-batch mean loss (weighted by batch size when summed)
+        self._column_kinds = [
+            c == "loss" and t.mean for t in self.terms for c in t.columns
+        ]
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+            cfg.get("precision", "fp32")
+        )
+        # metric sums in float64 (exact counts, no drift over long epochs); MPS has no float64
+        self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+
+    # ---- pieces of a step ----------------------------------------------------------------
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def losses(self, out, y):
+        """(total loss, recorded values) for one batch."""
+        outs = out if isinstance(out, tuple) else (out,)
+        total, vals = None, []
+        for term in self.terms:
+            o = outs[term.output]
+            if (
+                self.amp_dtype is not None
+            ):  # losses and metrics in float32, as autocast does
+                o = o.float()
+            t = term.target_for(o, y)
+            loss = term.fn(o, t)
+            vals.extend(term.record(o, t, loss))
+            if term.weight != 1.0:
+                loss = loss * term.weight
+            total = loss if total is None else total + loss
+        return total, vals
+
+    def optimizer_step(self) -> None:
+        opt, scaler, cfg = self.optimizer, self.scaler, self.cfg
+        if cfg.get("clip_grad_norm") or cfg.get("clip_grad_value"):
+            if scaler is not None:
+                scaler.unscale_(opt)
+            if cfg.get("clip_grad_norm"):
+                torch.nn.utils.clip_grad_norm_(self.params, cfg["clip_grad_norm"])
+            if cfg.get("clip_grad_value"):
+                torch.nn.utils.clip_grad_value_(self.params, cfg["clip_grad_value"])
+        warmup = cfg.get("warmup", 0)
+        saved = None
+        if self.global_step < warmup:  # scale the scheduled lr for this one step only
+            factor = (self.global_step + 1) / warmup
+            saved = [g["lr"] for g in opt.param_groups]
+            for g in opt.param_groups:
+                g["lr"] = g["lr"] * factor
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        if saved is not None:
+            for g, lr in zip(opt.param_groups, saved):
+                g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        self.global_step += 1
+        if self.step_scheduler:
+            self.scheduler.step()
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ---- epochs ----------------------------------------------------------------------------
+    def _columns(self) -> int:
+        return sum(len(t.columns) for t in self.terms)
+
+    def _loss_columns(self) -> list:
+        cols, i = [], 0
+        for term in self.terms:
+            cols.append(i)
+            i += len(term.columns)
+        return cols
+
+    def _summarise(self, split: str, sums: list, n: int) -> dict:
+        out, i, total = {}, 0, 0.0
+        for term in self.terms:
+            k = len(term.columns)
+            vals = term.finish(sums[i : i + k], n)
+            i += k
+            total += term.weight * vals["loss"]
+            for name, v in vals.items():
+                if term.prefix or name != "loss":
+                    out[f"{split}.{term.prefix}{name}"] = v
+        return {f"{split}.loss": total, **out}
+
+    def _batch_weights(self, loader) -> torch.Tensor:
+        """Samples per step, for turning per-batch mean losses into per-sample sums."""
+        steps, b = len(loader), loader.batch_size
+        w = torch.full((steps,), float(b), dtype=self.sum_dtype)
+        w[-1] = loader.num_samples - b * (steps - 1)
+        return w.to(self.device)
+
+    def _sums(self, upto: int) -> list:
+        """Column sums over the epoch's first `upto` steps (one host sync)."""
+        buf = self.buffer[:, :upto]
+        loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
+        weighted = buf.clone()
+        weighted[loss_cols] = buf[loss_cols] * self._weights[:upto]
+        return weighted.sum(1).tolist()
+
+    def train_epoch(self) -> dict | None:
+        """One epoch (from `start_step`); the record, or None when the loss diverged."""
+        model, loader, steps = self.model, self.train_loader, self.steps
+        k = self.accumulate
+        epoch = self.epoch
+        if self.start_step == 0 or self.buffer is None:
+            self.buffer = torch.zeros(
+                (self._columns(), steps), dtype=self.sum_dtype, device=self.device
+            )
+        buf = self.buffer
+        model.train()
+        t0 = time.perf_counter()
+        every = max(0, int(getattr(self.progress, "every", 0) or 0))
+        check = min(every, 50) if every else 50
+        last_sync = self.start_step
+        for step, (xb, yb) in enumerate(
+            loader.batches(epoch, self.start_step), self.start_step
+        ):
+            window = step - step % k
+            n = min(k, steps - window)
+            self.consistent = False
+            with self.autocast():
+                out = model(xb)
+                loss, vals = self.losses(out, yb)
+            if n > 1:
+                loss = loss / n
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            for j, v in enumerate(vals):
+                buf[j, step] = v
+            if step + 1 - window < n:
+                continue  # more micro-batches before the optimizer step
+            self.optimizer_step()
+            self.start_step = step + 1
+            self.consistent = True
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            if step + 1 - last_sync >= check and step + 1 < steps:
+                last_sync = step + 1
+                sums = self._sums(step + 1)
+                if not self._finite(sums, step + 1, epoch):
+                    return None
+                if every:
+                    seen = min((step + 1) * loader.batch_size, loader.num_samples)
+                    self.progress.step(
+                        epoch + 1, step + 1, steps, self._summarise("train", sums, seen)
+                    )
+        sums = self._sums(steps)
+        if not self._finite(sums, steps, epoch):
+            return None
+        self.epoch_seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "step": self.global_step, "lr": self.lr()}
+        record.update(self._summarise("train", sums, loader.num_samples))
+        return record
+
+    def _finite(self, sums: list, upto: int, epoch: int) -> bool:
+        cols = self._loss_columns()
+        if all(math.isfinite(sums[i]) for i in cols):
+            return True
+        bad = ~torch.isfinite(self.buffer[cols, :upto]).all(0)
+        first = int(bad.nonzero()[0, 0]) if bool(bad.any()) else upto - 1
+        what = "nan" if any(math.isnan(sums[i]) for i in cols) else "inf"
+        self.status = "diverged"
+        self.message = (
+            f"the loss became {what} at epoch {epoch + 1}, step {first + 1} of "
+            f"{self.steps} (lr {self.lr():.3g})"
+        )
+        return False
+
+    def evaluate(self, split: str) -> dict:
+        cfg = self.cfg
+        loader = self.data.loader(
+            split,
+            cfg.get("eval_batch_size") or cfg["batch_size"],
+            device=self.device,
+            seed=cfg["seed"],
+            shuffle=False,
+        )
+        weights = self._batch_weights(loader)
+        kinds = self._column_kinds
+        was = self.model.training
+        self.model.eval()
+        sums = torch.zeros(len(kinds), dtype=self.sum_dtype, device=self.device)
+        with torch.inference_mode():
+            for i, (xb, yb) in enumerate(loader.batches(0)):
+                with self.autocast():
+                    out = self.model(xb)
+                    _, vals = self.losses(out, yb)
+                for j, v in enumerate(vals):
+                    sums[j] += v * weights[i] if kinds[j] else v
+        self.model.train(was)
+        return self._summarise(split, sums.tolist(), loader.num_samples)
+
+    # ---- monitors ----------------------------------------------------------------------------
+    @staticmethod
+    def _improved(value, best, mode: str, delta: float = 0.0) -> bool:
+        if best is None:
+            return math.isfinite(value)
+        return value < best - delta if mode == "min" else value > best + delta
+
+    def end_epoch(self, record: dict) -> bool:
+        """Checkpoints, early stopping and epoch schedulers after an epoch; True to stop."""
+        cfg = self.cfg
+        if self.scheduler is not None and not self.step_scheduler:
+            if self.plateau:
+                self.scheduler.step(record[cfg["scheduler"]["monitor"]])
+            else:
+                self.scheduler.step()
+        stop = False
+        es = cfg.get("early_stopping")
+        if es:
+            value = record[es["monitor"]]
+            if self._improved(value, self.early["best"], es["mode"], es["min_delta"]):
+                self.early = {"best": value, "bad_epochs": 0, "epoch": record["epoch"]}
+                if es.get("restore_best"):
+                    self.best_state = {
+                        k: v.detach().clone()
+                        for k, v in self.model.state_dict().items()
+                    }
+            else:
+                self.early["bad_epochs"] += 1
+                if self.early["bad_epochs"] > es["patience"]:
+                    stop = True
+                    self.status = "early_stopped"
+                    self.message = (
+                        f"early stopping: {es['monitor']} has not improved for "
+                        f"{self.early['bad_epochs']} epochs (best "
+                        f"{self.early['best']:.4g} at epoch {self.early.get('epoch')})"
+                    )
+        ck = cfg.get("checkpoint")
+        monitor = ck or cfg.get("monitor")
+        improved = False
+        if monitor:
+            value = record[monitor["monitor"]]
+            improved = self._improved(
+                value, self.best and self.best["value"], monitor["mode"]
+            )
+            if improved:
+                self.best = {
+                    "epoch": record["epoch"],
+                    "monitor": monitor["monitor"],
+                    "value": value,
+                }
+        if ck and self.checkpoint_dir:
+            state = None
+            if (
+                record["epoch"] % ck["every"] == 0
+                or self.epoch == cfg["epochs"]
+                or stop
+            ):
+                state = self.state()
+                self.checkpoint_path = save_checkpoint(
+                    os.path.join(self.checkpoint_dir, "last.pt"), state
+                )
+                with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
+                    os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
+                if ck["keep"] == "all":
+                    save_checkpoint(
+                        os.path.join(
+                            self.checkpoint_dir, f"epoch_{record['epoch']:03d}.pt"
+                        ),
+                        state,
+                    )
+            if improved and ck["keep"] in ("best", "all"):
+                save_checkpoint(
+                    os.path.join(self.checkpoint_dir, "best.pt"), state or self.state()
+                )
+        return stop
+
+    # ---- state -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything needed to continue exactly where training is now."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "step": self.start_step,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict()
+            if self.scheduler is not None
+            else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all()
+                if self.device.type == "cuda"
+                else [],
+            },
+            "buffer": (
+                self.buffer[:, : self.start_step].cpu()
+                if self.start_step and self.buffer is not None
+                else None
+            ),
+            "history": self.history,
+            "best": self.best,
+            "early": self.early,
+            "elapsed": self.elapsed,
+            "settings": self.cfg,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.start_step = int(state["epoch"]), int(state["step"])
+        self.global_step = int(state["global_step"])
+        self.history = list(state["history"])
+        self.best, self.early = state["best"], dict(state["early"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        es = self.cfg.get("early_stopping")
+        best_file = os.path.join(self.checkpoint_dir or "", "best.pt")
+        if (
+            es
+            and es.get("restore_best")
+            and self.checkpoint_dir
+            and os.path.exists(best_file)
+            and (self.cfg.get("checkpoint") or {}).get("monitor") == es["monitor"]
+        ):
+            self.best_state = load_checkpoint(best_file, self.device)["model"]
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        if self.start_step:
+            self.buffer = torch.zeros(
+                (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
+            )
+            self.buffer[:, : self.start_step] = state["buffer"].to(self.device)
+
+    # ---- the run ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        epochs = self.cfg["epochs"]
+        start = time.perf_counter() - self.elapsed
+        with _graceful_interrupt(self):
+            try:
+                while self.epoch < epochs and self.status == "completed":
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+                    record = self.train_epoch()
+                    if record is None:
+                        break
+                    if self.data.val is not None:
+                        record.update(self.evaluate("val"))
+                    self.consistent = False
+                    self.epoch += 1
+                    self.start_step = 0
+                    self.elapsed = time.perf_counter() - start
+                    record["seconds"] = round(self.epoch_seconds, 3)
+                    self.history.append(record)
+                    stop = self.end_epoch(record)
+                    self.consistent = True
+                    self.progress.epoch_end(record, epochs)
+                    if stop:
+                        break
+            except KeyboardInterrupt:
+                self.elapsed = time.perf_counter() - start
+                self.status = "interrupted"
+                if self.consistent:
+                    self.message = (
+                        f"interrupted at epoch {self.epoch + 1}, step "
+                        f"{self.start_step} of {self.steps}"
+                    )
+                    if self.checkpoint_dir:
+                        self.checkpoint_path = save_checkpoint(
+                            os.path.join(self.checkpoint_dir, "interrupted.pt"),
+                            self.state(),
+                        )
+                else:  # a second Ctrl-C in the middle of a step: that state is not resumable
+                    self.message = (
+                        f"interrupted in the middle of epoch {self.epoch + 1}"
+                        + (
+                            f"; the last complete checkpoint is {self.checkpoint_path}"
+                            if self.checkpoint_path
+                            else ""
+                        )
+                    )
+                raise TrainingInterrupted(self.result()) from None
+        self.elapsed = time.perf_counter() - start
+        if self.status == "diverged":
+            return self.result()
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        test = self.evaluate("test") if self.data.test is not None else None
+        return self.result(test)
+
+    def result(self, test: dict | None = None) -> dict:
+        return {
+            "status": self.status,
+            "message": self.message,
+            "epochs": self.epoch,
+            "steps": self.global_step,
+            "seconds": round(self.elapsed, 3),
+            "final": self.history[-1] if self.history else None,
+            "best": self.best,
+            "test": test,
+            "history": self.history,
+            "checkpoint": self.checkpoint_path,
+        }
+
+
+@contextlib.contextmanager
+def _graceful_interrupt(trainer: Trainer):
+    """The first Ctrl-C asks the trainer to stop after the current optimizer step (so the
+    saved state is consistent); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        trainer.progress.message(
+            "stopping after this step (Ctrl-C again to stop at once)"
+        )
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except (ValueError, OSError):  # not allowed here (embedded interpreters)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def describe(trainer: Trainer, model_name: str) -> str:
+    sizes = {s: getattr(trainer.data, s) for s in ("train", "val", "test")}
+    parts = ", ".join(
+        f"{s} {split.x.shape[0]}" for s, split in sizes.items() if split is not None
+    )
+    n = sum(p.numel() for p in trainer.model.parameters())
+    steps, epochs = trainer.steps, trainer.cfg["epochs"]
+    return (
+        f"training {model_name} ({n:,} parameters) on {trainer.device}: {parts} samples; "
+        f"{steps} step{'s' if steps != 1 else ''} per epoch, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    )
+
+
+def fit(
+    build_model,
+    data,
+    cfg: dict,
+    *,
+    device="cpu",
+    checkpoint_dir=None,
+    resume=None,
+    progress=None,
+    model_name: str = "model",
+) -> dict:
+    """Seed, build the model, train it and evaluate it. `resume` is a checkpoint dict
+    (`load_checkpoint`). Returns the result dict; `result["model"]` is the trained module."""
+    restore = seed_everything(cfg["seed"], cfg.get("deterministic", False))
+    try:
+        model = build_model().to(device)
+        trainer = Trainer(model, data, cfg, device, checkpoint_dir, progress)
+        if resume is not None:
+            trainer.load_state(resume)
+        trainer.progress.start(
+            {
+                "description": describe(trainer, model_name),
+                "steps": trainer.steps,
+                "epochs": cfg["epochs"],
+            }
+        )
+        try:
+            result = trainer.run()
+        finally:
+            trainer.progress.close()
+        result["model"] = model
+        return result
+    finally:
+        restore()
+
+
+def evaluate(model, data, cfg: dict, *, device="cpu", split: str = "test") -> dict:
+    """Metrics of `model` on one split, computed exactly as during training."""
+    trainer = Trainer.__new__(Trainer)  # evaluation needs no optimizer or train loader
+    trainer.model, trainer.data, trainer.cfg = model.to(device), data, cfg
+    trainer.device = torch.device(device)
+    trainer._setup_terms()
+    return trainer.evaluate(split)

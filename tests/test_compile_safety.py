@@ -1,0 +1,308 @@
+"""`netdsl compile` is injection-proof, formats like ruff, and needs no torch.
+
+Names from a spec become code only as validated identifiers (keywords and builtins are
+diagnostics for classes and get a trailing underscore elsewhere); strings and numbers become
+literals. The hostile specs below are compiled, checked by `ruff`, imported in a fresh process
+that would notice any side effect, and run against the live module.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.targets.compile import compile_spec
+from netdsl.targets.pyformat import format_header, format_statement
+from netdsl.targets.pysource import literal
+from test_compile import ROOT, RUFF, SPECS, as_tuple, example_inputs, import_source, ruff_clean
+
+TESTS = Path(__file__).parent
+
+
+def spec_string(s: str) -> str:
+    """`s` as a netdsl string literal."""
+    return '"' + s.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def assert_parity(spec: netdsl.Spec, module, name: str) -> None:
+    torch.manual_seed(0)
+    live = spec.build(name)
+    gen = getattr(module, name)()
+    assert list(gen.state_dict()) == list(live.state_dict())
+    gen.load_state_dict(live.state_dict())
+    live.eval()
+    gen.eval()
+    xs = example_inputs(spec.graph(name))
+    with torch.no_grad():
+        for a, b in zip(as_tuple(live(*xs)), as_tuple(gen(*xs)), strict=True):
+            torch.testing.assert_close(b, a, equal_nan=True)
+
+
+def import_in_fresh_process(file: Path, tmp_path: Path) -> str:
+    """Import `file` in a new interpreter (cwd `tmp_path`); returns what it printed. Fails if
+    the import wrote any file or printed anything."""
+    before = set(tmp_path.iterdir())
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    code = f"import importlib.util as u; s = u.spec_from_file_location('m', {str(file)!r}); " \
+           "m = u.module_from_spec(s); s.loader.exec_module(m)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
+    assert set(tmp_path.iterdir()) == before  # importing created nothing
+    return r.stdout
+
+
+# ---- names ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["class", "def", "import", "lambda", "print", "exec", "__import__",
+                                  "super", "float", "object", "Exception", "torch", "nn"])
+@pytest.mark.parametrize("kind", ["model", "block"])
+def test_keywords_and_builtins_cannot_name_a_class(name, kind):
+    if kind == "model":
+        text = f"model {name} {{\n input x: [2]\n x -> Linear(1) -> y\n output y\n}}\n"
+    else:
+        text = f"block {name} {{\n input x\n output x -> ReLU\n}}\n" \
+               f"model M {{\n input x: [2]\n x -> {name} -> y\n output y\n}}\n"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.loads(text, "names.net")
+    assert [d.code for d in e.value.diagnostics] == ["E107"]
+    assert e.value.diagnostics[0].span.line == 1  # at the definition's name
+
+
+HOSTILE_NAMES = """
+block Blk(self, nn, lambda = 2, torch = 3, __class__ = 1) {
+  input print
+  __import__ = print -> Linear(lambda * torch + self) as exec
+  super = __import__ -> ReLU as nn_
+  output super + __import__
+}
+
+model Hostile {
+  input self: [3]
+  input torch: [3]
+  class = self + torch
+  def = class -> Blk(1, 2, lambda=3) -> Blk(2, 1) -> Linear(4) as print
+  __x = def -> Linear(4) as int
+  F = __x * def
+  output F, class
+}
+"""
+
+
+def test_hostile_names_become_safe_identifiers(tmp_path, capsys):
+    spec = netdsl.loads(HOSTILE_NAMES, "hostile.net")
+    src = compile_spec(spec, train=False)
+    tree = ast.parse(src)
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments) for a in n.args}
+    shadows = (bound - {"self"}) & (set(dir(builtins)) | {"torch", "nn", "F"})
+    assert not shadows  # `self` only as the first parameter, never a builtin or module name
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        assert [a.arg for a in fn.args.args].count("self") == 1
+    assert "def __init__(self, in_features, self_, lambda_=2, torch_=3):" in src
+    assert "def forward(self, self_, torch_):" in src
+    assert "self.exec = nn.Linear(" in src and "self.print = nn.Linear(" in src
+    file = tmp_path / "hostile.py"
+    file.write_text(src)
+    ruff_clean(file)
+    module = import_source(src, tmp_path, "hostile")
+    assert {k for k in vars(module) if not k.startswith("__")} == {"nn", "Blk", "Hostile"}
+    assert_parity(spec, module, "Hostile")
+    assert capsys.readouterr().out == ""
+
+
+# ---- strings -------------------------------------------------------------------------------------
+HOSTILE_STRINGS = [
+    '"""', "'''", '"', "'", 'a"b', "a'b", "\\", "\\n", "line\nbreak", "tab\there", "\r",
+    '"; import os; os.system("touch PWNED"); "',
+    "''' + __import__('os').system('touch PWNED') + '''",
+    '"""\nimport os\nos.system("touch PWNED")\n"""',
+    "\\\"", "\x00\x1b[31m", "\u2028\u2029", "é€😀", "#", "{0}", "%s", "",
+]
+
+
+@pytest.fixture
+def tagged():
+    layer = netdsl.register_layer("compile_layers:Tagged")
+    yield layer
+    from netdsl.ops.custom import unregister_layer
+
+    unregister_layer("Tagged")
+
+
+def test_hostile_strings_stay_data(tagged, tmp_path):
+    blocks, steps = [], []
+    for k, s in enumerate(HOSTILE_STRINGS):
+        blocks.append(f"block S{k}(s = {spec_string(s)}) {{\n  input x\n  output x -> Tagged(tag=s)\n}}")
+        steps.append(f"S{k}")
+    text = "\n".join(blocks) + "\nmodel Strings {\n  input x: [2]\n  x -> " + " -> ".join(steps) + \
+        " -> Linear(1) -> y\n  output y\n}\n"
+    spec = netdsl.loads(text, "strings.net")
+    src = compile_spec(spec, train=False)
+    assert "import compile_layers" in src
+    file = tmp_path / "strings.py"
+    file.write_text(src, encoding="utf-8")
+    ruff_clean(file)
+    tree = ast.parse(src)
+    tags = [kw.value.value for call in ast.walk(tree) if isinstance(call, ast.Call)
+            for kw in call.keywords if kw.arg == "tag"]
+    # each string is one constant, exactly the spec's ("" is the layer's default: left out)
+    assert tags == [s for s in HOSTILE_STRINGS if s != ""]
+    import_in_fresh_process(file, tmp_path)
+    module = import_source(src, tmp_path, "strings")
+    for k, s in enumerate(HOSTILE_STRINGS):
+        cls = getattr(module, f"S{k}")
+        assert cls.__doc__.startswith(f"Block S{k}(s={literal(s)})")
+        assert cls().tagged1.tag == s
+    assert_parity(spec, module, "Strings")
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+
+
+def test_a_hostile_spec_file_name_stays_in_the_docstring(tmp_path):
+    name = 'we"ird\\ """name\n.net'
+    spec = netdsl.loads("model M {\n input x: [2]\n x -> Linear(1) -> y\n output y\n}\n", name)
+    src = compile_spec(spec, train=False)
+    file = tmp_path / "weird.py"
+    file.write_text(src)
+    ruff_clean(file)
+    module = import_source(src, tmp_path, "weird")
+    assert module.__doc__.startswith(f"The model M in plain PyTorch, generated by netdsl {netdsl.__version__} "
+                                     f"from {name}.")
+
+
+# ---- numbers -------------------------------------------------------------------------------------
+def test_extreme_numbers_are_literals(tmp_path):
+    text = textwrap.dedent("""
+        model N {
+          input x: [4]
+          a = x -> LeakyReLU(1e308) -> LeakyReLU(1e309) -> LeakyReLU(-1e309)
+          b = x -> LeakyReLU(0.0 * 1e309) -> LeakyReLU(-0.0) -> LeakyReLU(1e-320)
+          c = x -> Linear(9223372036854775807, bias=false)
+          output a, b
+        }
+    """)
+    spec = netdsl.loads(text, "numbers.net")
+    src = compile_spec(spec, train=False)
+    for lit in ('float("inf")', 'float("-inf")', 'float("nan")', "=1e308)", "-0.0", "1e-320",
+                "nn.Linear(4, 9223372036854775807, bias=False)"):
+        assert lit in src
+    file = tmp_path / "numbers.py"
+    file.write_text(src)
+    ruff_clean(file)
+    assert hasattr(import_source(src, tmp_path, "numbers"), "N")  # (building c: 2**63 weights)
+    runnable = text.replace("  c = x -> Linear(9223372036854775807, bias=false)\n", "")
+    small = netdsl.loads(runnable.replace("LeakyReLU(1e308) -> ", ""), "numbers.net")  # float32
+    assert_parity(small, import_source(compile_spec(small, train=False), tmp_path, "n2"), "N")
+    huge = compile_spec(netdsl.loads(text.replace("9223372036854775807", "9" * 40), "n.net"),
+                        train=False)
+    assert f"nn.Linear(4, {'9' * 40}, bias=False)" in huge  # a literal, however large
+    with pytest.raises(netdsl.NetdslError) as e:  # arithmetic is checked
+        netdsl.loads(text.replace("9223372036854775807", "4294967296 * 4294967296 * 4294967296"), "n.net")
+    assert "E104" in str(e.value)
+
+
+# ---- no torch ------------------------------------------------------------------------------------
+BLOCK_TORCH = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Blocker())
+from netdsl.cli import main
+main(sys.argv[1:])
+"""
+
+
+def uses_backbone(path: Path) -> bool:
+    from netdsl.ops.backbone import Backbone
+
+    spec = netdsl.load(path)
+    return any(isinstance(n.op, Backbone) for name in spec.model_names
+               for _, n, _ in spec.graph(name).walk() if n.kind == "op")
+
+
+@pytest.mark.parametrize("path", [p for p in SPECS if not uses_backbone(p)], ids=lambda p: p.name)
+def test_compiling_does_not_import_torch(path):
+    r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "compile", str(path), "--no-train"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == compile_spec(path, train=False)
+
+
+# ---- layout: pyformat against ruff itself ----------------------------------------------------------
+def random_statements(rng: random.Random, n: int) -> list[str]:
+    def name(cap=95):
+        return "v" + "x" * rng.choice([rng.randint(0, 7), rng.randint(0, 50), rng.randint(0, cap)])
+
+    def atom():
+        k = rng.random()
+        if k < 0.5:
+            return name()
+        if k < 0.6:
+            return str(rng.randint(0, 10 ** rng.randint(1, 12)))
+        if k < 0.7:
+            return f"{name()}.shape[0]"
+        if k < 0.8:
+            return "(" + ", ".join(str(rng.randint(1, 999)) for _ in range(rng.randint(2, 12))) + ")"
+        if k < 0.9:
+            return "[" + ", ".join(name() for _ in range(rng.randint(1, 4))) + "]"
+        return f"{name(40)}=" + rng.choice([name(), "True", "(3, 3)", repr(rng.random()), '"zeros"'])
+
+    def call():
+        f = rng.choice(["self." + name(), "nn.Conv2d", "torch.cat", name() + ".reshape", name()])
+        args = [atom() for _ in range(rng.randint(1, 6))]
+        return f"{f}({', '.join(sorted(args, key=lambda a: '=' in a.split('(')[0]))})"
+
+    out = []
+    for _ in range(n):
+        k = rng.random()
+        target = ", ".join(name() for _ in range(rng.choice([1, 1, 2, 3, 5])))
+        if k < 0.5:
+            out.append(f"{target} = {call()}")
+        elif k < 0.65:
+            out.append(f"{name()} = " + rng.choice([" + ", " * "]).join(name() for _ in range(rng.randint(2, 4))))
+        elif k < 0.75:
+            out.append(f"{name()} = {name()}")
+        elif k < 0.85:
+            out.append("return " + ", ".join(name() for _ in range(rng.randint(1, 4))))
+        else:
+            out.append(call())
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_layout_is_ruffs(seed, tmp_path):
+    rng = random.Random(seed)
+    lines = ["class A:"]
+    for k in range(30):
+        params = ["self"] + sorted((("v" + "x" * rng.randint(0, 40) + f"{j}") + rng.choice(["", "=1"])
+                                    for j in range(rng.randint(0, 5))), key=lambda p: "=" in p)
+        lines += [""] if k else []
+        lines += format_header("def", "f" + "x" * rng.randint(0, 80), params, 4)
+        for st in random_statements(rng, 15):
+            indent = rng.choice([8, 12])
+            if indent == 12:
+                lines.append("        if x:")
+            comment = rng.choice(["", "", "(B, 64, 56, 56)"])
+            lines += format_statement(st, indent, comment if not st.startswith("return") else "")
+    lines += ["", "", *format_header("class", "C" + "x" * rng.randint(0, 100), ["nn.Module"], 0),
+              "    pass"]
+    file = tmp_path / "layout.py"
+    file.write_text("\n".join(lines) + "\n")
+    if not Path(RUFF).exists():
+        pytest.skip("ruff is not installed")
+    r = subprocess.run([RUFF, "format", "--check", "--diff", "--isolated", "--no-cache", str(file)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[:4000]

@@ -1,0 +1,141 @@
+"""The training script of a compiled file: `python model.py` trains as `netdsl run` does.
+
+The compiled file is run in a fresh interpreter (`--json`), `netdsl run` in this one, from the
+same seed; their histories, test metrics, best epochs and messages must be equal (wall-clock
+seconds aside). Synthetic and inline data always; the seed MLP on real MNIST when
+../shared/data (or NETDSL_DATA_ROOT) is there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import netdsl
+from netdsl.runtime.runner import run
+from netdsl.targets.compile import compile_spec
+from test_compile import ROOT
+
+CORPUS = Path(__file__).parent / "compile_corpus"
+DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
+
+
+def run_script(file: Path, *args: str, cwd: Path) -> dict:
+    r = subprocess.run([sys.executable, str(file), "--json", "--device", "cpu", *args], cwd=cwd,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
+
+
+def run_netdsl(path: Path, model: str | None, tmp_path: Path, **settings) -> dict:
+    from netdsl.runtime.overrides import literal_setting
+
+    overrides = [literal_setting(k.replace("__", "."), v, f"--{k}") for k, v in settings.items()]
+    overrides.append(literal_setting("device", "cpu", "--device"))
+    return run(netdsl.load(path), model, overrides, out=tmp_path / "runs", progress=False)
+
+
+def same_result(script: dict, ours: dict) -> None:
+    def history(r):
+        return [{k: v for k, v in rec.items() if k != "seconds"} for rec in r["history"]]
+
+    assert history(script) == history(ours)
+    for key in ("status", "message", "epochs", "steps", "best", "test"):
+        assert script[key] == ours[key], key
+
+
+def compiled_file(path: Path, tmp_path: Path, **kw) -> Path:
+    file = tmp_path / f"{path.stem}.py"
+    file.write_text(compile_spec(path, **kw), encoding="utf-8")
+    return file
+
+
+@pytest.mark.parametrize("model", ["Conv", "Reg"])
+def test_compiled_script_trains_like_netdsl_run(model, tmp_path):
+    """Two models with plans in one file (synthetic data, a scheduler, early stopping, best
+    checkpoints, dropout and batch norm): `--model` picks one."""
+    path = CORPUS / "trained.net"
+    file = compiled_file(path, tmp_path)
+    got = run_script(file, "--model", model, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    same_result(got, run_netdsl(path, model, tmp_path))
+    assert (tmp_path / "out" / "weights.pt").exists()
+    assert (tmp_path / "out" / "checkpoints").is_dir()
+
+
+def test_overrides_and_resume(tmp_path):
+    """--epochs and --seed change the run as in `netdsl run`; --resume continues from a
+    checkpoint to the same end as one long run."""
+    path = ROOT / "specs" / "linear_regression.net"
+    file = compiled_file(path, tmp_path)
+    got = run_script(file, "--epochs", "30", "--seed", "3", "--out", str(tmp_path / "a"),
+                     cwd=tmp_path)
+    same_result(got, run_netdsl(path, None, tmp_path, epochs=30, seed=3))
+    assert got["epochs"] == 30
+    run_script(file, "--epochs", "10", "--seed", "3", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    resumed = run_script(file, "--epochs", "30", "--seed", "3", "--out", str(tmp_path / "b"),
+                         "--resume", str(tmp_path / "b" / "checkpoints" / "last.pt"), cwd=tmp_path)
+    assert resumed["test"] == got["test"] and resumed["final"]["train.loss"] == got["final"]["train.loss"]
+
+
+def test_plain_output_and_help(tmp_path):
+    path = CORPUS / "trained.net"
+    file = compiled_file(path, tmp_path)
+    r = subprocess.run([sys.executable, str(file), "--model", "Reg", "--epochs", "1", "--device",
+                        "cpu", "--out", str(tmp_path / "o")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("training Reg (146 parameters) on cpu: train 64, test 16 samples")
+    assert lines[1].startswith("epoch 1/1  train.loss ")
+    assert lines[-2].startswith("test.loss ") and "test.mae" in lines[-2]
+    assert lines[-1] == f"best train.loss {float(lines[1].split()[3]):.4f} at epoch 1"
+    h = subprocess.run([sys.executable, str(file), "--help"], capture_output=True, text=True)
+    for option in ("--model {Conv,Reg}", "--epochs", "--device", "--data-root", "--seed", "--out",
+                   "--resume", "--json"):
+        assert option in h.stdout
+
+
+def test_missing_data_is_a_message_not_a_traceback(tmp_path):
+    file = compiled_file(ROOT / "specs" / "mlp.net", tmp_path)
+    r = subprocess.run([sys.executable, str(file), "--data-root", str(tmp_path / "nowhere"),
+                        "--device", "cpu"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "MNIST").is_dir(), reason=f"no MNIST under {DATA}")
+def test_compiled_seed_mlp_trains_on_mnist_like_netdsl_run(tmp_path):
+    path = ROOT / "specs" / "mlp.net"
+    file = compiled_file(path, tmp_path)
+    got = run_script(file, "--epochs", "1", "--data-root", str(DATA), "--out",
+                     str(tmp_path / "out"), cwd=tmp_path)
+    ours = run_netdsl(path, None, tmp_path, epochs=1, data__root=str(DATA))
+    same_result(got, ours)
+    assert got["test"]["test.accuracy"] > 0.8
+
+
+def test_a_model_without_a_plan_compiles_to_classes(tmp_path):
+    path = CORPUS / "blocks.net"
+    assert "def main(" not in compile_spec(path)
+    with pytest.raises(netdsl.NetdslError) as e:
+        compile_spec(path, train=True)
+    assert e.value.diagnostics[0].code == "E401"
+    src = compile_spec(CORPUS / "trained.net", model="Reg")
+    assert "PLAN = {" in src and "class Conv(nn.Module)" not in src and '"--model"' not in src
+
+
+def test_class_names_the_training_code_uses_are_refused():
+    text = "model Trainer {\n input x: [2]\n x -> Linear(1) -> y\n output y\n}\n" \
+           "train Trainer {\n data = synthetic(shape=[2], target_shape=1)\n loss = MSELoss(y, target)\n}\n"
+    spec = netdsl.loads(text, "t.net")
+    with pytest.raises(netdsl.NetdslError) as e:
+        compile_spec(spec)
+    d = e.value.diagnostics[0]
+    assert d.code == "E107" and d.span.line == 1 and "--no-train" in d.hint
+    assert "class Trainer(nn.Module)" in compile_spec(spec, train=False)
