@@ -169,12 +169,18 @@ class RunProgress(loop.Progress):
 
 # ---- the run folder ---------------------------------------------------------------------------
 def run_folder(out: str | os.PathLike, model: str) -> Path:
+    """A new folder `OUT/MODEL-YYYYmmdd-HHMMSS` (`-2`, `-3`, ... when taken)."""
     base = Path(out) / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
         n += 1
         path = Path(f"{base}-{n}")
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise NetdslError([Diagnostic("E501", f"cannot create the run folder {path}: "
+                                      f"{exc.strerror or exc}", hint="choose another --out")]) \
+            from None
     return path
 
 
