@@ -41,7 +41,7 @@ def import_source(source: str, directory: Path, stem: str = "model"):
     path = directory / f"{stem}_{next(_counter)}.py"
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)  # as `import` does
     spec.loader.exec_module(module)
     return module
 
@@ -299,6 +299,16 @@ def test_cli_writes_stdout_or_a_file(tmp_path, capsys):
     code, out, err = run_cli("compile", str(path), "--no-train", "-o", str(target), capsys=capsys)
     assert code == 0 and out == "" and "wrote" in err and "LeNet" in err
     assert target.read_text() == compile_spec(path, train=False)
+
+
+def test_cli_compiles_a_spec_without_a_plan_to_classes(tmp_path, capsys):
+    path = ROOT / "specs" / "resnet18.net"
+    code, out, err = run_cli("compile", str(path), capsys=capsys)
+    assert code == 0 and err == "" and out == compile_spec(path, train=False).replace(
+        "Regenerate with: netdsl compile resnet18.net --no-train", "Regenerate with: netdsl compile resnet18.net")
+    code, _, err = run_cli("compile", str(ROOT / "specs" / "mlp.net"), "-o", str(tmp_path / "m.py"),
+                           capsys=capsys)
+    assert code == 0 and err.strip() == f"wrote {tmp_path / 'm.py'} (MLP 101,770 parameters, with its training script)"
 
 
 def test_cli_model_selection_and_mistakes(tmp_path, capsys):

@@ -53,8 +53,8 @@ def import_in_fresh_process(file: Path, tmp_path: Path) -> str:
     the import wrote any file or printed anything."""
     before = set(tmp_path.iterdir())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
-    code = f"import importlib.util as u; s = u.spec_from_file_location('m', {str(file)!r}); " \
-           "m = u.module_from_spec(s); s.loader.exec_module(m)"
+    code = f"import sys, importlib.util as u; s = u.spec_from_file_location('m', {str(file)!r}); " \
+           "m = sys.modules['m'] = u.module_from_spec(s); s.loader.exec_module(m)"
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -233,12 +233,22 @@ def uses_backbone(path: Path) -> bool:
                for _, n, _ in spec.graph(name).walk() if n.kind == "op")
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["default", "no-train"])
 @pytest.mark.parametrize("path", [p for p in SPECS if not uses_backbone(p)], ids=lambda p: p.name)
-def test_compiling_does_not_import_torch(path):
-    r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "compile", str(path), "--no-train"],
+def test_compiling_does_not_import_torch(path, train):
+    args = [] if train else ["--no-train"]
+    r = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "compile", str(path), *args],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == compile_spec(path, train=False)
+    assert r.stdout == compile_spec(path, train=None if train else False)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_importing_a_compiled_file_only_defines_things(path, tmp_path):
+    """With its training script too: importing trains nothing, prints nothing, writes nothing."""
+    file = tmp_path / f"{path.stem}.py"
+    file.write_text(compile_spec(path), encoding="utf-8")
+    import_in_fresh_process(file, tmp_path)
 
 
 # ---- layout: pyformat against ruff itself ----------------------------------------------------------

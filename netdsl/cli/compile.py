@@ -44,7 +44,7 @@ def compile_command(spec, output, model, no_train):
         from ..diagnostics import use_color
 
         click.echo(w.format(use_color(sys.stderr)), err=True)
-    source = compile_spec(s, model, train=not no_train)
+    source = compile_spec(s, model, train=False if no_train else None)
     if output is None or output == "-":
         click.echo(source, nl=False)
         return
@@ -52,8 +52,8 @@ def compile_command(spec, output, model, no_train):
     _write_atomically(path, source)
     names = [model] if model else s.model_names
     params = ", ".join(f"{s.graph(n).name} {s.summary(n).total_params:,} parameters" for n in names)
-    click.echo(f"wrote {path} ({params}{'' if no_train else ', with its training script'})",
-               err=True)
+    script = "def main(argv=None):" in source
+    click.echo(f"wrote {path} ({params}{', with its training script' if script else ''})", err=True)
 
 
 def _write_atomically(path: Path, text: str) -> None:
