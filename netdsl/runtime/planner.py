@@ -79,12 +79,10 @@ class Builder:
     # ---- values and declarations -------------------------------------------------------------
     def value(self, key: str, e: _Entry | None) -> Any:
         decl = SETTINGS[key]
+        if e is not None:
+            self._no_subs(key, e)
         if e is None or e.base is None:
-            for sub in (e.subs.values() if e else []):
-                self.rep.error("E402", f"{key} takes no arguments", sub.key_span,
-                               f"write {key} = ...")
             return decl.default
-        self._no_subs(key, e)
         v = expr_value(e.base.value, self.rep)
         if v is ERR:
             return ERR
@@ -100,10 +98,11 @@ class Builder:
         for sub in e.subs.values():
             self.rep.error("E402", f"{key} takes no arguments", sub.key_span, f"write {key} = ...")
 
-    def call(self, key: str, e: _Entry | None, required: bool = False) -> Bound | object | None:
-        """A declaration setting (optimizer, scheduler, ...): None when off, ERR on error."""
+    def call(self, key: str, e: _Entry | None) -> Bound | object | None:
+        """A declaration setting (data, optimizer, ...): None when off, ERR on error."""
         decl = SETTINGS[key]
         family = decl.family
+        required = decl.kind == "source"
         base = e.base if e else None
         subs = dict(e.subs) if e else {}
         const = base is not None and isinstance(base.value, ast.Const)
@@ -200,13 +199,8 @@ class Builder:
         terms = self._terms(e.base.value, 1.0)
         if terms is ERR:
             return ERR
-        out = []
-        for weight, expr in terms:
-            t = self._term(weight, expr)
-            if t is ERR:
-                return ERR
-            out.append(t)
-        return out
+        out = [self._term(weight, expr) for weight, expr in terms]  # each reports its own
+        return ERR if ERR in out else out
 
     def _terms(self, expr, weight: float):
         """[(weight, loss call)] from `0.5 * A(...) + B(...) / 4`; ERR after a report."""
@@ -293,7 +287,7 @@ class Builder:
 
     def _unknown_output(self, name: str, span: Span) -> None:
         outs = [o.name for o in self.graph.outputs]
-        inside = {b for _, n, _ in self.graph.walk() for b in n.bound if b} | {
+        inside = {b for n in self.graph.nodes for b in n.bound if b} | {
             n.name for n in self.graph.nodes}
         if name in inside:
             self.rep.error("E405", f"'{name}' is a value inside {self.graph.name}, not one of its "
@@ -309,7 +303,7 @@ class Builder:
         entries = self.merge()
         get = entries.get
         values = {k: self.value(k, get(k)) for k, d in SETTINGS.items() if d.kind == "value"}
-        data = self.call("data", get("data"), required=True)
+        data = self.call("data", get("data"))
         optimizer = self.call("optimizer", get("optimizer"))
         scheduler = self.call("scheduler", get("scheduler"))
         early = self.call("early_stopping", get("early_stopping"))
