@@ -330,7 +330,7 @@ def test_cli_model_selection_and_mistakes(tmp_path, capsys):
 def test_cli_help_has_examples(capsys):
     code, out, _ = run_cli("compile", "--help", capsys=capsys)
     assert code == 0
-    for word in ("--output", "--model", "--no-train", "Examples:", "netdsl compile specs/lenet.net"):
+    for word in ("--output", "--model", "--no-train", "Examples:", "netdsl compile specs/mnist.net"):
         assert word in out
 
 

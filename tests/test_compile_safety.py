@@ -150,6 +150,7 @@ def test_hostile_strings_stay_data(tagged, tmp_path):
     spec = netdsl.loads(text, "strings.net")
     src = compile_spec(spec, train=False)
     assert "import compile_layers" in src
+    assert "Regenerate with: netdsl --allow-layer compile_layers:Tagged compile strings.net" in src
     file = tmp_path / "strings.py"
     file.write_text(src, encoding="utf-8")
     ruff_clean(file)

@@ -18,21 +18,25 @@ import click
 @click.option("--no-train", is_flag=True,
               help="Only the model classes: leave out the training script.")
 def compile_command(spec, output, model, no_train):
-    """Write SPEC as plain PyTorch: one Python file that needs only torch and torchvision.
+    """Write SPEC as plain PyTorch: one Python file that needs only torch and torchvision (and
+    the module of a custom layer the spec uses), never netdsl.
 
     The file holds an `nn.Module` class per model and per block, written as a person would
     write them (named layers in `__init__`, one spec line per line in `forward`, shapes in
-    comments), with the same parameter names and outputs as the module netdsl builds. Unless
-    --no-train, it also holds the spec's training plan as code: `python FILE.py` trains the
-    model and prints the same metrics as `netdsl run` with the same seed (`--help` for its
-    options: epochs, device, data root). Importing the file only defines classes.
+    comments; one class for all uses of a block, its differing numbers as `__init__`
+    parameters), with the same parameter names and outputs as the module netdsl builds. For
+    the models that have a `train` section, unless --no-train, it also holds the training
+    plan as code: `python FILE.py` trains and prints the same metrics as `netdsl run` with the
+    same seed (its --help lists --epochs, --device, --data-root, --seed, --out, --resume and
+    --json). Importing the file only defines classes and functions.
 
-    The output is formatted as `ruff format` writes it, and the same spec always gives the same
+    The output is laid out as `ruff format` writes it, and the same spec always gives the same
     bytes. Compiling a spec without torchvision backbones does not import torch.
 
     \b
     Examples:
-      netdsl compile specs/lenet.net -o lenet.py && python lenet.py --epochs 1
+      netdsl compile specs/mnist.net -o mnist.py
+      python mnist.py --epochs 1 --data-root ../shared/data
       netdsl compile specs/resnet18.net --no-train -o resnet18.py
       netdsl compile specs/multitask.net --model MultiTask --no-train | less
     """
@@ -45,6 +49,10 @@ def compile_command(spec, output, model, no_train):
 
         click.echo(w.format(use_color(sys.stderr)), err=True)
     source = compile_spec(s, model, train=False if no_train else None)
+    others = _other_imports(source)
+    if others:
+        click.echo(f"note: the file imports {', '.join(others)}, the module of a custom layer; "
+                   "it must be importable where the file runs", err=True)
     if output is None or output == "-":
         click.echo(source, nl=False)
         return
@@ -54,6 +62,18 @@ def compile_command(spec, output, model, no_train):
     params = ", ".join(f"{s.graph(n).name} {s.summary(n).total_params:,} parameters" for n in names)
     script = "def main(argv=None):" in source
     click.echo(f"wrote {path} ({params}{', with its training script' if script else ''})", err=True)
+
+
+def _other_imports(source: str) -> list[str]:
+    """Top-level modules the file imports beyond the standard library, torch and torchvision."""
+    import ast
+
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    keep = set(sys.stdlib_module_names) | {"torch", "torchvision"}
+    return sorted({n for n in names if n.split(".")[0] not in keep})
 
 
 def _write_atomically(path: Path, text: str) -> None:
