@@ -9,7 +9,7 @@ both branches; when the branch's last layer can write it directly, it does.
 
 from __future__ import annotations
 
-from .blockclass import Plan
+from .plans import Plan
 from .lower import ClassDef, Namespace, Stmt
 from .pysource import literal
 
