@@ -124,8 +124,7 @@ def _same(a, b) -> bool:
     return _same_key(a) == _same_key(b)
 
 
-
-# ---- comments and docstrings ----------------------------------------------------------------------
+# ---- shape comments -----------------------------------------------------------------------------
 def _comments(plan: Plan, cands: list[_Candidate]) -> dict[tuple, str]:
     """Shape comments: `(B, 64, 56, 56)` when every instance agrees, else dimensions named after
     parameters (`c`), the input's dimensions (`H`, `W`, and `H // stride`) or `?`. The key

@@ -58,6 +58,12 @@ def py_str(s: str) -> str:
     return q + "".join(out) + q
 
 
+def comment_text(text: str) -> str:
+    """Text for a `#` comment: unprintable characters (a newline would end the comment and
+    start code) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def doc_text(text: str) -> str:
     """Text for inside a docstring: backslashes and every double quote escaped, so that neither
     a `\"\"\"` inside nor a quote at the end can close it; unprintable characters escaped."""

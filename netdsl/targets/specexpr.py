@@ -133,9 +133,9 @@ _SCALAR = (ast.Num, ast.Str, ast.Const, ast.Name, ast.BinOp, ast.Neg, ast.Compar
 
 
 def expr_index(bdef: ast.BlockDef) -> dict:
-    """Scalar expressions of a block's body by their position in the spec."""
-    key = id(bdef)
-    hit = _INDEX.get(key)
+    """Scalar expressions of a block's body by their position in the spec (the last few
+    blocks' indexes are kept: a block is lowered once per instance)."""
+    hit = _INDEX.get(id(bdef))
     if hit is not None and hit[0] is bdef:
         return hit[1]
     index = {}
@@ -144,11 +144,13 @@ def expr_index(bdef: ast.BlockDef) -> dict:
             for x in walk(e):
                 if isinstance(x, _SCALAR) and span_key(x.span) not in index:
                     index[span_key(x.span)] = x
-    _INDEX[key] = (bdef, index)
+    _INDEX[id(bdef)] = (bdef, index)
+    while len(_INDEX) > 64:
+        del _INDEX[next(iter(_INDEX))]
     return index
 
 
-_INDEX: dict[int, tuple] = {}
+_INDEX: dict[int, tuple] = {}  # id(block) -> (block, index), oldest first
 
 
 def call_exprs(n: Node, bdef: ast.BlockDef, index: dict) -> dict[str, ast.Expr]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..diagnostics import Diagnostic, NetdslError
 from .lower import ClassDef, Stmt
 from .pyformat import format_literal, format_statement
-from .pysource import class_source, doc_text, imports_source, literal, statements
+from .pysource import class_source, comment_text, doc_text, imports_source, literal, statements
 
 RUNTIME = Path(__file__).parents[1] / "runtime"
 COPIES = Path(__file__).parent / "formatted_runtime"
@@ -146,7 +146,8 @@ class Script:
         """PLAN (or PLANS and MODELS), main() and report()."""
         one = len(self.plans) == 1
         first = next(iter(self.plans))
-        rule = f"# ---- the training plan{'' if one else 's'} from {self.source_name}, resolved "
+        rule = f"# ---- the training plan{'' if one else 's'} from " \
+               f"{comment_text(self.source_name)}, resolved "
         out = [(rule + "-" * 88)[:88]]
         if one:
             out += format_literal("PLAN", self.plans[first], literal)
