@@ -443,12 +443,15 @@ def test_every_loss_runs(name):
     head, data, metric = LOSS_SPECS[cls.target]
     if name == "BCELoss":
         head += " -> Sigmoid"
-    if name == "NLLLoss":
+    extra = ""
+    if name in ("NLLLoss", "KLDivLoss"):
         head += " -> LogSoftmax(dim=0)"
+    if name == "KLDivLoss":  # synthetic targets are no distributions; read them as log-probs
+        extra = ", log_target=true, reduction=\"batchmean\""
     text = (f"model M {{\n  input x: [8]\n  x -> Linear(16) -> ReLU -> {head} -> out\n"
             f"  output out\n}}\n"
             f"train M {{\n  data = synthetic(shape=8, {data}, n=64, n_test=16)\n"
-            f"  loss = {name}(out, target)\n  epochs = 1\n}}\n")
+            f"  loss = {name}(out, target{extra})\n  epochs = 1\n}}\n")
     r, *_ = _fit(text)
     assert r["status"] == "completed" and f"test.{metric}" in r["test"]
 

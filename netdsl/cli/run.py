@@ -62,13 +62,20 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
     result.json. Ctrl-C stops after the current step and saves a checkpoint; resume with
     --resume. Exit status: 0 trained, 1 spec or data mistake or a diverged loss, 130 interrupted.
 
+    --json (and netdsl.fit) gives one object that starts with model, epochs, train_loss and
+    val_loss (last epoch), test_loss, test_accuracy, samples_per_second (training only) and
+    run_dir; test_accuracy is a number for one loss term, an object {output: accuracy} for one
+    term per output (multi-task; an output trained twice is "name_2"), and null without a test
+    split or an accuracy. The details follow: final (last epoch's metrics), test (all test
+    metrics, e.g. test.mae, test.a.top5), best, history, files, notes.
+
     \b
     Examples:
       netdsl run specs/mnist.net --data-root ../shared/data
       netdsl run specs/mlp.net --epochs 3 --set optimizer.lr=0.05 --data-root ../shared/data
       netdsl run specs/lenet.net --set "scheduler=StepLR(step_size=1, gamma=0.7)" --seed 1
       netdsl run specs/mnist.net --resume runs/LeNet-20250101-120000
-      netdsl run specs/linear_regression.net --json | jq '.final'
+      netdsl run specs/linear_regression.net --json | jq '.train_loss'
     """
     from ..runtime.loop import TrainingInterrupted
     from ..runtime.runner import run

@@ -1,7 +1,7 @@
 """`netdsl.fit` and `netdsl.evaluate`: the Python face of `netdsl run` and `netdsl eval`.
 
     result = netdsl.fit("specs/mnist.net", epochs=2, optimizer__lr=3e-4, data_root="../shared/data")
-    result["test"]["test.accuracy"], result["run_dir"], result.model   # the trained nn.Module
+    result["test_accuracy"], result["run_dir"], result.model   # the trained nn.Module
 
 Keyword settings override the spec's `train` section like `--set` does: `epochs=2`,
 `optimizer__lr=3e-4` (or `**{"optimizer.lr": 3e-4}`), `optimizer="SGD(lr=0.1)"` (a string for

@@ -109,6 +109,19 @@ class BCELoss(Loss):
     expects = "one probability in [0, 1] per binary target (end the model with Sigmoid)"
 
 
+@LOSSES.register
+class KLDivLoss(Loss):
+    """Kullback-Leibler divergence of a target distribution from the output's (soft targets,
+    distillation). torch's default reduction "mean" divides by every value, not by the batch:
+    reduction="batchmean" gives the true KL divergence per sample."""
+
+    reduction: Literal["mean", "sum", "batchmean"] = "mean"
+    log_target: Bool = False
+    torch = "torch.nn.KLDivLoss"
+    expects = ("log-probabilities (end the model with LogSoftmax) and a target distribution "
+               "shaped like the output")
+
+
 # ---- optimizers ----------------------------------------------------------------------------
 class Optimizer(Decl):
     positional = ("lr",)

@@ -113,7 +113,7 @@ class Term:
         self.name, self.output, self.weight = spec["name"], spec["output"], float(spec["weight"])
         self.target, self.prefix = spec["target"], spec.get("prefix", "")
         self.numel = int(spec.get("numel", 1))  # values per sample in the output
-        self.mean = kwargs.get("reduction", "mean") == "mean"
+        self.mean = kwargs.get("reduction", "mean") in ("mean", "batchmean")  # a batch mean
         self.threshold = 0.5 if spec["name"] == "BCELoss" else 0.0  # probabilities vs logits
         self.metrics = list(spec.get("metrics", ()))  # the plan picked the ones that fit
         self.columns = ["loss", *self.metrics]  # what `record` returns, in order

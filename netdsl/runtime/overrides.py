@@ -31,7 +31,8 @@ def parse_set(text: str, label: str = "--set") -> ast.Setting:
     m = _KEY.match(key_text)
     if m is None:
         raise NetdslError([Diagnostic(
-            "E503", f"{key_text.strip() or 'the key'!r} is not a setting name",
+            "E503", f"{key_text.strip()!r} is not a setting name" if key_text.strip()
+            else f"no key before '=' in {text!r}",
             Span(source, 1, 1, 1, max(2, len(key_text) + 1)),
             "a key is a setting such as epochs or optimizer.lr")])
     if not value_text.strip():

@@ -99,6 +99,8 @@ SETTINGS: dict[str, SettingDecl] = {
     "device": SettingDecl("value", StrictStr, "auto", doc="auto, cpu, cuda, cuda:N or mps"),
     "shuffle": SettingDecl("value", Bool, True, doc="a new sample order every epoch"),
     "drop_last": SettingDecl("value", Bool, False, doc="skip a last, smaller batch"),
+    "workers": SettingDecl("value", NonNegInt, 0,
+                           doc="loader processes: none needed (the data is preloaded)"),
 }
 # keys people write out of habit -> what netdsl calls them
 HABITS = {"lr": "optimizer.lr", "learning_rate": "optimizer.lr", "criterion": "loss",
@@ -106,7 +108,7 @@ HABITS = {"lr": "optimizer.lr", "learning_rate": "optimizer.lr", "criterion": "l
           "max_epochs": "epochs", "num_epochs": "epochs", "grad_clip": "clip_grad_norm",
           "weight_decay": "optimizer.weight_decay", "momentum": "optimizer.momentum",
           "gradient_accumulation": "accumulate", "patience": "early_stopping.patience",
-          "amp": "precision", "mixed_precision": "precision"}
+          "amp": "precision", "mixed_precision": "precision", "num_workers": "workers"}
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 
 
@@ -161,6 +163,7 @@ class Plan(BaseModel):
     device: str
     shuffle: bool
     drop_last: bool
+    workers: int = 0  # accepted, never needed: batches are slices of preloaded tensors
     monitor: str  # the metric that picks the best epoch
     spans: dict[str, Span] = Field(default_factory=dict, exclude=True, repr=False)
     notes: list[Note] = Field(default_factory=list, exclude=True, repr=False)

@@ -359,6 +359,11 @@ class Builder:
                           did_you_mean(str(precision), ["fp32", "bf16", "fp16"]) or
                           "one of: fp32, bf16, fp16")
             values["precision"] = canon or ERR
+        if values["workers"] not in (ERR, 0):
+            self.notes.append(Note(
+                f"workers = {values['workers']} has no effect: netdsl decodes the data once, "
+                "keeps it in memory on the device and batches it by slicing, so there is no "
+                "per-sample loading to spread over worker processes", self.spans.get("workers")))
         device = values["device"]
         if device is not ERR and not _DEVICE.match(device):
             rep.error("E401", f"unknown device {show(device)}", self.spans.get("device"),

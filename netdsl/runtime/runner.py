@@ -246,19 +246,23 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
         shown.message(f"plan for {plan.model} ({spec.filename}):\n{plan.describe()}")
         for n in notes:
             shown.message(n.format())
-    result = RunResult(spec=str(spec.filename), model=plan.model, run_dir=str(folder),
-                       device=str(device))
+    # the headline first (filled in at the end; see `headline`), then the details
+    result = RunResult(spec=str(spec.filename), model=plan.model, epochs=0, train_loss=None,
+                       val_loss=None, test_loss=None, test_accuracy=None,
+                       samples_per_second=None, run_dir=str(folder), device=str(device))
     try:
         out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
                         checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
                         model_name=plan.model)
     except loop.TrainingInterrupted as exc:
-        exc.result.update(result)
+        r = exc.result
+        exc.result = {**result, **r, **headline(r, settings, data)}
         exc.result["notes"] = [n.format() for n in notes]
         _write_json(folder / "result.json", exc.result)
         raise
     trained = out_.pop("model")
     result.update(out_)
+    result.update(headline(result, settings, data))
     result["parameters"] = sum(p.numel() for p in trained.parameters())
     result["data"] = {"source": data.info.source, **data.info.sizes}
     files = {"spec": str(folder / "spec.net"), "plan": str(folder / "plan.json"),
@@ -279,6 +283,35 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
     _write_json(folder / "result.json", result)
     result.model = trained
     return result
+
+
+def accuracies(metrics: dict | None, split: str):
+    """The accuracy of one split's metrics: a number for a single loss term, a dict output
+    label -> accuracy when several terms report one (multi-task), None when none does."""
+    if not metrics:
+        return None
+    if f"{split}.accuracy" in metrics:
+        return metrics[f"{split}.accuracy"]
+    per = {k[len(split) + 1:-len(".accuracy")]: v for k, v in metrics.items()
+           if k.startswith(f"{split}.") and k.endswith(".accuracy")}
+    return per or None
+
+
+def headline(result: dict, settings: dict, data) -> dict:
+    """The top-level summary of a finished run (`--json` and `netdsl.fit`): `train_loss` (last
+    epoch), `test_loss`, `test_accuracy` (see `accuracies`; None without a test split),
+    `samples_per_second` (training samples per second of training, evaluation excluded)."""
+    final, test = result.get("final") or {}, result.get("test")
+    history = result.get("history") or []
+    per_epoch = (_steps(data, settings) * settings["batch_size"] if settings["drop_last"]
+                 else data.train.n)
+    seconds = sum(r.get("seconds", 0.0) for r in history) or result.get("seconds") or 0.0
+    return {"train_loss": final.get("train.loss"),
+            "val_loss": final.get("val.loss"),
+            "test_loss": (test or {}).get("test.loss"),
+            "test_accuracy": accuracies(test, "test"),
+            "samples_per_second": round(per_epoch * len(history) / seconds, 1)
+            if seconds and history else None}
 
 
 def _write_start(folder: Path, spec, plan: Plan, settings: dict, notes: list[Note]) -> None:
@@ -364,6 +397,7 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
     metrics = loop.evaluate(net, data, settings, device=device, split=split)
     return {"spec": str(spec.filename), "model": plan.model, "weights": str(path),
             "split": split, "samples": data.split(split).n, "device": str(device),
+            "loss": metrics[f"{split}.loss"], "accuracy": accuracies(metrics, split),
             "metrics": metrics, "notes": [n.format() for n in notes]}
 
 

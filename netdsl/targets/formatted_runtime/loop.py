@@ -122,7 +122,10 @@ class Term:
         )
         self.target, self.prefix = spec["target"], spec.get("prefix", "")
         self.numel = int(spec.get("numel", 1))  # values per sample in the output
-        self.mean = kwargs.get("reduction", "mean") == "mean"
+        self.mean = kwargs.get("reduction", "mean") in (
+            "mean",
+            "batchmean",
+        )  # a batch mean
         self.threshold = (
             0.5 if spec["name"] == "BCELoss" else 0.0
         )  # probabilities vs logits
