@@ -148,3 +148,16 @@ def test_set_without_a_key_says_so():
     with pytest.raises(NetdslError) as exc:
         parse_set("=3")
     assert exc.value.diagnostics[0].message == "no key before '=' in '=3'"
+
+
+def test_the_progress_bar_shows_steps_samples_per_second_running_loss_and_eta(tmp_path):
+    import io
+
+    from netdsl.runtime import runner
+
+    out = io.StringIO()
+    text = NET.replace("n=128", "n=2048").replace("epochs = 2", "epochs = 1")
+    runner.run(netdsl.loads(text, "t.net"), out=tmp_path, stream=out, bar=True)
+    shown = out.getvalue()
+    assert "epoch 1/1" in shown and "/128" in shown  # steps of the epoch
+    assert "samples/s=" in shown and "loss=" in shown and "<" in shown  # rate, loss, ETA

@@ -118,12 +118,14 @@ class RunProgress(loop.Progress):
     """Plain lines, or a tqdm bar per epoch on a terminal; logs each epoch to metrics.jsonl."""
 
     def __init__(self, stream=None, bar: bool | None = None, log: Path | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, batch_size: int | None = None):
         super().__init__(stream)
         out = stream or sys.stdout
         self.bar = (hasattr(out, "isatty") and out.isatty()) if bar is None else bar
         self.every = 10 if self.bar else 0
         self.log, self.quiet, self._tqdm = log, quiet, None
+        self.batch_size = batch_size  # for the bar's samples/s
+        self._since = (0, 0.0)  # (step, time) when the bar started
 
     def start(self, info):
         self.epochs = info["epochs"]
@@ -138,9 +140,13 @@ class RunProgress(loop.Progress):
 
             self._tqdm = tqdm(total=steps, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                               file=self.stream or sys.stdout, unit="step", dynamic_ncols=True)
+            self._since = (step, time.perf_counter())  # rates from here on
         self._tqdm.n = step
-        self._tqdm.set_postfix({k.removeprefix("train."): f"{v:.4f}" for k, v in stats.items()},
-                               refresh=False)
+        post = {k.removeprefix("train."): f"{v:.4f}" for k, v in stats.items()}
+        done, seconds = step - self._since[0], time.perf_counter() - self._since[1]
+        if self.batch_size and done > 0 and seconds > 0:
+            post["samples/s"] = f"{done * self.batch_size / seconds:,.0f}"
+        self._tqdm.set_postfix(post, refresh=False)
         self._tqdm.refresh()
 
     def epoch_end(self, record, epochs):
@@ -241,7 +247,7 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
     log = folder / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in (state or {}).get("history", [])),
                    encoding="utf-8")
-    shown = RunProgress(stream, bar, log, quiet=not progress)
+    shown = RunProgress(stream, bar, log, quiet=not progress, batch_size=settings["batch_size"])
     if progress:
         shown.message(f"plan for {plan.model} ({spec.filename}):\n{plan.describe()}")
         for n in notes:
