@@ -161,3 +161,13 @@ def test_the_progress_bar_shows_steps_samples_per_second_running_loss_and_eta(tm
     shown = out.getvalue()
     assert "epoch 1/1" in shown and "/128" in shown  # steps of the epoch
     assert "samples/s=" in shown and "loss=" in shown and "<" in shown  # rate, loss, ETA
+
+
+def test_kldivloss_reports_no_mae_unasked_and_the_cli_prints_samples_per_second(
+        tmp_path, capsys):
+    plan = netdsl.loads(KL, "kl.net").plan()
+    assert plan.metrics == () and plan.loss[0].loss.reduction == "batchmean"
+    main(["run", str(_write(tmp_path, KL)), "--out", str(tmp_path), "--epochs", "1"])
+    assert ".mae" not in capsys.readouterr().out
+    main(["run", str(_write(tmp_path, NET)), "--out", str(tmp_path)])
+    assert "2 epoch(s), " in capsys.readouterr().out.split("test.accuracy")[1]

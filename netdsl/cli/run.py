@@ -65,9 +65,9 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
     --json (and netdsl.fit) gives one object that starts with model, epochs, train_loss and
     val_loss (last epoch), test_loss, test_accuracy, samples_per_second (training only) and
     run_dir; test_accuracy is a number for one loss term, an object {output: accuracy} for one
-    term per output (multi-task; an output trained twice is "name_2"), and null without a test
-    split or an accuracy. The details follow: final (last epoch's metrics), test (all test
-    metrics, e.g. test.mae, test.a.top5), best, history, files, notes.
+    term per output (multi-task; an output under two terms gives name_1, name_2), and null
+    without a test split or an accuracy. The details follow: final (last epoch's metrics),
+    test (all test metrics, e.g. test.mae, test.a.top5), best, history, files, notes.
 
     \b
     Examples:
@@ -116,6 +116,9 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
             click.echo(result["message"])
         if result.get("test"):
             click.echo(_metrics_line(result["test"]))
+        if result.get("samples_per_second"):
+            click.echo(f"{result['epochs']} epoch(s), {result['samples_per_second']:,.0f} "
+                       "training samples/s")
         if result.get("best"):
             b = result["best"]
             click.echo(f"best {b['monitor']} {b['value']:.4f} at epoch {b['epoch']}")

@@ -37,6 +37,7 @@ class Loss(Decl):
     target: ClassVar[str] = "same"
     positional = ()  # a spec's positional arguments are (output, target), read by the plan
     expects: ClassVar[str] = ""  # what the output should be, for messages
+    default_metrics: ClassVar[bool] = True  # whether its kind's metrics are reported unasked
 
 
 @LOSSES.register
@@ -118,6 +119,7 @@ class KLDivLoss(Loss):
     reduction: Literal["mean", "sum", "batchmean"] = "mean"
     log_target: Bool = False
     torch = "torch.nn.KLDivLoss"
+    default_metrics = False  # MAE between log-probabilities and probabilities means nothing
     expects = ("log-probabilities (end the model with LogSoftmax) and a target distribution "
                "shaped like the output")
 

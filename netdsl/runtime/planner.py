@@ -440,7 +440,8 @@ class Builder:
         """The metrics to report: those written that fit a loss here, else the defaults."""
         kinds = {type(t.loss).target for t in terms}
         if names is None:
-            return tuple(m for m in ("accuracy", "mae") if set(METRICS[m][0].split()) & kinds)
+            unasked = {type(t.loss).target for t in terms if type(t.loss).default_metrics}
+            return tuple(m for m in ("accuracy", "mae") if set(METRICS[m][0].split()) & unasked)
         out = []
         for name, span in names:
             if not set(METRICS[name][0].split()) & kinds:
