@@ -195,3 +195,16 @@ def test_each_build_is_fresh():
     spec = netdsl.load(Path(__file__).parents[1] / "specs" / "mlp.net")
     a, b = spec.build(), spec.build()
     assert a is not b and a.fc1.weight is not b.fc1.weight
+
+
+def test_power_operator_and_precedence():
+    spec = netdsl.loads("model M {\n input x: [2**3]\n x -> Linear(2 ** 2 * 3) -> y\n output y\n}")
+    assert shapes(spec) == {"y": (12,)}
+    assert spec.graph().inputs[0].types[0].shape == (8,)
+
+
+def test_a_huge_integer_literal_is_a_diagnostic_not_a_crash():
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.loads("model M {\n input x: [" + "9" * 5000 + "]\n x -> Linear(2) -> y\n output y\n}")
+    (d,) = e.value.diagnostics
+    assert d.code == "E001" and d.span.line == 2 and "5000 digits" in d.message

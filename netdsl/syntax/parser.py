@@ -95,6 +95,7 @@ def _parse(text: str, filename: str) -> ast.File:
     return file
 
 
+MAX_INT_DIGITS = 40  # far beyond any size or count; Python refuses int() past 4,300 digits
 MAX_DEPTH = 200  # nesting of expressions; deeper would exhaust Python's stack in the passes
 
 
@@ -404,7 +405,12 @@ class _ToAst(Transformer):
         return ast.Name(self._span(meta), str(items[0]))
 
     def int_(self, meta, items):
-        return ast.Num(self._span(meta), int(str(items[0]).replace("_", "")))
+        digits = str(items[0]).replace("_", "")
+        if len(digits) > MAX_INT_DIGITS:  # int() of a huge literal is slow, then refuses
+            self.rep.error("E001", f"this number has {len(digits)} digits; netdsl takes at most "
+                           f"{MAX_INT_DIGITS}", self._span(meta))
+            return ast.Num(self._span(meta), 0)
+        return ast.Num(self._span(meta), int(digits))
 
     def float_(self, meta, items):
         return ast.Num(self._span(meta), float(str(items[0]).replace("_", "")))
