@@ -155,7 +155,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     except RuntimeError as e:
         raise DataError(f"unknown device {spec!r}: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device {spec!r} requested but CUDA is not available on this machine")
+        raise DataError(
+            f"device {spec!r} requested but CUDA is not available on this machine"
+        )
     return dev
 
 
@@ -199,7 +201,9 @@ def _dtype(name: str | torch.dtype) -> torch.dtype:
     try:
         return _DTYPES[str(name)]
     except KeyError:
-        raise DataError(f"unknown dtype {name!r}; expected one of {', '.join(_DTYPES)}") from None
+        raise DataError(
+            f"unknown dtype {name!r}; expected one of {', '.join(_DTYPES)}"
+        ) from None
 
 
 def _dtype_name(dt: torch.dtype) -> str:
@@ -219,17 +223,31 @@ class Transform(NamedTuple):
 # name -> (allowed kwargs with defaults, required kwargs, is_random)
 TRANSFORMS: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
     "ToTensor": ({}, (), False),
-    "Normalize": ({"mean": None, "std": None, "inplace": False}, ("mean", "std"), False),
+    "Normalize": (
+        {"mean": None, "std": None, "inplace": False},
+        ("mean", "std"),
+        False,
+    ),
     "Resize": (
-        {"size": None, "interpolation": "bilinear", "max_size": None, "antialias": True},
+        {
+            "size": None,
+            "interpolation": "bilinear",
+            "max_size": None,
+            "antialias": True,
+        },
         ("size",),
         False,
     ),
     "CenterCrop": ({"size": None}, ("size",), False),
     "Grayscale": ({"num_output_channels": 1}, (), False),
     "RandomCrop": (
-        {"size": None, "padding": None, "pad_if_needed": False, "fill": 0,
-         "padding_mode": "constant"},
+        {
+            "size": None,
+            "padding": None,
+            "pad_if_needed": False,
+            "fill": 0,
+            "padding_mode": "constant",
+        },
         ("size",),
         True,
     ),
@@ -237,9 +255,15 @@ TRANSFORMS: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
     "RandomVerticalFlip": ({"p": 0.5}, (), True),
 }
 _BY_LOWER = {k.lower(): k for k in TRANSFORMS}
-_POSITIONAL = {"Normalize": ("mean", "std"), "Resize": ("size",), "CenterCrop": ("size",),
-               "RandomCrop": ("size", "padding"), "Grayscale": ("num_output_channels",),
-               "RandomHorizontalFlip": ("p",), "RandomVerticalFlip": ("p",)}
+_POSITIONAL = {
+    "Normalize": ("mean", "std"),
+    "Resize": ("size",),
+    "CenterCrop": ("size",),
+    "RandomCrop": ("size", "padding"),
+    "Grayscale": ("num_output_channels",),
+    "RandomHorizontalFlip": ("p",),
+    "RandomVerticalFlip": ("p",),
+}
 
 
 def _one_transform(item: Any) -> Transform:
@@ -250,13 +274,17 @@ def _one_transform(item: Any) -> Transform:
             raise DataError(f"transform {dict(item)!r} has no 'name'")
         kwargs = {k: v for k, v in item.items() if k != "name"}
         name = item["name"]
-    elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str):
+    elif (
+        isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+    ):
         name, kwargs = item[0], item[1]
         if isinstance(kwargs, (list, tuple)):  # positional arguments
             canon = _BY_LOWER.get(name.lower(), name)
             pos = _POSITIONAL.get(canon, ())
             if len(kwargs) > len(pos):
-                raise DataError(f"{canon} takes at most {len(pos)} positional arguments")
+                raise DataError(
+                    f"{canon} takes at most {len(pos)} positional arguments"
+                )
             kwargs = dict(zip(pos, kwargs))
         elif not isinstance(kwargs, Mapping):
             raise DataError(f"transform {item!r}: expected (name, kwargs)")
@@ -265,13 +293,15 @@ def _one_transform(item: Any) -> Transform:
     canon = _BY_LOWER.get(str(name).lower())
     if canon is None:
         raise DataError(
-            f"unknown transform {name!r}; supported: {', '.join(TRANSFORMS)}")
+            f"unknown transform {name!r}; supported: {', '.join(TRANSFORMS)}"
+        )
     allowed, required, _ = TRANSFORMS[canon]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise DataError(
             f"{canon} got unknown argument(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(allowed) or 'no arguments'}")
+            f"it takes {', '.join(allowed) or 'no arguments'}"
+        )
     missing = [k for k in required if kwargs.get(k) is None]
     if missing:
         raise DataError(f"{canon} needs {', '.join(missing)}")
@@ -287,14 +317,21 @@ def _check_transform(name: str, kw: dict) -> None:
         std = [std] if isinstance(std, (int, float)) else list(std)
         if any(float(s) == 0 for s in std):
             raise DataError("Normalize: std must not contain 0")
-        kw["mean"], kw["std"] = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        kw["mean"], kw["std"] = (
+            tuple(float(m) for m in mean),
+            tuple(float(s) for s in std),
+        )
     elif name in ("Resize",):
         s = kw["size"]
-        if not (isinstance(s, int) or (isinstance(s, (list, tuple)) and len(s) in (1, 2))):
+        if not (
+            isinstance(s, int) or (isinstance(s, (list, tuple)) and len(s) in (1, 2))
+        ):
             raise DataError(f"Resize: size must be an int or (h, w), got {s!r}")
         kw["size"] = s if isinstance(s, int) else list(s)
         if str(kw["interpolation"]).lower() not in ("nearest", "bilinear", "bicubic"):
-            raise DataError("Resize: interpolation must be nearest, bilinear or bicubic")
+            raise DataError(
+                "Resize: interpolation must be nearest, bilinear or bicubic"
+            )
     elif name in ("CenterCrop", "RandomCrop"):
         kw["size"] = _pair(kw["size"], f"{name}: size")
     if name == "RandomCrop":
@@ -306,15 +343,23 @@ def _check_transform(name: str, kw: dict) -> None:
             elif len(p) == 2:
                 p = [p[0], p[1], p[0], p[1]]
             elif len(p) != 4:
-                raise DataError("RandomCrop: padding must be an int, (lr, tb) or (l, t, r, b)")
+                raise DataError(
+                    "RandomCrop: padding must be an int, (lr, tb) or (l, t, r, b)"
+                )
             kw["padding"] = tuple(int(v) for v in p)  # left, top, right, bottom
         if kw["padding_mode"] not in ("constant", "edge", "reflect"):
             raise DataError(
                 "RandomCrop: padding_mode must be constant, edge or reflect "
-                f"(got {kw['padding_mode']!r})")
+                f"(got {kw['padding_mode']!r})"
+            )
         f = kw["fill"]
-        kw["fill"] = (float(f),) if isinstance(f, (int, float)) else tuple(float(v) for v in f)
-    if name in ("RandomHorizontalFlip", "RandomVerticalFlip") and not 0 <= float(kw["p"]) <= 1:
+        kw["fill"] = (
+            (float(f),) if isinstance(f, (int, float)) else tuple(float(v) for v in f)
+        )
+    if (
+        name in ("RandomHorizontalFlip", "RandomVerticalFlip")
+        and not 0 <= float(kw["p"]) <= 1
+    ):
         raise DataError(f"{name}: p must be in [0, 1]")
     if name == "Grayscale" and kw["num_output_channels"] not in (1, 3):
         raise DataError("Grayscale: num_output_channels must be 1 or 3")
@@ -332,7 +377,9 @@ def parse_transforms(spec: Sequence[Any] | None) -> list[Transform]:
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
-def _push_fill(fill: tuple[float, ...], steps: list[Transform], uint8: bool) -> tuple[float, ...]:
+def _push_fill(
+    fill: tuple[float, ...], steps: list[Transform], uint8: bool
+) -> tuple[float, ...]:
     """The value a constant fill has after the pointwise steps written after it."""
     for t in steps:
         if t.name == "ToTensor":
@@ -343,7 +390,9 @@ def _push_fill(fill: tuple[float, ...], steps: list[Transform], uint8: bool) -> 
             mean, std = t.kwargs["mean"], t.kwargs["std"]
             c = max(len(fill), len(mean), len(std))
             fill = tuple(
-                (fill[i % len(fill)] - mean[i % len(mean)]) / std[i % len(std)] for i in range(c))
+                (fill[i % len(fill)] - mean[i % len(mean)]) / std[i % len(std)]
+                for i in range(c)
+            )
         elif t.name == "Grayscale":
             if len(fill) == 3:
                 fill = (sum(w * f for w, f in zip(_GRAY, fill)),)
@@ -386,13 +435,17 @@ class _Crop(_Op):
 
     def __init__(self, kw: dict, in_shape: tuple[int, ...], fill: tuple[float, ...]):
         if len(in_shape) != 3:
-            raise DataError(f"RandomCrop needs (C, H, W) samples, got shape {tuple(in_shape)}")
+            raise DataError(
+                f"RandomCrop needs (C, H, W) samples, got shape {tuple(in_shape)}"
+            )
         c, h, w = in_shape
         self.size = kw["size"]
         pad = list(kw["padding"] or (0, 0, 0, 0))  # l, t, r, b
         hp, wp = h + pad[1] + pad[3], w + pad[0] + pad[2]
         th, tw = self.size
-        if kw["pad_if_needed"] and wp < tw:  # torchvision pads both sides by the difference
+        if (
+            kw["pad_if_needed"] and wp < tw
+        ):  # torchvision pads both sides by the difference
             pad[0] += tw - wp
             pad[2] += tw - wp
             wp += 2 * (tw - wp)
@@ -403,7 +456,8 @@ class _Crop(_Op):
         if hp < th or wp < tw:
             raise DataError(
                 f"RandomCrop: crop size {th}x{tw} is larger than the padded image {hp}x{wp}; "
-                "use pad_if_needed=true or a smaller size")
+                "use pad_if_needed=true or a smaller size"
+            )
         self.pad, self.padded = tuple(pad), (hp, wp)
         self.mode = kw["padding_mode"]
         if len(fill) not in (1, c):
@@ -418,8 +472,10 @@ class _Crop(_Op):
     def sample(self, n, g):
         hp, wp = self.padded
         th, tw = self.size
-        return {"i": torch.randint(0, hp - th + 1, (n,), generator=g),
-                "j": torch.randint(0, wp - tw + 1, (n,), generator=g)}
+        return {
+            "i": torch.randint(0, hp - th + 1, (n,), generator=g),
+            "j": torch.randint(0, wp - tw + 1, (n,), generator=g),
+        }
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         l, t, r, b = self.pad
@@ -433,10 +489,13 @@ class _Crop(_Op):
             else:
                 key = (x.device, x.dtype)
                 if key not in self._fills:  # one small host-to-device copy per device
-                    self._fills[key] = torch.tensor(self.fill, dtype=x.dtype).view(1, C, 1, 1) \
+                    self._fills[key] = (
+                        torch.tensor(self.fill, dtype=x.dtype)
+                        .view(1, C, 1, 1)
                         .to(x.device)
+                    )
                 out.copy_(self._fills[key].expand_as(out))
-            out[:, :, t:t + H, l:l + W] = x
+            out[:, :, t : t + H, l : l + W] = x
             return out
         mode = "replicate" if self.mode == "edge" else "reflect"
         if x.dtype == torch.uint8:
@@ -492,7 +551,9 @@ class Augment:
             x = op.apply(x, p)
         return x
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         params = self.sample(x.shape[0], generator)
         params = [{k: v.to(x.device) for k, v in p.items()} for p in params]
         return self.apply(x, params)
@@ -529,7 +590,8 @@ def plan_transforms(
             raise DataError(
                 f"{t.name} is written after {random_at[-1][1].name}; put Resize and CenterCrop "
                 "before the random augmentations (they run once at load time, augmentations "
-                "per batch)")
+                "per batch)"
+            )
         static.append(t)
     if not random_at:
         return static, Augment()
@@ -559,7 +621,9 @@ class _PendingAugment(Augment):
         return self.build(shape).out_shape(shape)
 
     def sample(self, n, generator=None):
-        raise DataError("this augmentation needs the sample shape first: call build(shape)")
+        raise DataError(
+            "this augmentation needs the sample shape first: call build(shape)"
+        )
 
     def __call__(self, x, generator=None):
         return self.build(tuple(x.shape[1:]))(x, generator)
@@ -572,18 +636,24 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
         if t.name == "RandomCrop":
             # The fill is written in the units of the data at that point of the pipeline.
             uint8 = image and not any(s.name == "ToTensor" for s in steps[:i])
-            fill = _push_fill(t.kwargs["fill"], [s for s in steps[i + 1:]], uint8)
+            fill = _push_fill(t.kwargs["fill"], [s for s in steps[i + 1 :]], uint8)
             op: _Op = _Crop(t.kwargs, shape, fill)
         else:
             if len(shape) < 2:
-                raise DataError(f"{t.name} needs (C, H, W) image samples, got shape {shape}")
-            op = _Flip(t.kwargs["p"], -1 if t.name == "RandomHorizontalFlip" else -2, t.name)
+                raise DataError(
+                    f"{t.name} needs (C, H, W) image samples, got shape {shape}"
+                )
+            op = _Flip(
+                t.kwargs["p"], -1 if t.name == "RandomHorizontalFlip" else -2, t.name
+            )
         shape = op.out_shape(shape)
         ops.append(op)
     return Augment(ops)
 
 
-def _apply_static_tensor(x: torch.Tensor, steps: list[Transform], chunk: int = 8192) -> torch.Tensor:
+def _apply_static_tensor(
+    x: torch.Tensor, steps: list[Transform], chunk: int = 8192
+) -> torch.Tensor:
     """Run deterministic steps over a whole (N, ...) tensor, in chunks to bound memory."""
     if not steps or x.shape[0] == 0:
         return _run_steps(x, steps) if steps else x
@@ -593,7 +663,7 @@ def _apply_static_tensor(x: torch.Tensor, steps: list[Transform], chunk: int = 8
     out = first.new_empty((x.shape[0], *first.shape[1:]))
     out[:chunk] = first
     for s in range(chunk, x.shape[0], chunk):
-        out[s:s + chunk] = _run_steps(x[s:s + chunk], steps)
+        out[s : s + chunk] = _run_steps(x[s : s + chunk], steps)
     return out
 
 
@@ -617,21 +687,32 @@ def _run_steps(x: torch.Tensor, steps: list[Transform]) -> torch.Tensor:
                 if v.numel() not in (1, c):
                     raise DataError(
                         f"Normalize: {name} has {v.numel()} values but the data has {c} "
-                        "channels/features")
+                        "channels/features"
+                    )
             shape = (1, -1) + (1,) * (x.dim() - 2) if x.dim() > 1 else (1,)
             x = x.sub(mean.view(shape)).div(std.view(shape))  # same ops as F.normalize
         else:
             if x.dim() != 4:
-                raise DataError(f"{t.name} needs (C, H, W) image samples, got {tuple(x.shape[1:])}")
+                raise DataError(
+                    f"{t.name} needs (C, H, W) image samples, got {tuple(x.shape[1:])}"
+                )
             if t.name == "Resize":
-                x = F.resize(x, kw["size"], InterpolationMode(str(kw["interpolation"]).lower()),
-                             kw["max_size"], kw["antialias"])
+                x = F.resize(
+                    x,
+                    kw["size"],
+                    InterpolationMode(str(kw["interpolation"]).lower()),
+                    kw["max_size"],
+                    kw["antialias"],
+                )
             elif t.name == "CenterCrop":
                 x = F.center_crop(x, list(kw["size"]))
             elif t.name == "Grayscale":
                 if x.shape[1] == 1:
-                    x = x.repeat(1, kw["num_output_channels"], 1, 1) \
-                        if kw["num_output_channels"] == 3 else x
+                    x = (
+                        x.repeat(1, kw["num_output_channels"], 1, 1)
+                        if kw["num_output_channels"] == 3
+                        else x
+                    )
                 else:
                     x = F.rgb_to_grayscale(x, kw["num_output_channels"])
     return x
@@ -665,15 +746,24 @@ class DataInfo:
     classes: list[str] | None
     sizes: dict[str, int]
     transforms: list[Transform] = field(default_factory=list)  # run once, every split
-    augmentations: list[str] = field(default_factory=list)  # per batch, train loader only
-    eval_transforms: list[Transform] = field(default_factory=list)  # run once, val/test only
+    augmentations: list[str] = field(
+        default_factory=list
+    )  # per batch, train loader only
+    eval_transforms: list[Transform] = field(
+        default_factory=list
+    )  # run once, val/test only
 
     def describe(self) -> str:
         shape = "×".join(map(str, self.input_shape)) or "scalar"
         sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
-        tgt = (f"{self.num_classes} classes" if self.task == "classification"
-               else f"targets {'×'.join(map(str, self.target_shape))} {self.target_dtype}")
-        aug = f"; augment: {', '.join(self.augmentations)}" if self.augmentations else ""
+        tgt = (
+            f"{self.num_classes} classes"
+            if self.task == "classification"
+            else f"targets {'×'.join(map(str, self.target_shape))} {self.target_dtype}"
+        )
+        aug = (
+            f"; augment: {', '.join(self.augmentations)}" if self.augmentations else ""
+        )
         return f"{self.source}: {sizes}; inputs {shape} {self.input_dtype}; {tgt}{aug}"
 
 
@@ -693,12 +783,16 @@ class Data:
             raise DataError(f"no {name!r} split; this dataset has {', '.join(have)}")
         return s
 
-    def _on_device(self, name: str, device: torch.device, non_blocking: bool, pin: bool):
+    def _on_device(
+        self, name: str, device: torch.device, non_blocking: bool, pin: bool
+    ):
         key = (name, str(device))
         if key not in self._cache:
             s = self.split(name)
-            self._cache[key] = (_to_device(s.x, device, non_blocking, pin),
-                                _to_device(s.y, device, non_blocking, pin))
+            self._cache[key] = (
+                _to_device(s.x, device, non_blocking, pin),
+                _to_device(s.y, device, non_blocking, pin),
+            )
         return self._cache[key]
 
     def loader(
@@ -716,23 +810,45 @@ class Data:
     ) -> DeviceLoader:
         dev = resolve_device(device)
         train = split == "train"
-        aug = (self.augment if train else None) if augment is None else (
-            self.augment if augment is True else (augment or None))
+        aug = (
+            (self.augment if train else None)
+            if augment is None
+            else (self.augment if augment is True else (augment or None))
+        )
         x, y = self._on_device(split, dev, non_blocking, pin_memory)
-        return DeviceLoader(x, y, batch_size, shuffle=train if shuffle is None else shuffle,
-                            drop_last=drop_last, seed=seed, device=dev, augment=aug,
-                            non_blocking=non_blocking, pin_memory=pin_memory)
+        return DeviceLoader(
+            x,
+            y,
+            batch_size,
+            shuffle=train if shuffle is None else shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            device=dev,
+            augment=aug,
+            non_blocking=non_blocking,
+            pin_memory=pin_memory,
+        )
 
-    def loaders(self, batch_size: int, *, device: str | torch.device = "cpu", seed: int = 0,
-                eval_batch_size: int | None = None, drop_last: bool = False
-                ) -> dict[str, DeviceLoader]:
+    def loaders(
+        self,
+        batch_size: int,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        drop_last: bool = False,
+    ) -> dict[str, DeviceLoader]:
         out = {}
         for name in ("train", "val", "test"):
             if getattr(self, name) is not None:
                 train = name == "train"
                 out[name] = self.loader(
-                    name, batch_size if train else (eval_batch_size or batch_size),
-                    device=device, seed=seed, drop_last=drop_last and train)
+                    name,
+                    batch_size if train else (eval_batch_size or batch_size),
+                    device=device,
+                    seed=seed,
+                    drop_last=drop_last and train,
+                )
         return out
 
 
@@ -769,7 +885,9 @@ class DeviceLoader:
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if x.shape[0] != y.shape[0]:
-            raise DataError(f"inputs have {x.shape[0]} samples but targets {y.shape[0]}")
+            raise DataError(
+                f"inputs have {x.shape[0]} samples but targets {y.shape[0]}"
+            )
         self.device = resolve_device(device)
         self.non_blocking = non_blocking and self.device.type == "cuda"
         self.pin_memory = pin_memory and self.device.type == "cuda"
@@ -811,7 +929,9 @@ class DeviceLoader:
 
     def _aug_params(self, epoch: int) -> list[dict]:
         assert self.augment is not None
-        params = self.augment.sample(self.num_samples, _generator(self.seed, "augment", int(epoch)))
+        params = self.augment.sample(
+            self.num_samples, _generator(self.seed, "augment", int(epoch))
+        )
         return [{k: self._move(v) for k, v in p.items()} for p in params]
 
     def _move(self, t: torch.Tensor) -> torch.Tensor:
@@ -821,7 +941,9 @@ class DeviceLoader:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=self.non_blocking)
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, epoch: int, start_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the batches of `epoch`, from batch `start_step` on."""
         steps, b = len(self), self.batch_size
         if not 0 <= start_step <= steps:
@@ -836,7 +958,9 @@ class DeviceLoader:
                 sel = idx[lo:hi]
                 xb, yb = self.x.index_select(0, sel), self.y.index_select(0, sel)
             if params is not None:
-                xb = self.augment.apply(xb, [{k: v[lo:hi] for k, v in p.items()} for p in params])
+                xb = self.augment.apply(
+                    xb, [{k: v[lo:hi] for k, v in p.items()} for p in params]
+                )
             yield xb, yb
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -849,13 +973,36 @@ class DeviceLoader:
 # ---- sources ----------------------------------------------------------------------------
 
 _TV_FILES = {
-    "MNIST": ("MNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    "FashionMNIST": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-    "CIFAR10": ("cifar-10-batches-py", ["batches.meta", "data_batch_1", "data_batch_2",
-                                        "data_batch_3", "data_batch_4", "data_batch_5",
-                                        "test_batch"]),
+    "MNIST": (
+        "MNIST/raw",
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+    ),
+    "FashionMNIST": (
+        "FashionMNIST/raw",
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+    ),
+    "CIFAR10": (
+        "cifar-10-batches-py",
+        [
+            "batches.meta",
+            "data_batch_1",
+            "data_batch_2",
+            "data_batch_3",
+            "data_batch_4",
+            "data_batch_5",
+            "test_batch",
+        ],
+    ),
 }
 
 
@@ -868,10 +1015,14 @@ def _missing_message(name: str, root: str | os.PathLike, reason: str | None) -> 
         lines.append(f"  {p}{'' if p.exists() else '   (missing)'}")
     if reason:
         lines.append(f"Download failed: {reason}")
-        lines.append("Copy the files there by hand, or retry where the network is reachable.")
+        lines.append(
+            "Copy the files there by hand, or retry where the network is reachable."
+        )
     else:
-        lines.append("Set download=true to fetch them (needs network access), or point root "
-                     "at a folder that holds them.")
+        lines.append(
+            "Set download=true to fetch them (needs network access), or point root "
+            "at a folder that holds them."
+        )
     return "\n".join(lines)
 
 
@@ -894,7 +1045,8 @@ def _torchvision(name: str, root, train: bool, download: bool):
             raise DataError(
                 f"{name} files under {str(Path(root) / folder)!r} are present but could not be "
                 f"read ({_short(e)}); they may be truncated or corrupted. Delete them and load "
-                "with download=true to fetch fresh copies.") from None
+                "with download=true to fetch fresh copies."
+            ) from None
         if not download:
             raise DataError(_missing_message(name, root, None)) from None
     try:
@@ -935,8 +1087,14 @@ def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
     for t in steps_pil:
         kw = t.kwargs
         if t.name == "Resize":
-            pil_ops.append(T.Resize(kw["size"], T.InterpolationMode(str(kw["interpolation"]).lower()),
-                                    kw["max_size"], kw["antialias"]))
+            pil_ops.append(
+                T.Resize(
+                    kw["size"],
+                    T.InterpolationMode(str(kw["interpolation"]).lower()),
+                    kw["max_size"],
+                    kw["antialias"],
+                )
+            )
         elif t.name == "CenterCrop":
             pil_ops.append(T.CenterCrop(list(kw["size"])))
         elif t.name == "Grayscale":
@@ -959,15 +1117,19 @@ def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
         ex = ", ".join("×".join(map(str, s)) for s in sorted(shapes)[:4])
         raise DataError(
             f"images in {str(path)!r} have different sizes ({ex}); add Resize and/or "
-            "CenterCrop before ToTensor")
+            "CenterCrop before ToTensor"
+        )
     return Split(torch.stack(xs), torch.tensor(ys, dtype=torch.int64)), list(ds.classes)
 
 
 def infer_task(y: Any) -> str:
-    """"classification" for 1-D integer (or string) labels, else "regression"."""
+    """ "classification" for 1-D integer (or string) labels, else "regression"."""
     if isinstance(y, torch.Tensor):
-        return ("classification" if y.dim() == 1 and not y.is_floating_point()
-                and not y.is_complex() else "regression")
+        return (
+            "classification"
+            if y.dim() == 1 and not y.is_floating_point() and not y.is_complex()
+            else "regression"
+        )
     try:
         import numpy as np
 
@@ -990,11 +1152,15 @@ def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | N
         if t.dim() == 2 and t.shape[1] == 1:
             t = t[:, 0]
         if t.dim() != 1:
-            raise DataError(f"{where}: classification targets must be one label per sample, "
-                            f"got shape {tuple(t.shape)}")
+            raise DataError(
+                f"{where}: classification targets must be one label per sample, "
+                f"got shape {tuple(t.shape)}"
+            )
         if t.is_floating_point() and not torch.equal(t, t.round()):
-            raise DataError(f"{where}: classification targets must be whole numbers; "
-                            "use task=regression for real-valued targets")
+            raise DataError(
+                f"{where}: classification targets must be whole numbers; "
+                "use task=regression for real-valued targets"
+            )
         t = t.to(torch.int64)
         if t.numel() and int(t.min()) < 0:
             raise DataError(f"{where}: class labels must be >= 0, found {int(t.min())}")
@@ -1002,8 +1168,11 @@ def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | N
     if task != "regression":
         raise DataError(f"task must be classification or regression, got {task!r}")
     try:
-        t = torch.as_tensor(y, dtype=torch.float32) if not isinstance(y, torch.Tensor) \
+        t = (
+            torch.as_tensor(y, dtype=torch.float32)
+            if not isinstance(y, torch.Tensor)
             else y.to(torch.float32)
+        )
     except (TypeError, ValueError) as e:
         raise DataError(f"{where}: regression targets must be numeric ({e})") from None
     return (t.unsqueeze(1) if t.dim() == 1 else t), None
@@ -1013,7 +1182,9 @@ def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
     try:
         t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise DataError(f"{where}: inputs must be a rectangular numeric array ({e})") from None
+        raise DataError(
+            f"{where}: inputs must be a rectangular numeric array ({e})"
+        ) from None
     return t.to(dtype)
 
 
@@ -1031,7 +1202,9 @@ def _read_csv(path: Path, features, targets, delimiter: str):
         raise DataError(f"{path}: say which column(s) hold the targets (targets=...)")
     for col in targets + list(features or []):
         if col not in header:
-            raise DataError(f"{path}: no column {col!r}; columns are {', '.join(header)}")
+            raise DataError(
+                f"{path}: no column {col!r}; columns are {', '.join(header)}"
+            )
     features = list(features) if features else [h for h in header if h not in targets]
     if not features:
         raise DataError(f"{path}: no feature columns left besides the targets")
@@ -1061,7 +1234,9 @@ def _is_float(s: str) -> bool:
 def _csv_targets(ys: list[list[str]], task: str | None, path) -> tuple[Any, str]:
     numeric = all(_is_float(v) for row in ys for v in row)
     if task is None:
-        if len(ys[0]) == 1 and (not numeric or all(float(r[0]).is_integer() for r in ys)):
+        if len(ys[0]) == 1 and (
+            not numeric or all(float(r[0]).is_integer() for r in ys)
+        ):
             task = "classification"
         else:
             task = "regression"
@@ -1079,7 +1254,9 @@ def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Spl
     # amount: a float is a fraction, an int a count
     n = split.n
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise DataError(f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}")
+        raise DataError(
+            f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}"
+        )
     if isinstance(amount, float):
         if not 0 < amount < 1:
             raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
@@ -1087,16 +1264,30 @@ def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Spl
     else:
         k = int(amount)
     if not 0 < k < n:
-        raise DataError(f"{tag} of {amount} leaves no training data (train has {n} samples)")
+        raise DataError(
+            f"{tag} of {amount} leaves no training data (train has {n} samples)"
+        )
     perm = torch.randperm(n, generator=_generator(seed, tag))
     held, kept = perm[:k].sort().values, perm[k:].sort().values
     return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
 
 
-SOURCES = ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder", "CSV", "tensors", "synthetic")
-_SOURCE_ALIASES = {s.lower(): s for s in SOURCES} | {"inline": "tensors", "tensor": "tensors",
-                                                      "fashion_mnist": "FashionMNIST",
-                                                      "cifar-10": "CIFAR10", "cifar": "CIFAR10"}
+SOURCES = (
+    "MNIST",
+    "FashionMNIST",
+    "CIFAR10",
+    "ImageFolder",
+    "CSV",
+    "tensors",
+    "synthetic",
+)
+_SOURCE_ALIASES = {s.lower(): s for s in SOURCES} | {
+    "inline": "tensors",
+    "tensor": "tensors",
+    "fashion_mnist": "FashionMNIST",
+    "cifar-10": "CIFAR10",
+    "cifar": "CIFAR10",
+}
 
 
 def load_data(
@@ -1115,7 +1306,9 @@ def load_data(
     """Load `source` into memory; see the module docstring for every source's arguments."""
     name = _SOURCE_ALIASES.get(str(source).lower())
     if name is None:
-        raise DataError(f"unknown data source {source!r}; expected one of {', '.join(SOURCES)}")
+        raise DataError(
+            f"unknown data source {source!r}; expected one of {', '.join(SOURCES)}"
+        )
     image = name in ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder")
     static, augment = plan_transforms(transforms, image=image, sample_shape=None)
     classes: list[str] | None = None
@@ -1124,8 +1317,10 @@ def load_data(
     def unused(*allowed: str) -> None:
         extra = sorted(set(kw) - set(allowed))
         if extra:
-            raise DataError(f"{name} does not take {', '.join(extra)}"
-                            + (f"; it takes {', '.join(allowed)}" if allowed else ""))
+            raise DataError(
+                f"{name} does not take {', '.join(extra)}"
+                + (f"; it takes {', '.join(allowed)}" if allowed else "")
+            )
 
     if name in _TV_FILES:
         unused()
@@ -1137,7 +1332,9 @@ def load_data(
     elif name == "ImageFolder":
         unused("path", "test_path", "convert")
         if "path" not in kw and root is None:
-            raise DataError("ImageFolder needs path=<folder with one subfolder per class>")
+            raise DataError(
+                "ImageFolder needs path=<folder with one subfolder per class>"
+            )
         path = Path(kw.get("path") or root)
         test_path = kw.get("test_path")
         if test_path is None and path.is_dir():
@@ -1150,29 +1347,41 @@ def load_data(
             if t.name == "ToTensor":
                 break
             pil_steps.append(t)
-        static = static[len(pil_steps):]
+        static = static[len(pil_steps) :]
         task = "classification"
         train, classes = _image_folder(path, pil_steps, kw.get("convert", "RGB"))
         if test_path is not None:
-            testsplit, test_classes = _image_folder(Path(test_path), pil_steps,
-                                                    kw.get("convert", "RGB"))
+            testsplit, test_classes = _image_folder(
+                Path(test_path), pil_steps, kw.get("convert", "RGB")
+            )
             if test_classes != classes:
-                raise DataError(f"the test folder's classes {test_classes} differ from the "
-                                f"training folder's {classes}")
+                raise DataError(
+                    f"the test folder's classes {test_classes} differ from the "
+                    f"training folder's {classes}"
+                )
     elif name == "CSV":
-        unused("path", "test_path", "features", "targets", "target", "delimiter", "x_dtype")
+        unused(
+            "path", "test_path", "features", "targets", "target", "delimiter", "x_dtype"
+        )
         if "path" not in kw:
             raise DataError("CSV needs path=<file.csv>")
         tcols = kw.get("targets", kw.get("target"))
-        xs, ys, feats, tcols = _read_csv(Path(kw["path"]), kw.get("features"), tcols,
-                                         kw.get("delimiter", ","))
+        xs, ys, feats, tcols = _read_csv(
+            Path(kw["path"]), kw.get("features"), tcols, kw.get("delimiter", ",")
+        )
         yv, task = _csv_targets(ys, task, kw["path"])
         xdt = _dtype(kw.get("x_dtype", "float32"))
         parts = [(xs, yv, kw["path"])]
         if kw.get("test_path"):
-            xs2, ys2, _, _ = _read_csv(Path(kw["test_path"]), feats, tcols, kw.get("delimiter", ","))
-            parts.append((xs2, _csv_targets(ys2, task, kw["test_path"])[0], kw["test_path"]))
-        if task == "classification" and any(isinstance(v, str) for p in parts for v in p[1]):
+            xs2, ys2, _, _ = _read_csv(
+                Path(kw["test_path"]), feats, tcols, kw.get("delimiter", ",")
+            )
+            parts.append(
+                (xs2, _csv_targets(ys2, task, kw["test_path"])[0], kw["test_path"])
+            )
+        if task == "classification" and any(
+            isinstance(v, str) for p in parts for v in p[1]
+        ):
             classes = sorted({str(v) for p in parts for v in p[1]})
             parts = [(x, [str(v) for v in yy], w) for x, yy, w in parts]
         splits = []
@@ -1201,7 +1410,9 @@ def load_data(
                 raise DataError("y_test's labels differ from y's")
             testsplit = Split(_inputs(kw["X_test"], xdt, "X_test"), yt2)
     else:  # synthetic
-        unused("shape", "num_classes", "target_shape", "n", "n_test", "vocab", "x_dtype")
+        unused(
+            "shape", "num_classes", "target_shape", "n", "n_test", "vocab", "x_dtype"
+        )
         train, testsplit, task = _synthetic(seed=seed, task=task, **kw)
 
     for s, what in ((train, "train"), (testsplit, "test")):
@@ -1210,11 +1421,17 @@ def load_data(
         if s is not None and s.x.shape[0] == 0:
             raise DataError(f"{what}: no samples")
     if testsplit is not None and testsplit.x.shape[1:] != train.x.shape[1:]:
-        raise DataError(f"test inputs have shape {tuple(testsplit.x.shape[1:])}, train inputs "
-                        f"{tuple(train.x.shape[1:])}")
+        raise DataError(
+            f"test inputs have shape {tuple(testsplit.x.shape[1:])}, train inputs "
+            f"{tuple(train.x.shape[1:])}"
+        )
     if limit is not None:
         train = Split(train.x[:limit], train.y[:limit])
-        testsplit = None if testsplit is None else Split(testsplit.x[:limit], testsplit.y[:limit])
+        testsplit = (
+            None
+            if testsplit is None
+            else Split(testsplit.x[:limit], testsplit.y[:limit])
+        )
 
     if static:
         train = Split(_apply_static_tensor(train.x, static), train.y)
@@ -1224,8 +1441,10 @@ def load_data(
     valsplit = None
     if test is not None:
         if testsplit is not None:
-            raise DataError(f"{name} already has a test split; test= only carves one for "
-                            "sources without")
+            raise DataError(
+                f"{name} already has a test split; test= only carves one for "
+                "sources without"
+            )
         train, testsplit = _carve(train, test, seed, "test")
     if val is not None:
         train, valsplit = _carve(train, val, seed, "val")
@@ -1242,11 +1461,15 @@ def load_data(
         if valsplit is not None:
             valsplit = Split(_apply_static_tensor(valsplit.x, eval_steps), valsplit.y)
         if testsplit is not None:
-            testsplit = Split(_apply_static_tensor(testsplit.x, eval_steps), testsplit.y)
+            testsplit = Split(
+                _apply_static_tensor(testsplit.x, eval_steps), testsplit.y
+            )
     num_classes = None
     if task == "classification":
         ys = [s.y for s in (train, valsplit, testsplit) if s is not None]
-        num_classes = len(classes) if classes else int(max(int(y.max()) for y in ys)) + 1
+        num_classes = (
+            len(classes) if classes else int(max(int(y.max()) for y in ys)) + 1
+        )
     sizes = {"train": train.n}
     if valsplit is not None:
         sizes["val"] = valsplit.n
@@ -1269,28 +1492,50 @@ def load_data(
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 
 
-def _synthetic(*, seed: int, task: str | None, shape=None, num_classes=None, target_shape=None,
-               n: int = 512, n_test: int = 128, vocab: int | None = None,
-               x_dtype: str | None = None):
+def _synthetic(
+    *,
+    seed: int,
+    task: str | None,
+    shape=None,
+    num_classes=None,
+    target_shape=None,
+    n: int = 512,
+    n_test: int = 128,
+    vocab: int | None = None,
+    x_dtype: str | None = None,
+):
     if shape is None:
         raise DataError("synthetic needs shape=(...) per sample")
     shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
     if num_classes is not None and target_shape is not None:
-        raise DataError("synthetic: give num_classes (classification) or target_shape "
-                        "(regression), not both")
+        raise DataError(
+            "synthetic: give num_classes (classification) or target_shape "
+            "(regression), not both"
+        )
     if task is None:
         task = "regression" if target_shape is not None else "classification"
     if task == "classification" and num_classes is None:
         raise DataError("synthetic classification needs num_classes=")
     if task == "regression":
-        target_shape = (1,) if target_shape is None else (
-            (int(target_shape),) if isinstance(target_shape, int) else tuple(target_shape))
+        target_shape = (
+            (1,)
+            if target_shape is None
+            else (
+                (int(target_shape),)
+                if isinstance(target_shape, int)
+                else tuple(target_shape)
+            )
+        )
     g = _generator(seed, "synthetic")
     total = int(n) + int(n_test)
     if vocab is not None:
         x = torch.randint(0, int(vocab), (total, *shape), generator=g)
         x = x.to(_dtype(x_dtype or "int64"))
-        feats = nnf.one_hot(x.long().reshape(total, -1) % int(vocab), int(vocab)).float().mean(1)
+        feats = (
+            nnf.one_hot(x.long().reshape(total, -1) % int(vocab), int(vocab))
+            .float()
+            .mean(1)
+        )
     else:
         x = torch.randn((total, *shape), generator=g).to(_dtype(x_dtype or "float32"))
         feats = x.reshape(total, -1).float()
@@ -1301,5 +1546,7 @@ def _synthetic(*, seed: int, task: str | None, shape=None, num_classes=None, tar
     else:
         k = math.prod(target_shape)
         w = torch.randn((d, k), generator=g) / math.sqrt(max(d, 1))
-        y = (feats @ w + 0.01 * torch.randn((total, k), generator=g)).reshape(total, *target_shape)
+        y = (feats @ w + 0.01 * torch.randn((total, k), generator=g)).reshape(
+            total, *target_shape
+        )
     return Split(x[:n], y[:n]), (Split(x[n:], y[n:]) if n_test else None), task

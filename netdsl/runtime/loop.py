@@ -63,8 +63,11 @@ def seed_everything(seed: int, deterministic: bool = False):
     kernels. Returns a function that restores the global flags this changed."""
     random.seed(seed)
     torch.manual_seed(seed)
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -108,22 +111,37 @@ class Term:
         kwargs = dict(spec["kwargs"])
         for name in spec.get("tensors", ()):
             if kwargs.get(name) is not None:
-                kwargs[name] = torch.tensor(kwargs[name], dtype=torch.float32, device=device)
+                kwargs[name] = torch.tensor(
+                    kwargs[name], dtype=torch.float32, device=device
+                )
         self.fn = getattr(torch.nn, spec["name"])(**kwargs)
-        self.name, self.output, self.weight = spec["name"], spec["output"], float(spec["weight"])
+        self.name, self.output, self.weight = (
+            spec["name"],
+            spec["output"],
+            float(spec["weight"]),
+        )
         self.target, self.prefix = spec["target"], spec.get("prefix", "")
         self.numel = int(spec.get("numel", 1))  # values per sample in the output
-        self.mean = kwargs.get("reduction", "mean") in ("mean", "batchmean")  # a batch mean
-        self.threshold = 0.5 if spec["name"] == "BCELoss" else 0.0  # probabilities vs logits
-        self.metrics = list(spec.get("metrics", ()))  # the plan picked the ones that fit
+        self.mean = kwargs.get("reduction", "mean") in (
+            "mean",
+            "batchmean",
+        )  # a batch mean
+        self.threshold = (
+            0.5 if spec["name"] == "BCELoss" else 0.0
+        )  # probabilities vs logits
+        self.metrics = list(
+            spec.get("metrics", ())
+        )  # the plan picked the ones that fit
         self.columns = ["loss", *self.metrics]  # what `record` returns, in order
 
     def target_for(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.target == "binary":
             return y.to(out.dtype).view(out.shape)
         if self.target == "same" and y.shape != out.shape:
-            raise RuntimeError(f"{self.name}: output shape {tuple(out.shape)} and target shape "
-                               f"{tuple(y.shape)} differ; refusing to broadcast")
+            raise RuntimeError(
+                f"{self.name}: output shape {tuple(out.shape)} and target shape "
+                f"{tuple(y.shape)} differ; refusing to broadcast"
+            )
         return y
 
     def record(self, out: torch.Tensor, t: torch.Tensor, loss: torch.Tensor) -> list:
@@ -150,7 +168,9 @@ class Term:
         size, so `loss` is the per-sample mean)."""
         out = {}
         for col, v in zip(self.columns, sums):
-            if col in ("loss", "top5") or (col == "accuracy" and self.target == "class"):
+            if col in ("loss", "top5") or (
+                col == "accuracy" and self.target == "class"
+            ):
                 out[col] = v / n
             elif col == "rmse":
                 out[col] = math.sqrt(v / (n * self.numel))
@@ -184,8 +204,10 @@ def load_checkpoint(path: str, device="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a netdsl checkpoint")
     if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} was written by a newer netdsl (checkpoint version "
-                         f"{state['version']})")
+        raise ValueError(
+            f"{path} was written by a newer netdsl (checkpoint version "
+            f"{state['version']})"
+        )
     return state
 
 
@@ -236,19 +258,28 @@ def format_record(record: dict, epochs: int) -> str:
 class Trainer:
     """Trains one model under one settings dict. `fit()` below is the usual way in."""
 
-    def __init__(self, model, data, cfg: dict, device, checkpoint_dir=None, progress=None):
+    def __init__(
+        self, model, data, cfg: dict, device, checkpoint_dir=None, progress=None
+    ):
         self.model, self.data, self.cfg = model, data, cfg
         self.device = torch.device(device)
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress or Progress()
         self._setup_terms()
         seed = cfg["seed"]
-        self.train_loader = data.loader("train", cfg["batch_size"], device=self.device, seed=seed,
-                                        shuffle=cfg.get("shuffle", True),
-                                        drop_last=cfg.get("drop_last", False))
+        self.train_loader = data.loader(
+            "train",
+            cfg["batch_size"],
+            device=self.device,
+            seed=seed,
+            shuffle=cfg.get("shuffle", True),
+            drop_last=cfg.get("drop_last", False),
+        )
         self.steps = len(self.train_loader)
         if self.steps == 0:
-            raise ValueError(f"batch_size {cfg['batch_size']} with drop_last leaves no batches")
+            raise ValueError(
+                f"batch_size {cfg['batch_size']} with drop_last leaves no batches"
+            )
         self._weights = self._batch_weights(self.train_loader)
         self.accumulate = max(1, int(cfg.get("accumulate", 1)))
         self.optimizer = make_optimizer(model, cfg)
@@ -257,10 +288,14 @@ class Trainer:
         self.step_scheduler = sched.get("interval") == "step"
         self.plateau = sched.get("name") == "ReduceLROnPlateau"
         precision = cfg.get("precision", "fp32")
-        self.scaler = (torch.amp.GradScaler(self.device.type) if precision == "fp16" else None)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        )
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.epoch = 0  # completed epochs
-        self.start_step = 0  # steps already done in the current epoch (resume mid-epoch)
+        self.start_step = (
+            0  # steps already done in the current epoch (resume mid-epoch)
+        )
         self.global_step = 0  # optimizer steps
         self.history: list[dict] = []
         self.best = None  # {"epoch", "monitor", "value"} for the checkpoint monitor
@@ -277,9 +312,12 @@ class Trainer:
         cfg = self.cfg
         self.terms = [Term(t, self.device) for t in cfg["losses"]]
         # per column: whether it holds a per-batch mean loss (weighted by batch size when summed)
-        self._column_kinds = [c == "loss" and t.mean for t in self.terms for c in t.columns]
+        self._column_kinds = [
+            c == "loss" and t.mean for t in self.terms for c in t.columns
+        ]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
-            cfg.get("precision", "fp32"))
+            cfg.get("precision", "fp32")
+        )
         # metric sums in float64 (exact counts, no drift over long epochs); MPS has no float64
         self.sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
 
@@ -295,7 +333,9 @@ class Trainer:
         total, vals = None, []
         for term in self.terms:
             o = outs[term.output]
-            if self.amp_dtype is not None:  # losses and metrics in float32, as autocast does
+            if (
+                self.amp_dtype is not None
+            ):  # losses and metrics in float32, as autocast does
                 o = o.float()
             t = term.target_for(o, y)
             loss = term.fn(o, t)
@@ -352,7 +392,7 @@ class Trainer:
         out, i, total = {}, 0, 0.0
         for term in self.terms:
             k = len(term.columns)
-            vals = term.finish(sums[i:i + k], n)
+            vals = term.finish(sums[i : i + k], n)
             i += k
             total += term.weight * vals["loss"]
             for name, v in vals.items():
@@ -381,15 +421,18 @@ class Trainer:
         k = self.accumulate
         epoch = self.epoch
         if self.start_step == 0 or self.buffer is None:
-            self.buffer = torch.zeros((self._columns(), steps), dtype=self.sum_dtype,
-                                      device=self.device)
+            self.buffer = torch.zeros(
+                (self._columns(), steps), dtype=self.sum_dtype, device=self.device
+            )
         buf = self.buffer
         model.train()
         t0 = time.perf_counter()
         every = max(0, int(getattr(self.progress, "every", 0) or 0))
         check = min(every, 50) if every else 50
         last_sync = self.start_step
-        for step, (xb, yb) in enumerate(loader.batches(epoch, self.start_step), self.start_step):
+        for step, (xb, yb) in enumerate(
+            loader.batches(epoch, self.start_step), self.start_step
+        ):
             window = step - step % k
             n = min(k, steps - window)
             self.consistent = False
@@ -418,8 +461,9 @@ class Trainer:
                     return None
                 if every:
                     seen = min((step + 1) * loader.batch_size, loader.num_samples)
-                    self.progress.step(epoch + 1, step + 1, steps,
-                                       self._summarise("train", sums, seen))
+                    self.progress.step(
+                        epoch + 1, step + 1, steps, self._summarise("train", sums, seen)
+                    )
         sums = self._sums(steps)
         if not self._finite(sums, steps, epoch):
             return None
@@ -436,14 +480,21 @@ class Trainer:
         first = int(bad.nonzero()[0, 0]) if bool(bad.any()) else upto - 1
         what = "nan" if any(math.isnan(sums[i]) for i in cols) else "inf"
         self.status = "diverged"
-        self.message = (f"the loss became {what} at epoch {epoch + 1}, step {first + 1} of "
-                        f"{self.steps} (lr {self.lr():.3g})")
+        self.message = (
+            f"the loss became {what} at epoch {epoch + 1}, step {first + 1} of "
+            f"{self.steps} (lr {self.lr():.3g})"
+        )
         return False
 
     def evaluate(self, split: str) -> dict:
         cfg = self.cfg
-        loader = self.data.loader(split, cfg.get("eval_batch_size") or cfg["batch_size"],
-                                  device=self.device, seed=cfg["seed"], shuffle=False)
+        loader = self.data.loader(
+            split,
+            cfg.get("eval_batch_size") or cfg["batch_size"],
+            device=self.device,
+            seed=cfg["seed"],
+            shuffle=False,
+        )
         weights = self._batch_weights(loader)
         kinds = self._column_kinds
         was = self.model.training
@@ -481,56 +532,91 @@ class Trainer:
             if self._improved(value, self.early["best"], es["mode"], es["min_delta"]):
                 self.early = {"best": value, "bad_epochs": 0, "epoch": record["epoch"]}
                 if es.get("restore_best"):
-                    self.best_state = {k: v.detach().clone() for k, v in
-                                       self.model.state_dict().items()}
+                    self.best_state = {
+                        k: v.detach().clone()
+                        for k, v in self.model.state_dict().items()
+                    }
             else:
                 self.early["bad_epochs"] += 1
                 if self.early["bad_epochs"] > es["patience"]:
                     stop = True
                     self.status = "early_stopped"
-                    self.message = (f"early stopping: {es['monitor']} has not improved for "
-                                    f"{self.early['bad_epochs']} epochs (best "
-                                    f"{self.early['best']:.4g} at epoch {self.early.get('epoch')})")
+                    self.message = (
+                        f"early stopping: {es['monitor']} has not improved for "
+                        f"{self.early['bad_epochs']} epochs (best "
+                        f"{self.early['best']:.4g} at epoch {self.early.get('epoch')})"
+                    )
         ck = cfg.get("checkpoint")
         monitor = ck or cfg.get("monitor")
         improved = False
         if monitor:
             value = record[monitor["monitor"]]
-            improved = self._improved(value, self.best and self.best["value"], monitor["mode"])
+            improved = self._improved(
+                value, self.best and self.best["value"], monitor["mode"]
+            )
             if improved:
-                self.best = {"epoch": record["epoch"], "monitor": monitor["monitor"],
-                             "value": value}
+                self.best = {
+                    "epoch": record["epoch"],
+                    "monitor": monitor["monitor"],
+                    "value": value,
+                }
         if ck and self.checkpoint_dir:
             state = None
-            if record["epoch"] % ck["every"] == 0 or self.epoch == cfg["epochs"] or stop:
+            if (
+                record["epoch"] % ck["every"] == 0
+                or self.epoch == cfg["epochs"]
+                or stop
+            ):
                 state = self.state()
                 self.checkpoint_path = save_checkpoint(
-                    os.path.join(self.checkpoint_dir, "last.pt"), state)
+                    os.path.join(self.checkpoint_dir, "last.pt"), state
+                )
                 with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
                     os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
                 if ck["keep"] == "all":
-                    save_checkpoint(os.path.join(self.checkpoint_dir,
-                                                 f"epoch_{record['epoch']:03d}.pt"), state)
+                    save_checkpoint(
+                        os.path.join(
+                            self.checkpoint_dir, f"epoch_{record['epoch']:03d}.pt"
+                        ),
+                        state,
+                    )
             if improved and ck["keep"] in ("best", "all"):
-                save_checkpoint(os.path.join(self.checkpoint_dir, "best.pt"),
-                                state or self.state())
+                save_checkpoint(
+                    os.path.join(self.checkpoint_dir, "best.pt"), state or self.state()
+                )
         return stop
 
     # ---- state -----------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to continue exactly where training is now."""
         return {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "epoch": self.epoch, "step": self.start_step, "global_step": self.global_step,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "epoch": self.epoch,
+            "step": self.start_step,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict()
+            if self.scheduler is not None
+            else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
-            "buffer": (self.buffer[:, :self.start_step].cpu()
-                       if self.start_step and self.buffer is not None else None),
-            "history": self.history, "best": self.best, "early": self.early,
-            "elapsed": self.elapsed, "settings": self.cfg,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all()
+                if self.device.type == "cuda"
+                else [],
+            },
+            "buffer": (
+                self.buffer[:, : self.start_step].cpu()
+                if self.start_step and self.buffer is not None
+                else None
+            ),
+            "history": self.history,
+            "best": self.best,
+            "early": self.early,
+            "elapsed": self.elapsed,
+            "settings": self.cfg,
         }
 
     def load_state(self, state: dict) -> None:
@@ -547,16 +633,22 @@ class Trainer:
         self.elapsed = float(state.get("elapsed", 0.0))
         es = self.cfg.get("early_stopping")
         best_file = os.path.join(self.checkpoint_dir or "", "best.pt")
-        if (es and es.get("restore_best") and self.checkpoint_dir and os.path.exists(best_file)
-                and (self.cfg.get("checkpoint") or {}).get("monitor") == es["monitor"]):
+        if (
+            es
+            and es.get("restore_best")
+            and self.checkpoint_dir
+            and os.path.exists(best_file)
+            and (self.cfg.get("checkpoint") or {}).get("monitor") == es["monitor"]
+        ):
             self.best_state = load_checkpoint(best_file, self.device)["model"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if self.device.type == "cuda" and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         if self.start_step:
-            self.buffer = torch.zeros((self._columns(), self.steps), dtype=self.sum_dtype,
-                                      device=self.device)
-            self.buffer[:, :self.start_step] = state["buffer"].to(self.device)
+            self.buffer = torch.zeros(
+                (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
+            )
+            self.buffer[:, : self.start_step] = state["buffer"].to(self.device)
 
     # ---- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -587,15 +679,24 @@ class Trainer:
                 self.elapsed = time.perf_counter() - start
                 self.status = "interrupted"
                 if self.consistent:
-                    self.message = (f"interrupted at epoch {self.epoch + 1}, step "
-                                    f"{self.start_step} of {self.steps}")
+                    self.message = (
+                        f"interrupted at epoch {self.epoch + 1}, step "
+                        f"{self.start_step} of {self.steps}"
+                    )
                     if self.checkpoint_dir:
                         self.checkpoint_path = save_checkpoint(
-                            os.path.join(self.checkpoint_dir, "interrupted.pt"), self.state())
+                            os.path.join(self.checkpoint_dir, "interrupted.pt"),
+                            self.state(),
+                        )
                 else:  # a second Ctrl-C in the middle of a step: that state is not resumable
-                    self.message = (f"interrupted in the middle of epoch {self.epoch + 1}"
-                                    + (f"; the last complete checkpoint is {self.checkpoint_path}"
-                                       if self.checkpoint_path else ""))
+                    self.message = (
+                        f"interrupted in the middle of epoch {self.epoch + 1}"
+                        + (
+                            f"; the last complete checkpoint is {self.checkpoint_path}"
+                            if self.checkpoint_path
+                            else ""
+                        )
+                    )
                 raise TrainingInterrupted(self.result()) from None
         self.elapsed = time.perf_counter() - start
         if self.status == "diverged":
@@ -633,7 +734,9 @@ def _graceful_interrupt(trainer: Trainer):
         if trainer.stop_requested:
             raise KeyboardInterrupt
         trainer.stop_requested = True
-        trainer.progress.message("stopping after this step (Ctrl-C again to stop at once)")
+        trainer.progress.message(
+            "stopping after this step (Ctrl-C again to stop at once)"
+        )
 
     try:
         signal.signal(signal.SIGINT, handler)
@@ -648,16 +751,29 @@ def _graceful_interrupt(trainer: Trainer):
 
 def describe(trainer: Trainer, model_name: str) -> str:
     sizes = {s: getattr(trainer.data, s) for s in ("train", "val", "test")}
-    parts = ", ".join(f"{s} {split.x.shape[0]}" for s, split in sizes.items() if split is not None)
+    parts = ", ".join(
+        f"{s} {split.x.shape[0]}" for s, split in sizes.items() if split is not None
+    )
     n = sum(p.numel() for p in trainer.model.parameters())
     steps, epochs = trainer.steps, trainer.cfg["epochs"]
-    return (f"training {model_name} ({n:,} parameters) on {trainer.device}: {parts} samples; "
-            f"{steps} step{'s' if steps != 1 else ''} per epoch, "
-            f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    return (
+        f"training {model_name} ({n:,} parameters) on {trainer.device}: {parts} samples; "
+        f"{steps} step{'s' if steps != 1 else ''} per epoch, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    )
 
 
-def fit(build_model, data, cfg: dict, *, device="cpu", checkpoint_dir=None, resume=None,
-        progress=None, model_name: str = "model") -> dict:
+def fit(
+    build_model,
+    data,
+    cfg: dict,
+    *,
+    device="cpu",
+    checkpoint_dir=None,
+    resume=None,
+    progress=None,
+    model_name: str = "model",
+) -> dict:
     """Seed, build the model, train it and evaluate it. `resume` is a checkpoint dict
     (`load_checkpoint`). Returns the result dict; `result["model"]` is the trained module."""
     restore = seed_everything(cfg["seed"], cfg.get("deterministic", False))
@@ -666,8 +782,13 @@ def fit(build_model, data, cfg: dict, *, device="cpu", checkpoint_dir=None, resu
         trainer = Trainer(model, data, cfg, device, checkpoint_dir, progress)
         if resume is not None:
             trainer.load_state(resume)
-        trainer.progress.start({"description": describe(trainer, model_name),
-                                "steps": trainer.steps, "epochs": cfg["epochs"]})
+        trainer.progress.start(
+            {
+                "description": describe(trainer, model_name),
+                "steps": trainer.steps,
+                "epochs": cfg["epochs"],
+            }
+        )
         try:
             result = trainer.run()
         finally:

@@ -8,12 +8,9 @@ model classes unchanged. Then the plan as a literal `PLAN` dict, and a `main()` 
 for the epochs, the device, the data root, the seed and where to write checkpoints. The same
 seed gives the same initial weights, batches and metrics as `netdsl run`.
 
-Ruff formats the generated file as it is. runtime/ is written at netdsl's line length (100),
-so the compiler keeps a copy of each standalone module as `ruff format` writes it at 88
-(targets/formatted_runtime/). A copy is used only when its syntax tree is the module's own (docstrings aside);
-tests/test_compile.py checks that they agree and rewrites the copies with --update-goldens.
-Should they ever disagree in an installed netdsl, the module's own text is used (the same
-code; only its layout differs) and `stale_copies` says so.
+The generated file must be `ruff format`-clean, so the two standalone modules are themselves
+kept in the layout `ruff format --isolated` writes (88 columns, unlike the rest of netdsl);
+tests/test_compile.py checks that, and the compiler inlines them exactly as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +26,6 @@ from .pyformat import format_literal, format_statement
 from .pysource import class_source, comment_text, doc_text, imports_source, literal, statements
 
 RUNTIME = Path(__file__).parents[1] / "runtime"
-COPIES = Path(__file__).parent / "formatted_runtime"
 MODULES = ("data", "loop")  # in the order they are written out
 GLUE = {"PLAN", "PLANS", "MODELS", "main", "report", "argparse", "copy", "json"}
 
@@ -42,37 +38,11 @@ class Standalone:
     imports: list[str]  # top-level import statements (not `from __future__`)
     body: str  # everything after them, as written (but `__all__`)
     names: set[str]  # what it defines at the top level
-    formatted: bool  # whether `body` is the ruff-formatted copy
 
 
 def standalone(name: str) -> Standalone:
-    own = (RUNTIME / f"{name}.py").read_text(encoding="utf-8")
-    copy = COPIES / f"{name}.py"
-    text = own
-    formatted = False
-    if copy.exists():
-        candidate = copy.read_text(encoding="utf-8")
-        if same_code(candidate, own):
-            text, formatted = candidate, True
-    imports, body, names = split_module(text)
-    return Standalone(name, imports, body, names, formatted)
-
-
-def same_code(a: str, b: str) -> bool:
-    """Whether two module texts are the same code: equal syntax trees, docstrings aside (ruff
-    normalises their whitespace and quotes)."""
-    return _code(a) == _code(b)
-
-
-def _code(text: str) -> str:
-    tree = ast.parse(text)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) \
-                and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            body[0].value.value = ""
-    return ast.dump(tree)
+    imports, body, names = split_module((RUNTIME / f"{name}.py").read_text(encoding="utf-8"))
+    return Standalone(name, imports, body, names)
 
 
 def split_module(text: str) -> tuple[list[str], str, set[str]]:
@@ -113,11 +83,6 @@ def _defined(st: ast.stmt) -> set[str]:
     targets = st.targets if isinstance(st, ast.Assign) else [st.target] \
         if isinstance(st, ast.AnnAssign | ast.AugAssign) else []
     return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-
-
-def stale_copies() -> list[str]:
-    """The runtime modules whose formatted copy no longer matches them."""
-    return [m for m in MODULES if not standalone(m).formatted]
 
 
 @dataclass
