@@ -278,3 +278,14 @@ def test_allow_layer_finds_modules_in_the_working_directory(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "M: ok (x[3] -> y[3]; 0 parameters)" in done.stdout
+
+
+def test_check_says_when_a_file_defines_no_model(tmp_path):
+    from click.testing import CliRunner
+
+    from netdsl.cli import cli
+
+    p = tmp_path / "blocks.net"
+    p.write_text("block B(c) {\n input x\n output x -> Linear(c)\n}\n")
+    r = CliRunner().invoke(cli, ["check", str(p)])
+    assert r.exit_code == 0 and "defines no model" in r.output

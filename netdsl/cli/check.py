@@ -40,6 +40,10 @@ def check_command(specs, quiet):
             click.echo(w.format(color), err=True)
         if quiet:
             continue
+        if not spec.model_names:
+            blocks = len(spec.definitions.blocks)
+            click.echo(f"{path}: ok, but it defines no model ({blocks} block{'s' if blocks != 1 else ''}"
+                       " that only a model's use would check)")
         for name in spec.model_names:
             s = summarize(spec.graph(name))
             ins = ", ".join(f"{t['name']}{t['shape']}" for t in s.inputs)
