@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -77,37 +75,11 @@ def _other_imports(source: str) -> list[str]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Write a file whole or not at all: a temporary file beside it, renamed into place, with
-    the mode the file has (or a new file's under the umask). (targets/diagram_output.py `save`
-    does the same for diagrams.)"""
+    """Write the source whole or not at all (E501 when it cannot be written)."""
     from ..diagnostics import Diagnostic, NetdslError
+    from ..fileio import WriteError, write_whole
 
-    def fail(why: str):
-        return NetdslError([Diagnostic("E501", f"cannot write {path}: {why}")])
-
-    directory = path.parent
-    if path.is_dir():
-        raise fail("it is a directory")
-    if not directory.is_dir():
-        raise fail(f"directory {directory} does not exist")
     try:
-        mode = path.stat().st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        mode = 0o666 & ~mask
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise fail(exc.strerror or str(exc)) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise fail(exc.strerror or str(exc)) from None
-        raise
+        write_whole(path, text.encode("utf-8"))
+    except WriteError as exc:
+        raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc}")]) from None

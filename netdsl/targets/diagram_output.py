@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import graphviz
 
 from ..diagnostics import Diagnostic, NetdslError, did_you_mean
+from ..fileio import WriteError, check_writable, write_whole
 
 FORMATS = ("svg", "png", "pdf", "dot")
 _EXTENSIONS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
@@ -57,40 +56,14 @@ def to_bytes(dg: graphviz.Digraph, fmt: str) -> bytes:
         raise RuntimeError(f"graphviz `dot -T{fmt}` failed: {msg}") from None
 
 
-def _new_file_mode(path: Path) -> int:
-    """The mode `path` has, or the one a new file gets under the current umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 def save(dg: graphviz.Digraph, path: str | Path, fmt: str | None = None) -> Path:
     """Write the diagram to `path` (format from `fmt` or the extension). The file appears
     whole or not at all: it is written beside its target and renamed into place."""
     path = Path(path)
     fmt = output_format(path, fmt)
-    directory = path.parent
-    if path.is_dir():
-        raise unwritable(f"cannot write {path}: it is a directory")
-    if not directory.is_dir():
-        raise unwritable(f"cannot write {path}: directory {directory} does not exist")
-    data = to_bytes(dg, fmt)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise unwritable(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes it private
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise unwritable(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+        check_writable(path)  # before running dot
+        write_whole(path, to_bytes(dg, fmt))
+    except WriteError as exc:
+        raise unwritable(f"cannot write {path}: {exc}") from None
     return path
