@@ -42,6 +42,8 @@ CODES = {
     "E302": "inferred argument disagrees",
     "E303": "dtype mismatch",
     "E304": "invalid input declaration",
+    "E305": "too large",
+    "W311": "model may not fit in memory",
     # training plans (runtime/plan.py)
     "E401": "invalid training plan",
     "E402": "unknown setting",
@@ -52,6 +54,11 @@ CODES = {
     "E407": "data does not fit the model",
     "E408": "training diverged",
     "E409": "unusable checkpoint or weights",
+    "E410": "no space left to write",
+    "E411": "invalid device",
+    "E412": "label outside the model's classes",
+    "E413": "not enough memory",
+    "E414": "damaged data file",
     # the command line
     "E501": "no such file",
     "E502": "no such model",

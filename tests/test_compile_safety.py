@@ -1,7 +1,7 @@
 """`netdsl compile` is injection-proof, formats like ruff, and needs no torch.
 
-Names from a spec become code only as validated identifiers (keywords and builtins are
-diagnostics for classes and get a trailing underscore elsewhere); strings and numbers become
+Names from a spec become code only as validated identifiers (a keyword, builtin, standard
+module or name of the script gets a trailing underscore, `class_`, `time_`); strings and numbers become
 literals. The hostile specs below are compiled, checked by `ruff`, imported in a fresh process
 that would notice any side effect, and run against the live module.
 """
@@ -22,6 +22,7 @@ import torch
 
 import netdsl
 from netdsl.targets.compile import compile_spec
+from netdsl.targets.lower import lower_models
 from netdsl.targets.pyformat import format_header, format_statement
 from netdsl.targets.pysource import literal
 from test_compile import ROOT, RUFF, SPECS, as_tuple, example_inputs, import_source, ruff_clean
@@ -64,19 +65,83 @@ def import_in_fresh_process(file: Path, tmp_path: Path) -> str:
 
 
 # ---- names ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["class", "def", "import", "lambda", "print", "exec", "__import__",
-                                  "super", "float", "object", "Exception", "torch", "nn"])
-@pytest.mark.parametrize("kind", ["model", "block"])
-def test_keywords_and_builtins_cannot_name_a_class(name, kind):
-    if kind == "model":
-        text = f"model {name} {{\n input x: [2]\n x -> Linear(1) -> y\n output y\n}}\n"
-    else:
-        text = f"block {name} {{\n input x\n output x -> ReLU\n}}\n" \
-               f"model M {{\n input x: [2]\n x -> {name} -> y\n output y\n}}\n"
-    with pytest.raises(netdsl.NetdslError) as e:
-        netdsl.loads(text, "names.net")
-    assert [d.code for d in e.value.diagnostics] == ["E107"]
-    assert e.value.diagnostics[0].span.line == 1  # at the definition's name
+def _python_names() -> list[str]:
+    """Every name a generated file can see: keywords, soft keywords, builtins, dunders,
+    standard-library modules, what the training script defines or imports, and the module names
+    generated code uses. (netdsl's own keywords cannot be written as names.)"""
+    import keyword
+
+    from netdsl.syntax.parser import KEYWORDS
+    from netdsl.targets.trainscript import script_names
+
+    names = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))
+    names |= set(sys.stdlib_module_names) | set(script_names())
+    names |= {"self", "torch", "nn", "F", "math", "torchvision", "__class__", "__init__",
+              "__dict__", "__name__", "__module__", "__qualname__", "forward", "super"}
+    out = sorted(n for n in names if n.isidentifier() and n.isascii() and n not in KEYWORDS
+                 and n not in ("true", "false", "none", "True", "False", "None"))
+    return out
+
+
+NAMES = _python_names()
+CHUNK = 60
+
+
+def _names_spec(k: int, swap: bool) -> tuple[str, list[str]]:
+    """Spec k: 30 blocks and 30 models named after chunk k, each block with two parameters
+    (chunk k+1), each model with an input and an output value (chunk k+2), each block with an
+    input and an output value (chunk k+3): over every k, each name plays every part."""
+    m = -(-len(NAMES) // CHUNK)
+
+    def chunk(i):
+        # the last chunk is short: fill it from a chunk this spec uses for nothing else
+        part = NAMES[(i % m) * CHUNK:(i % m + 1) * CHUNK]
+        spare = NAMES[((k + 5) % m) * CHUNK:((k + 5) % m + 1) * CHUNK]
+        return (part + spare)[:CHUNK]
+
+    classes, params, values, inner = chunk(k), chunk(k + 1), chunk(k + 2), chunk(k + 3)
+    blocks, models = (classes[30:], classes[:30]) if swap else (classes[:30], classes[30:])
+    out = []
+    for j, b in enumerate(blocks):
+        p, q, i, o = params[2 * j], params[2 * j + 1], inner[2 * j], inner[2 * j + 1]
+        out.append(f"block {b}({p} = 1, {q} = 2) {{\n  input {i}\n"
+                   f"  {o} = {i} -> Linear({p} + {q}) -> Tanh\n"
+                   f"  output ({o}, {i}) -> Concat(dim=-1) -> Linear({q})\n}}\n")
+    for j, name in enumerate(models):
+        a, y = values[2 * j], values[2 * j + 1]
+        out.append(f"model {name} {{\n  input {a}: [4]\n  {y} = {a} -> {blocks[j]}(1) -> Linear(3)\n"
+                   f"  output {y}\n}}\n")
+    out.append(f"train {models[0]} {{\n  data = synthetic(shape=[4], target_shape=3, n=32, n_test=8)\n"
+               f"  batch_size = 8\n  epochs = 1\n  loss = MSELoss({values[1]}, target)\n}}\n")
+    return "\n".join(out), models
+
+
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("k", range(-(-len(NAMES) // CHUNK)))
+def test_every_python_name_can_name_anything(k, swap, tmp_path, capsys):
+    """Models, blocks, block parameters and values named after every keyword, builtin, dunder,
+    standard module and name of the training script: the spec builds, compiles, the compiled
+    classes match the live ones, and the compiled script trains. Names that Python would read
+    otherwise are renamed in the code; the state_dict keys stay as the spec writes them."""
+    text, models = _names_spec(k, swap)
+    spec = netdsl.loads(text, "names.net")
+    src = compile_spec(spec)
+    module = import_source(src, tmp_path, f"names{k}{int(swap)}")
+    classes = {c.model: c.name for c in lower_models([spec.graph(m) for m in models])
+               if c.model is not None}
+    for name in models[:3] + models[-2:]:
+        torch.manual_seed(0)
+        live = spec.build(name)
+        assert type(live).__name__ == classes[name]
+        gen = getattr(module, classes[name])()
+        assert list(gen.state_dict()) == list(live.state_dict())
+        gen.load_state_dict(live.state_dict())
+        x = torch.randn(2, 4)
+        torch.testing.assert_close(gen(x), live(x))
+        live(x).sum().backward()
+    capsys.readouterr()
+    assert module.main(["--epochs", "1", "--out", str(tmp_path / "run"), "--json"]) == 0
+    assert '"status": "completed"' in capsys.readouterr().out
 
 
 HOSTILE_NAMES = """

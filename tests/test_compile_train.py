@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,12 +131,12 @@ def test_a_model_without_a_plan_compiles_to_classes(tmp_path):
     assert "PLAN = {" in src and "class Conv(nn.Module)" not in src and '"--model"' not in src
 
 
-def test_class_names_the_training_code_uses_are_refused():
+def test_class_names_the_training_code_uses_are_renamed():
     text = "model Trainer {\n input x: [2]\n x -> Linear(1) -> y\n output y\n}\n" \
            "train Trainer {\n data = synthetic(shape=[2], target_shape=1)\n loss = MSELoss(y, target)\n}\n"
     spec = netdsl.loads(text, "t.net")
-    with pytest.raises(netdsl.NetdslError) as e:
-        compile_spec(spec)
-    d = e.value.diagnostics[0]
-    assert d.code == "E107" and d.span.line == 1 and "--no-train" in d.hint
-    assert "class Trainer(nn.Module)" in compile_spec(spec, train=False)
+    src = compile_spec(spec)
+    assert "class Trainer_(nn.Module)" in src and "class Trainer:" in src
+    assert re.search(r"fit\(\s*Trainer_,\s*data,", src)
+    assert "class Trainer_(nn.Module)" in compile_spec(spec, train=False)  # as the live module
+    assert type(spec.build()).__name__ == "Trainer_"

@@ -6,7 +6,6 @@ Shapes are not known here (see passes/shapes.py); inferred arguments stay None.
 
 from __future__ import annotations
 
-import builtins
 import keyword
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,27 +59,12 @@ class Elaborator:
     layouts: dict = field(default_factory=dict)  # per body: bindings, spans, order, names used
 
     def model(self, mdef: ast.ModelDef) -> Graph | None:
-        if not _class_name_ok(mdef.name, mdef.name_span, self.rep):
-            return None
         graph = Graph(name=mdef.name, kind="model", span=mdef.span)
         ok = _Body(self, graph, {}, None, mdef).run()
         return graph if ok else None
 
     def is_layer(self, name: str) -> bool:
         return name in self.defs.blocks or lookup(name) is not None
-
-
-def _class_name_ok(name: str, span, rep: Reporter) -> bool:
-    if keyword.iskeyword(name) or name in ("torch", "nn", "F", "math", "Tensor", "Optional"):
-        rep.error("E107", f"'{name}' cannot name a model or block: it is reserved in Python",
-                  span)
-        return False
-    if name in dir(builtins):  # `class float(nn.Module)` would break `float("nan")` in the code
-        other = name[:1].upper() + name[1:] if name[:1].islower() else f"My{name}"
-        rep.error("E107", f"'{name}' cannot name a model or block: it is a Python builtin, which "
-                  "the generated code would hide", span, f"call it {other}")
-        return False
-    return True
 
 
 @dataclass
@@ -660,8 +644,6 @@ class _Body:
                            f"but gets {len(ins)}", span,
                            f"give it several inputs: (a, b) -> {bdef.name}(...)" if len(ins) < n_in else None)
             return None
-        if not _class_name_ok(bdef.name, bdef.name_span, self.rep):
-            return None
         if self.depth >= MAX_BLOCK_DEPTH:
             self.rep.error("E107", f"blocks nest more than {MAX_BLOCK_DEPTH} levels deep here", span,
                            "flatten some of the blocks into their callers")
@@ -669,7 +651,10 @@ class _Body:
         sub = Graph(name=bdef.name, kind="block", span=bdef.span)
         if not _Body(self.elab, sub, env, list(ins), bdef, depth=self.depth + 1).run():
             return None
-        name = self._node_name(alias, alias_span, bdef.name.lower())
+        prefix = bdef.name.lower()
+        if prefix.startswith("__"):  # `self.__x1` would be name-mangled by Python
+            prefix = prefix.lstrip("_") or "block"
+        name = self._node_name(alias, alias_span, prefix)
         if name is None:
             return None
         node = Node(name=name, kind="block", block=bdef.name, block_args=env, graph=sub, inputs=list(ins),

@@ -45,6 +45,8 @@ parametrise.py step 3, specexpr.py the spec's expressions, emit.py the statement
 
 from __future__ import annotations
 
+import keyword
+
 from ..ir.graph import Graph, Node
 from ..ops.base import Op
 from ..syntax import ast
@@ -56,6 +58,7 @@ from .lower import (
     Namespace,
     Program,
     Slot,
+    class_reserved,
     op_slots,
     placeholder_template,
     setup_statements,
@@ -78,11 +81,25 @@ class Lowering:
         self.deps: dict[str, set[str]] = {}
         for g in graphs:
             self._collect(g)
-        names = {g.name for g in graphs} | set(self.instances)
-        self.class_names = Namespace(RESERVED)
-        self.class_names.used |= names
-        self.reserved = RESERVED | names
+        # One namespace for class names (spec names that Python or the script would read
+        # otherwise are renamed: `time` -> `time_`); the spec's own names are taken first, so
+        # a rename never takes another spec name.
+        spec_names = [g.name for g in graphs] + [b for b in self.instances if b not in
+                                                 {g.name for g in graphs}]
+        self.class_names = Namespace(class_reserved())
+        self.class_names.used |= {n for n in spec_names if self._safe(n)}
+        self.py: dict[str, str] = {n: n if self._safe(n) else self.class_names.create(n)
+                                   for n in spec_names}
         self.classes: dict[str, list[ClassDef]] = {}
+
+    @property
+    def reserved(self) -> frozenset:
+        """What values and parameters may not be called: Python's names and every class."""
+        return RESERVED | self.class_names.used
+
+    def _safe(self, name: str) -> bool:
+        return (name.isidentifier() and name.isascii() and not name.startswith("__")
+                and name not in self.class_names.reserved and not keyword.issoftkeyword(name))
 
     def _collect(self, graph: Graph) -> None:
         for n in graph.nodes:
@@ -112,10 +129,11 @@ class Lowering:
             self._emit_used(g, out, emitted)
             prog = self._program(g, {}, None)
             plan = single([prog])
-            plan.name = g.name
+            plan.name = self.py[g.name]
             plan.doc = _model_doc(g)
             parametrise(plan, self.reserved)
             out.append(emit(plan, self.reserved))
+            out[-1].model = g.name
         return out
 
     def _emit_used(self, graph: Graph, out: list, emitted: set[str]) -> None:
@@ -139,7 +157,7 @@ class Lowering:
             a, b = groups.values()
             try:
                 plan = merge(a, b, bdef)
-                plan.name = name
+                plan.name = self.py[name]
                 parametrise(plan, self.reserved)
                 plans = [plan]
             except NoMerge:
@@ -147,7 +165,7 @@ class Lowering:
         if not plans:
             for k, g in enumerate(groups.values()):
                 plan = single(g, bdef)
-                plan.name = name if k == 0 else self._variant_name(name)
+                plan.name = self.py[name] if k == 0 else self._variant_name(self.py[name])
                 parametrise(plan, self.reserved)
                 plans.append(plan)
         self.classes[name] = []
@@ -159,7 +177,7 @@ class Lowering:
 
     def _variant_name(self, name: str) -> str:
         k = 2
-        while f"{name}_{k}" in self.class_names.used:
+        while f"{name}_{k}" in self.class_names.used or f"{name}_{k}" in self.class_names.reserved:
             k += 1
         self.class_names.used.add(f"{name}_{k}")
         return f"{name}_{k}"

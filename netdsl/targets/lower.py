@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,16 @@ from ..ops.base import Op
 RESERVED = frozenset(keyword.kwlist) | frozenset(dir(builtins)) | {
     "self", "torch", "nn", "F", "math", "torchvision", "_", "__class__",
 }
+
+
+def class_reserved() -> frozenset:
+    """What a model or block class may not be called in generated code: RESERVED, every
+    standard-library module (a compiled script imports some, `class time` would hide
+    `time.perf_counter`), and every name the training script defines (targets/trainscript.py).
+    The live module uses the same set, so its classes are named as in `netdsl compile`."""
+    from .trainscript import script_names  # lazily: trainscript imports this module
+
+    return RESERVED | frozenset(sys.stdlib_module_names) | script_names()
 
 INIT_FNS = {
     "xavier_uniform": "nn.init.xavier_uniform_", "xavier_normal": "nn.init.xavier_normal_",
@@ -76,6 +87,7 @@ class ClassDef:
     inputs: list[str]  # forward's parameters
     body: list[Stmt]  # forward, ending with its return
     imports: set[str] = field(default_factory=set)
+    model: str | None = None  # the spec's name of the model this class is (None for a block)
 
 
 class Namespace:
@@ -88,7 +100,9 @@ class Namespace:
 
     def create(self, want: str) -> str:
         base = want if want.isidentifier() and want.isascii() else "x"
-        if base.startswith("__") and not base.endswith("__"):
+        if base.startswith("__") and base.endswith("__") and base.strip("_"):
+            base = base.strip("_")  # a dunder (`__class__`) is Python's own: `class_`
+        elif base.startswith("__"):
             base = "_" + base.lstrip("_")  # no name mangling inside a class
         if base in self.reserved or keyword.issoftkeyword(base):
             base += "_"

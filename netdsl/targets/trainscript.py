@@ -16,11 +16,11 @@ tests/test_compile.py checks that, and the compiler inlines them exactly as they
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..diagnostics import Diagnostic, NetdslError
 from .lower import ClassDef, Stmt
 from .pyformat import format_literal, format_statement
 from .pysource import class_source, comment_text, doc_text, imports_source, literal, statements
@@ -43,6 +43,19 @@ class Standalone:
 def standalone(name: str) -> Standalone:
     imports, body, names = split_module((RUNTIME / f"{name}.py").read_text(encoding="utf-8"))
     return Standalone(name, imports, body, names)
+
+
+@functools.cache
+def script_names() -> frozenset:
+    """Every top-level name a compiled training script defines or imports."""
+    names = set(GLUE) | {"os", "sys", "torch", "annotations"}
+    for m in MODULES:
+        part = standalone(m)
+        names |= part.names
+        for line in part.imports:
+            tree = ast.parse(line).body[0]
+            names |= {(a.asname or a.name).split(".")[0] for a in tree.names}
+    return frozenset(names)
 
 
 def split_module(text: str) -> tuple[list[str], str, set[str]]:
@@ -90,6 +103,7 @@ class Script:
     plans: dict[str, dict]  # model name -> its resolved settings
     source_name: str
     modules: list[Standalone] = field(default_factory=list)
+    classes: dict[str, str] = field(default_factory=dict)  # model name -> its class's name
 
     def module(self, header: str, classes: list[ClassDef]) -> str:
         """The whole file: header, imports, classes, the runtime, the plan and `main`."""
@@ -118,9 +132,10 @@ class Script:
             out += format_literal("PLAN", self.plans[first], literal)
         else:
             out += format_literal("PLANS", self.plans, literal)
-            out += format_statement("MODELS = {" + ", ".join(f"{literal(n)}: {n}" for n in self.plans)
+            out += format_statement("MODELS = {" + ", ".join(f"{literal(n)}: {self.classes[n]}" for n in self.plans)
                                     + "}", 0)
-        plan, build = ("PLAN", first) if one else ("PLANS[args.model]", "MODELS[args.model]")
+        plan, build = ("PLAN", self.classes[first]) if one else ("PLANS[args.model]",
+                                                                 "MODELS[args.model]")
         what = first if one else "one of the models"
         body = [Stmt(f"parser = argparse.ArgumentParser(description={literal(_description(what, self.source_name))})")]
         if not one:
@@ -212,8 +227,8 @@ def _sorted_imports(imports: set[str]) -> str:
 
 def training_script(spec, names: list[str], classes: list[ClassDef], required: bool) -> Script | None:
     """The script for the models among `names` that have a plan (E401 when `required` and
-    none does); None when none does. Class names that the training code also defines are
-    E107."""
+    none does); None when none does. (Class names never clash with the training code's
+    names: lowering renames them, see lower.class_reserved.)"""
     trained = [n for n in names if n in spec.trains]
     if not trained:
         if required:
@@ -221,15 +236,5 @@ def training_script(spec, names: list[str], classes: list[ClassDef], required: b
         return None
     plans = {n: spec.plan(n).settings() for n in trained}
     modules = [standalone(m) for m in MODULES]
-    taken = set().union(*(m.names for m in modules)) | GLUE
-    clashes = [c.name for c in classes if c.name in taken]
-    if clashes:
-        diags = []
-        for c in clashes:
-            d = spec.definitions.models.get(c) or spec.definitions.blocks.get(c)
-            diags.append(Diagnostic(
-                "E107", f"'{c}' cannot name a model or block in a compiled training script: the "
-                "training code defines it too", d.name_span if d is not None else None,
-                "rename it, or compile with --no-train"))
-        raise NetdslError(diags)
-    return Script(plans, Path(spec.filename).name, modules)
+    classes_of = {c.model: c.name for c in classes if c.model is not None}
+    return Script(plans, Path(spec.filename).name, modules, classes_of)
