@@ -100,7 +100,8 @@ CASES = [
     C(op("Embedding", num_embeddings=10, embedding_dim=4), (7,), dtype="int64"),
     C(op("Embedding", num_embeddings=10, embedding_dim=3, padding_idx=0), (2, 5), dtype="int64"),
     C(op("Embedding", num_embeddings=10, embedding_dim=6, max_norm=1.0, norm_type=1.0,
-         scale_grad_by_freq=True, sparse=True), (4,), dtype="int64"),
+         scale_grad_by_freq=True), (4,), dtype="int64"),
+    C(op("Embedding", num_embeddings=10, embedding_dim=6, sparse=True), (4,), dtype="int64"),
     C(op("Embedding", num_embeddings=10, embedding_dim=2, padding_idx=-1), (3,), dtype="int32"),
     C(op("Identity"), (3, 4)), C(op("Identity"), (5,), dtype="int64"),
     # convolutions

@@ -134,4 +134,15 @@ class Graph(BaseModel):
                 yield from n.graph.walk(q + ".")
 
 
+def parameter_counts(graph: Graph) -> tuple[int, int]:
+    """(total, trainable) parameters of a graph, through its blocks."""
+    total = trainable = 0
+    for _, n, _ in graph.walk():
+        if n.kind == "op":
+            p = n.op.param_count()
+            total += p
+            trainable += p if getattr(n.op, "trainable", True) else 0
+    return total, trainable
+
+
 Node.model_rebuild()

@@ -37,6 +37,16 @@ def _act(name: str, fields: dict, key_args=(), ints: bool = False):
 INPLACE = {"inplace": (Bool, False)}
 ReLU = _act("ReLU", INPLACE, ints=True)
 LeakyReLU = _act("LeakyReLU", {"negative_slope": (Float, 0.01), **INPLACE}, ("negative_slope",))
+
+
+def _leaky_shape(self, ins, _plain=LeakyReLU.shape):
+    if self.inplace and self.negative_slope < 0:
+        raise ShapeError("LeakyReLU(inplace=true) with a negative slope cannot train: torch has no "
+                         "backward pass for it", arg="inplace", hint="leave inplace out")
+    return _plain(self, ins)
+
+
+LeakyReLU.shape = _leaky_shape
 GELU = _act("GELU", {"approximate": (Literal["none", "tanh"], "none")})
 SiLU = _act("SiLU", INPLACE)
 ELU = _act("ELU", {"alpha": (Float, 1.0), **INPLACE})

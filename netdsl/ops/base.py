@@ -12,6 +12,8 @@ fields in order (`Conv2d(6, 5)` is out_channels=6, kernel_size=5).
 
 from __future__ import annotations
 
+import functools
+
 import math
 from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
@@ -25,6 +27,7 @@ Int = StrictInt
 PosInt = Annotated[StrictInt, Field(gt=0)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 Float = Union[StrictInt, StrictFloat]
+PosFloat = Annotated[Float, Field(gt=0)]
 Prob = Annotated[Float, Field(ge=0, le=1)]
 Bool = StrictBool
 Pair = Union[PosInt, tuple[PosInt, PosInt]]
@@ -57,6 +60,20 @@ class ShapeError(Exception):
     def __init__(self, message: str, arg: str | None = None, hint: str | None = None):
         super().__init__(message)
         self.message, self.arg, self.hint = message, arg, hint
+
+
+def _per_class(method):
+    """Cache a classmethod that derives a list from the class's declaration: shape inference
+    asks for these once per layer, and a spec may hold thousands of layers."""
+    cache: dict[type, tuple] = {}
+
+    @functools.wraps(method)
+    def cached(cls):
+        if cls not in cache:
+            cache[cls] = tuple(method(cls))
+        return list(cache[cls])
+
+    return cached
 
 
 class Op(BaseModel):
@@ -104,11 +121,13 @@ class Op(BaseModel):
     kind: ClassVar[str] = ""  # set by @register from the `op` literal
 
     @classmethod
+    @_per_class
     def spec_fields(cls) -> list[str]:
         """Argument names a spec may use, in torch's order (op itself excluded)."""
         return [n for n in cls.model_fields if n != "op"]
 
     @classmethod
+    @_per_class
     def positional_fields(cls) -> list[str]:
         """Fields filled by positional arguments in a spec."""
         out = []
@@ -121,14 +140,17 @@ class Op(BaseModel):
         return out
 
     @classmethod
+    @_per_class
     def inferred_fields(cls) -> list[str]:
         return [n for n, f in cls.model_fields.items() if _marker(f, Inferred)]
 
     @classmethod
+    @_per_class
     def extra_fields(cls) -> list[str]:
         return [n for n, f in cls.model_fields.items() if _marker(f, Extra)]
 
     @classmethod
+    @_per_class
     def required_fields(cls) -> list[str]:
         return [n for n, f in cls.model_fields.items()
                 if n != "op" and f.is_required() and not _marker(f, Inferred)]
@@ -220,6 +242,18 @@ def tup(v, n: int) -> tuple:
 
 def conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+INT32_MAX = 2**31 - 1
+
+
+def need_int32(**sizes: tuple[int, ...]) -> None:
+    """Torch's pooling and convolution kernels keep kernel, stride, padding and dilation in
+    32 bits: a larger value overflows inside torch ("value cannot be converted to type int")."""
+    for arg, values in sizes.items():
+        if any(abs(v) > INT32_MAX for v in values):
+            raise ShapeError(f"{arg}={max(values, key=abs)} is out of range: torch keeps it in 32 bits "
+                             f"(at most {INT32_MAX:,})", arg=arg)
 
 
 def need_rank(ins: list[TensorType], *ranks: int, what: str = "") -> TensorType:

@@ -6,7 +6,8 @@ from typing import ClassVar, Literal, Optional, Union
 
 from typing_extensions import Annotated
 
-from .base import Bool, Inferred, NonNegInt, PosInt, ShapeError, need_float, need_rank, numel, tup
+from .base import (Bool, Inferred, NonNegInt, PosInt, ShapeError, need_float, need_int32, need_rank,
+                   numel, tup)
 from .linear import Weighted
 from .registry import register
 
@@ -50,6 +51,8 @@ class _ConvBase(Weighted):
         x = ins[0]
         n = self.dims
         k, s, d = tup(self.kernel_size, n), tup(self.stride, n), tup(self.dilation, n)
+        pads = tup(self.padding, n) if not isinstance(self.padding, str) else (0,)
+        need_int32(kernel_size=k, stride=s, dilation=d, padding=pads)
         if self.padding == "same" and s != (1,) * n:
             raise ShapeError("padding='same' needs stride 1: torch does not support it for strided "
                              "convolutions", arg="padding")

@@ -115,6 +115,9 @@ class Embedding(Weighted):
         if self.padding_idx is not None and not -n <= self.padding_idx < n:
             raise ShapeError(f"padding_idx {self.padding_idx} is not an index into {self.num_embeddings} "
                              f"embeddings", arg="padding_idx")
+        if self.sparse and self.scale_grad_by_freq:
+            raise ShapeError("scale_grad_by_freq=true cannot train with sparse=true: torch has no "
+                             "backward pass for the two together", arg="scale_grad_by_freq")
         return [TensorType(shape=x.shape + (self.embedding_dim,))]
 
     def param_count(self):

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 from typing_extensions import Annotated
 
-from .base import Bool, Float, Inferred, Op, PosInt, Prob, Shape, ShapeError, need_float, need_rank
+from .base import Bool, Float, Inferred, Op, PosFloat, PosInt, Prob, Shape, ShapeError, need_float, need_rank
 from .linear import Weighted
 from .registry import register
 
@@ -27,7 +27,13 @@ class _BatchNormBase(Weighted):
         return {"num_features": c}
 
     def shape(self, ins):
-        return [ins[0]]
+        x = ins[0]
+        if self.kind.startswith("Instance") and math.prod(x.shape[1:]) == 1:
+            raise ShapeError(f"{self.kind} normalises each channel over its spatial positions, and "
+                             f"{x} has only one: torch refuses it in training",
+                             hint="normalise over the batch (BatchNorm2d) or leave the norm out "
+                                  "where the feature map is 1x1")
+        return [x]
 
     def param_count(self):
         return self.num_features * (2 if self.bias else 1) if self.affine else 0
@@ -43,7 +49,8 @@ def _batchnorm(name: str, ranks: tuple[int, ...], torch_default_affine: bool = T
     class BN(_BatchNormBase):
         op: Literal[name] = name  # type: ignore[valid-type]
         num_features: Annotated[Optional[PosInt], Inferred()] = None
-        eps: Float = 1e-5
+        eps: Float if name.startswith("Instance") else PosFloat = 1e-5  # type: ignore[valid-type]
+        # (BatchNorm refuses eps <= 0 in training; InstanceNorm takes it)
         momentum: Optional[Float] = 0.1
         affine: Bool = torch_default_affine
         track_running_stats: Bool = torch_default_affine

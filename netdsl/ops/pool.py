@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal, Optional, Union
 
-from .base import Bool, NonNegInt, Op, PosInt, ShapeError, need_float, need_rank, numel, tup
+from .base import (Bool, NonNegInt, Op, PosInt, ShapeError, need_float, need_int32, need_rank, numel,
+                   tup)
 from .registry import register
 
 
@@ -21,6 +22,7 @@ class _PoolBase(Op):
         s = tup(self.stride if self.stride is not None else self.kernel_size, self.dims)
         p = tup(self.padding, self.dims)
         d = tup(getattr(self, "dilation", 1), self.dims)
+        need_int32(kernel_size=k, stride=s, padding=p, dilation=d)
         lead, spatial = x.shape[: x.rank - self.dims], x.shape[x.rank - self.dims:]
         out = []
         for i, size in enumerate(spatial):
@@ -88,7 +90,9 @@ class _AdaptiveBase(Op):
 
 
 def _adaptive(kind: str, dims: int):
-    Size = Union[PosInt, tuple[(Optional[PosInt],) * dims]]  # type: ignore[misc]
+    # none keeps that dimension's size; torch takes it from 2 dimensions on
+    each = Optional[PosInt] if dims > 1 else PosInt
+    Size = Union[PosInt, tuple[(each,) * dims]]  # type: ignore[misc]
     name = f"Adaptive{kind}Pool{dims}d"
 
     class Pool(_AdaptiveBase):

@@ -52,15 +52,15 @@ class _Recurrent(Weighted):
         return [out, h]
 
     def param_count(self):
-        g, h, total = self.gates, self.hidden_size, 0
-        p = getattr(self, "proj_size", 0)
-        for layer in range(self.num_layers):
-            inp = self.input_size if layer == 0 else self._dirs * self._h_out()
-            per = g * h * inp + g * h * self._h_out() + (2 * g * h if self.bias else 0)
-            if p:
-                per += p * h
-            total += per * self._dirs
-        return total
+        g, h, p = self.gates, self.hidden_size, getattr(self, "proj_size", 0)
+
+        def per_layer(inp):  # one direction of one layer
+            return g * h * inp + g * h * self._h_out() + (2 * g * h if self.bias else 0) + p * h
+
+        # layer 0 reads the input, the rest read the layer below: closed form, as num_layers
+        # may be any size the spec writes (E305 refuses the absurd ones)
+        rest = (self.num_layers - 1) * per_layer(self._dirs * self._h_out())
+        return (per_layer(self.input_size) + rest) * self._dirs
 
     def macs(self, ins, outs):
         t = ins[0].shape[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from .base import Bool, Float, Int, Op, PosInt, Shape, ShapeError, need_float, need_rank, tup
+from .base import Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, need_float, need_rank, tup
 from .registry import register
 
 
@@ -164,7 +164,7 @@ class Mean(Op):
 class Upsample(Op):
     op: Literal["Upsample"] = "Upsample"
     size: Optional[Union[PosInt, tuple[PosInt, ...]]] = None
-    scale_factor: Optional[Union[Float, tuple[Float, ...]]] = None
+    scale_factor: Optional[Union[PosFloat, tuple[PosFloat, ...]]] = None
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear", "nearest-exact"] = "nearest"
     align_corners: Optional[Bool] = None
     recompute_scale_factor: Optional[Bool] = None
@@ -180,6 +180,9 @@ class Upsample(Op):
         n = x.rank - 1
         if (self.size is None) == (self.scale_factor is None):
             raise ShapeError("Upsample needs exactly one of size= or scale_factor=")
+        if self.size is not None and self.recompute_scale_factor is not None:
+            raise ShapeError("recompute_scale_factor only applies with scale_factor=, not size=",
+                             arg="recompute_scale_factor")
         want = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}.get(self.mode)
         if want is not None and want != n:
             raise ShapeError(f"mode {self.mode!r} works on {want} spatial dimensions, the input has {n}",

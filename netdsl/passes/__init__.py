@@ -9,7 +9,8 @@ from ..ir.verify import verify
 from ..syntax import ast
 from .elaborate import Elaborator
 from .names import Definitions, collect
-from .shapes import infer_graph
+from .inplace import check_inplace
+from .shapes import check_model_size, infer_graph
 
 
 def analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
@@ -28,6 +29,10 @@ def _analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     for g in graphs.values():
         verify(g)
         infer_graph(g, None, rep)
+    rep.check()
+    for name, g in graphs.items():
+        check_model_size(g, defs.models[name].name_span, rep)
+        check_inplace(g, rep)
     rep.check()
     for g in graphs.values():
         verify(g, shaped=True)

@@ -7,6 +7,7 @@ Shapes are not known here (see passes/shapes.py); inferred arguments stay None.
 from __future__ import annotations
 
 import keyword
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..syntax import ast
 from . import names as N
 from .describe import describe_field, literal_values
 from .scalars import EvalError, Symbol, evaluate, plain, report
+from .shapes import MAX_ELEMENTS
 
 # Attribute names an nn.Module already has: a layer named like one would break the module.
 MODULE_ATTRS = frozenset("""
@@ -47,7 +49,8 @@ class Value:
 # torch's other names for dtypes (torch.float is float32, torch.long int64, ...)
 DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
                  "int": "int32", "short": "int16", "byte": "uint8", "f32": "float32", "i64": "int64"}
-MAX_LAYERS = 200_000  # per spec: a bound on repetition (`Layer * n`, nested in blocks)
+MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest reference network;
+# keeps `check` under a second on any spec
 MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
 
 
@@ -183,6 +186,11 @@ class _Body:
         if not isinstance(shape, tuple) or not all(type(d) is int and d > 0 for d in shape):
             self.rep.error("E304", "an input shape is a list of positive sizes, such as [1, 28, 28]",
                            stmt.shape.span)
+            return None
+        if math.prod(shape) > MAX_ELEMENTS:
+            self.rep.error("E305", f"input '{stmt.name}' holds {math.prod(shape):.3g} elements per "
+                           "sample, more than netdsl's limit of 2**40", stmt.shape.span,
+                           "check the sizes: a shape leaves out the batch dimension")
             return None
         dtype = "float32"
         if stmt.dtype is not None:
@@ -391,15 +399,18 @@ class _Body:
                 return None
             if step.alias:
                 self.rep.error("E107", "a repeated layer cannot be named with 'as'", step.alias_span)
-            for _ in range(count):
+            per = 1  # layers one repetition makes: known after the first (a block makes many)
+            for i in range(count):
                 if v is None:
                     return None
-                if self.elab.nodes_made + count > MAX_LAYERS:  # before memory runs out, not after
+                if self.elab.nodes_made + (count - i) * per > MAX_LAYERS:  # before memory runs out
                     self.rep.error("E104", f"repeating {_func_name(e.left)} {count:,} times makes the model "
                                    f"larger than {MAX_LAYERS:,} layers", e.right.span)
                     return None
+                before = self.elab.nodes_made
                 v = self._apply_named(_func_node(e.left), e.left if isinstance(e.left, ast.Call) else None,
                                       v.refs if v.packed else v.refs[:1], e.left.span)
+                per = max(per, self.elab.nodes_made - before)
             return v
         fn = _func_name(e)
         if fn is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,9 @@ _CMP = {
 def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
     """A constant expression's value. Names resolve in `env` (block parameters), else become
     `Symbol`s. Lists and tuples become tuples. Raises EvalError."""
-    if isinstance(expr, ast.Num | ast.Str | ast.Const):
+    if isinstance(expr, ast.Num):
+        return _finite(expr.value, expr)
+    if isinstance(expr, ast.Str | ast.Const):
         return expr.value
     if isinstance(expr, ast.Name):
         return env[expr.id] if expr.id in env else Symbol(expr.id, expr.span)
@@ -54,13 +57,18 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
         b = _number(evaluate(expr.right, env), expr.right)
         if expr.op in ("/", "//", "%") and b == 0:
             raise EvalError("E104", "division by zero", expr.span)
+        if expr.op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 \
+                and abs(a) > 1 and b * math.log2(abs(a)) > 64:
+            # decided before computing: 9 ** 9 ** 9 would take minutes and gigabytes
+            raise EvalError("E104", "number out of range (more than 64 bits)", expr.span,
+                            "sizes and counts in a spec are at most 2**63")
         try:
             v = _BIN[expr.op](a, b)
         except (OverflowError, ValueError, ZeroDivisionError) as exc:
             raise EvalError("E104", f"cannot compute {expr.op}: {exc}", expr.span) from None
         if isinstance(v, complex) or (isinstance(v, int) and abs(v) > 2**63):
-            raise EvalError("E104", "number out of range", expr.span)
-        return v
+            raise EvalError("E104", "number out of range (more than 64 bits)", expr.span)
+        return _finite(v, expr)
     if isinstance(expr, ast.Compare):
         a, b = evaluate(expr.left, env), evaluate(expr.right, env)
         _no_symbol(a, expr.left)
@@ -80,6 +88,15 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
         test = truth(evaluate(expr.test, env), expr.test)
         return evaluate(expr.then if test else expr.other, env)
     raise EvalError("E209", "expected a constant (a number, string, bool or list) here", expr.span)
+
+
+def _finite(v, expr):
+    """Infinities and NaN are not spec values: `1e999` and `1e300 * 1e300` stop here, at the
+    expression, before a shape rule meets them."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise EvalError("E104", f"number out of range: {v} is not a finite number", expr.span,
+                        "a number in a spec lies within about ±1.8e308")
+    return v
 
 
 def _no_symbol(v, expr):

@@ -4,9 +4,14 @@ layer's shape rule. A value whose type is unknown (after an error) silences what
 from __future__ import annotations
 
 from ..diagnostics import Reporter
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, parameter_counts
 from ..ir.types import TensorType
 from ..ops.base import ShapeError
+
+# Far past any module one process can hold (2**40 float32 values are 4.4 TB): a size beyond
+# these is a mistake in the spec, refused (E305) before anything downstream multiplies it.
+MAX_ELEMENTS = 2**40  # per sample, in one tensor
+MAX_PARAMETERS = 2**40  # in one layer, and in one model
 
 
 def infer_graph(graph: Graph, input_types: list[TensorType] | None, rep: Reporter,
@@ -38,32 +43,89 @@ def _known(graph: Graph, ref) -> bool:
 
 # Families whose layers hold float weights: torch refuses integer input to them.
 FLOAT_FAMILIES = ("linear", "conv", "norm", "recurrent", "attention", "backbone")
+# Families that compute on numbers: integer and bool tensors only pass through the shape and
+# merge families (and index an Embedding).
+NUMERIC_FAMILIES = (*FLOAT_FAMILIES, "activation", "pooling", "dropout")
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 INT_DTYPES = ("int64", "int32", "uint8")
+MIXED_PRECISION = ('netdsl builds layers in float32: declare the input float32 (the default); for '
+                   'mixed precision write precision = "bf16" in the train section')
 
 
 def _dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
-    """Dtype rules that hold for whole families (E303): float weights need float input,
-    an Embedding needs integer ids, merged values must share a dtype."""
+    """Dtype rules that hold for whole families (E303): float weights need float32 input,
+    numeric layers need floats, an Embedding needs integer ids, merged values share a dtype."""
     if op.kind == "Embedding":
         bad = [t for t in ins if t.dtype not in INT_DTYPES]
         if bad:
             return ShapeError(f"Embedding needs integer indices, but gets {_typed(bad[0])}",
                               hint="declare the input with an integer dtype: input tokens: [32] int64")
         return None
-    if op.family in FLOAT_FAMILIES:
-        bad = [t for t in ins if t.dtype not in FLOAT_DTYPES]
+    if op.family in NUMERIC_FAMILIES:
+        takes = FLOAT_DTYPES + (INT_DTYPES if getattr(op, "ints", False) else ())  # ReLU on ints
+        bad = [t for t in ins if t.dtype not in takes]
         if bad:
             return ShapeError(f"{op.kind} needs floating-point input, but gets {_typed(bad[0])}",
                               hint="integer ids become vectors through an Embedding: "
-                                   "x -> Embedding(vocabulary, dim) -> ...")
+                                   "x -> Embedding(vocabulary, dim) -> ..." if op.family in FLOAT_FAMILIES
+                              else "declare the input with a float dtype, or make it one with a "
+                                   "layer that holds weights")
     if op.family == "merge" and len({t.dtype for t in ins}) > 1:
         return ShapeError(f"cannot combine values of different dtypes: {', '.join(map(_typed, ins))}")
     return None
 
 
+def _state_dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
+    """E303 once the inferred sizes are known: a layer holding float32 weights or running
+    statistics (BatchNorm with affine=false still keeps float32 means) takes float32 only."""
+    if op.family not in FLOAT_FAMILIES:
+        return None
+    if op.param_count() == 0 and not getattr(op, "track_running_stats", False):
+        return None
+    bad = [t for t in ins if t.dtype != "float32"]
+    if not bad:
+        return None
+    err = ShapeError(f"{op.kind} holds float32 weights, but gets {_typed(bad[0])}: torch needs "
+                     "the input in the weights' dtype", hint=MIXED_PRECISION)
+    err.code = "E303"
+    return err
+
+
 def _typed(t: TensorType) -> str:
     return f"{list(t.shape)} {t.dtype}"
+
+
+def _size_error(op, outs: list[TensorType]) -> ShapeError | None:
+    """E305: an output or a parameter count beyond what any machine holds."""
+    for t in outs:
+        if t.numel > MAX_ELEMENTS:
+            err = ShapeError(f"{op.kind} makes a value of {t.numel:.3g} elements per sample "
+                             f"{list(t.shape)}, more than netdsl's limit of 2**40",
+                             hint="check the sizes: one sample's activations this large "
+                                  "cannot be held in memory")
+            err.code = "E305"
+            return err
+    if op.param_count() > MAX_PARAMETERS:
+        err = ShapeError(f"{op.kind} holds {_count(op.param_count())}, more than netdsl's "
+                         "limit of 2**40", hint=BUILT_IN_ONE_PROCESS)
+        err.code = "E305"
+        return err
+    return None
+
+
+def check_model_size(graph: Graph, span, rep: Reporter) -> None:
+    """E305 at the model's name: every layer is within bounds but together they are not."""
+    total, _ = parameter_counts(graph)
+    if total > MAX_PARAMETERS:
+        rep.error("E305", f"model {graph.name} holds {_count(total)}, more than netdsl's "
+                  "limit of 2**40", span, BUILT_IN_ONE_PROCESS)
+
+
+BUILT_IN_ONE_PROCESS = "check the sizes: netdsl builds a model in the memory of one process"
+
+
+def _count(params: int) -> str:
+    return f"{params:.3g} parameters ({params * 4 / 1e12:,.0f} TB in float32)"
 
 
 def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
@@ -77,7 +139,13 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
+        bad = _state_dtype_error(op, ins)
+        if bad is not None:
+            raise bad
         outs = op.shape(ins)
+        big = _size_error(op, outs)
+        if big is not None:
+            raise big
     except ShapeError as exc:
         code = getattr(exc, "code", None) or (
             "E302" if exc.arg in type(op).inferred_fields() else

@@ -23,7 +23,7 @@ from typing import Iterable, Union
 import graphviz
 
 from ..diagnostics import Diagnostic, NetdslError, did_you_mean
-from ..ir.graph import Graph, Node, Ref
+from ..ir.graph import Graph, Node, Ref, parameter_counts
 from ..ir.types import TensorType
 from .diagram_style import (BLOCK_STYLE, EDGE_ATTRS, FAMILIES, GRAPH_ATTRS, INPUT_STYLE, NODE_ATTRS,
                             OUTPUT_STYLE, PORT_STYLE, cluster_style, esc, family_style, html,
@@ -114,15 +114,7 @@ def _error(code: str, message: str, hint: str | None = None) -> NetdslError:
 
 # ---- counting -----------------------------------------------------------------------------------
 
-def params(graph: Graph) -> tuple[int, int]:
-    """(total, trainable) parameters of a graph, through its blocks."""
-    total = trainable = 0
-    for _, n, _ in graph.walk():
-        if n.kind == "op":
-            p = n.op.param_count()
-            total += p
-            trainable += p if getattr(n.op, "trainable", True) else 0
-    return total, trainable
+params = parameter_counts  # (total, trainable), through blocks
 
 
 def repeat_runs(graph: Graph, collapsed) -> list[list[int]]:
