@@ -383,10 +383,13 @@ class EarlyStopping(Decl):
 
 @CHECKPOINTS.register
 class Checkpoint(Decl):
-    """`last.pt` every `every` epochs (and on Ctrl-C); `best.pt` by `monitor` when keep is
-    "best" or "all"; `epoch_NNN.pt` for each save when keep is "all"."""
+    """`last.pt` every `every` epochs (and on Ctrl-C), and within an epoch every `every_steps`
+    optimizer steps or `every_minutes` minutes; `best.pt` by `monitor` when keep is "best" or
+    "all"; `epoch_NNN.pt` for each epoch save when keep is "all"."""
 
     every: PosInt = 1
+    every_steps: Optional[PosInt] = None
+    every_minutes: Optional[Annotated[Float, Field(gt=0)]] = None
     keep: Literal["last", "best", "all"] = "best"
     monitor: Optional[str] = None  # default: val.loss (train.loss without a validation split)
     mode: Optional[Literal["min", "max"]] = None

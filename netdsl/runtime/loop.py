@@ -27,13 +27,15 @@ losses: [{name, kwargs, tensors, output, weight, target ("class" | "same" | "bin
 metrics (of "accuracy", "top5", "mae", "rmse"), numel (values per sample in the output)}],
 optimizer: {name, kwargs}, scheduler: None | {name, kwargs, interval, infer, monitor},
 early_stopping: None | {monitor, mode, patience, min_delta, restore_best},
-checkpoint: None | {every, keep ("last" | "best" | "all"), monitor, mode}.
+checkpoint: None | {every, every_steps, every_minutes, keep ("last" | "best" | "all"),
+    monitor, mode}.
 Metric keys are `{split}.loss` (the weighted total) and `{split}.{prefix}{metric}` per term.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import random
@@ -41,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import torch
 
@@ -180,8 +183,13 @@ class Term:
 
 
 # ---- checkpoints --------------------------------------------------------------------------
+class DiskFull(OSError):
+    """A checkpoint could not be written for want of space; the previous file is intact."""
+
+
 def save_checkpoint(path: str, state: dict) -> str:
-    """Write `state` with torch.save, atomically: a crash leaves the old file intact."""
+    """Write `state` with torch.save, atomically: a crash or a full disk leaves the old file
+    intact (the new one goes to `.NAME.PID.tmp` first, then replaces it in one rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -191,16 +199,74 @@ def save_checkpoint(path: str, state: dict) -> str:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if _out_of_space(exc):
+            kept = (
+                f"{path} from before is intact"
+                if os.path.exists(path)
+                else "no file was left"
+            )
+            raise DiskFull(
+                errno.ENOSPC,
+                f"no space left on the device to write {path} ({kept}): free some space "
+                f"and resume from the last checkpoint with --resume",
+            ) from None
         raise
     return path
 
 
+def _out_of_space(exc: BaseException) -> bool:
+    """torch.save reports a full disk as an OSError, or as a RuntimeError from its zip writer
+    ("file write failed", "unexpected pos")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "file write failed" in text or "unexpected pos" in text
+    )
+
+
+def remove_stale_temporaries(folder: str) -> list[str]:
+    """Remove `.NAME.PID.tmp` files that a killed checkpoint write left behind (those of a
+    process still running are another run's write in progress, and stay)."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            parts = name.split(".")
+            if not (name.startswith(".") and name.endswith(".tmp") and len(parts) >= 4):
+                continue
+            pid = int(parts[-2]) if parts[-2].isdigit() else 0
+            if pid and pid != os.getpid() and _alive(pid):
+                continue
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load_tensors(path, device="cpu"):
+    """torch.load with weights_only=True (no code from the file runs), and without torch's
+    warnings about the file: a refusal is one line, the caller's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=device, weights_only=True)
+
+
 def load_checkpoint(path: str, device="cpu") -> dict:
     """A checkpoint written by `save_checkpoint` (tensors mapped to `device`)."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_tensors(path, device)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a netdsl checkpoint")
     if state.get("version", 0) > CHECKPOINT_VERSION:
@@ -264,6 +330,9 @@ class Trainer:
         self.model, self.data, self.cfg = model, data, cfg
         self.device = torch.device(device)
         self.checkpoint_dir = checkpoint_dir
+        if checkpoint_dir:
+            remove_stale_temporaries(checkpoint_dir)
+        self.last_save = time.monotonic()  # for checkpoint every_minutes
         self.progress = progress or Progress()
         self._setup_terms()
         seed = cfg["seed"]
@@ -454,6 +523,8 @@ class Trainer:
             self.consistent = True
             if self.stop_requested:
                 raise KeyboardInterrupt
+            if step + 1 < steps:
+                self.step_checkpoint()
             if step + 1 - last_sync >= check and step + 1 < steps:
                 last_sync = step + 1
                 sums = self._sums(step + 1)
@@ -567,12 +638,7 @@ class Trainer:
                 or self.epoch == cfg["epochs"]
                 or stop
             ):
-                state = self.state()
-                self.checkpoint_path = save_checkpoint(
-                    os.path.join(self.checkpoint_dir, "last.pt"), state
-                )
-                with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
-                    os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
+                state = self.save_last()
                 if ck["keep"] == "all":
                     save_checkpoint(
                         os.path.join(
@@ -585,6 +651,28 @@ class Trainer:
                     os.path.join(self.checkpoint_dir, "best.pt"), state or self.state()
                 )
         return stop
+
+    def step_checkpoint(self) -> None:
+        """`last.pt` in the middle of an epoch, every `every_steps` optimizer steps or
+        `every_minutes` minutes (between steps, where the state is consistent)."""
+        ck = self.cfg.get("checkpoint")
+        if not (ck and self.checkpoint_dir):
+            return
+        n, minutes = ck.get("every_steps"), ck.get("every_minutes")
+        due = bool(n) and self.global_step % n == 0
+        due = due or bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
+        if due:
+            self.save_last()
+
+    def save_last(self, state: dict | None = None) -> dict:
+        state = state or self.state()
+        self.checkpoint_path = save_checkpoint(
+            os.path.join(self.checkpoint_dir, "last.pt"), state
+        )
+        self.last_save = time.monotonic()
+        with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
+            os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
+        return state
 
     # ---- state -----------------------------------------------------------------------------
     def state(self) -> dict:

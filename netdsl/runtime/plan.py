@@ -219,7 +219,9 @@ class Plan(BaseModel):
                 "monitor": es.monitor, "mode": es.mode, "patience": es.patience,
                 "min_delta": es.min_delta, "restore_best": es.restore_best},
             "checkpoint": None if ck is None else {
-                "every": ck.every, "keep": ck.keep, "monitor": ck.monitor, "mode": ck.mode},
+                "every": ck.every, "every_steps": ck.every_steps,
+                "every_minutes": ck.every_minutes, "keep": ck.keep, "monitor": ck.monitor,
+                "mode": ck.mode},
             "monitor": {"monitor": self.monitor, "mode": metric_mode(self.monitor)},
         }
 

@@ -9,6 +9,7 @@ state_dict), `curves.png` (loss and metric curves) and `result.json` (what `--js
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -226,6 +227,30 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
         resume: str | os.PathLike | None = None, progress: bool = True, stream=None,
         bar: bool | None = None, settings_kw: dict | None = None) -> RunResult:
     """Train one model of a loaded spec; see the module docstring for the run folder."""
+    with out_of_space():
+        return _run(spec, model, overrides, out=out, resume=resume, progress=progress,
+                    stream=stream, bar=bar, settings_kw=settings_kw)
+
+
+@contextlib.contextmanager
+def out_of_space():
+    """A full disk while writing the run folder or a checkpoint becomes E410 (checkpoints are
+    written atomically: the last good one is intact, and --resume continues from it)."""
+    try:
+        yield
+    except loop.DiskFull as exc:
+        raise NetdslError([Diagnostic("E410", exc.strerror)]) from None
+    except (OSError, RuntimeError) as exc:
+        if not loop._out_of_space(exc):
+            raise
+        where = f" to write {exc.filename}" if getattr(exc, "filename", None) else ""
+        raise NetdslError([Diagnostic(
+            "E410", f"no space left on the device{where}",
+            hint="free some space (or choose another --out) and run again; a run with "
+                 "checkpoints continues with --resume RUN_FOLDER")]) from None
+
+
+def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings_kw) -> RunResult:
     plan = spec.plan(model, overrides, **(settings_kw or {}))
     graph = spec.graph(plan.model)
     notes = list(plan.notes)
@@ -274,7 +299,7 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
     files = {"spec": str(folder / "spec.net"), "plan": str(folder / "plan.json"),
              "metrics": str(log)}
     if result["status"] != "diverged":
-        torch.save(trained.state_dict(), folder / "weights.pt")
+        loop.save_checkpoint(str(folder / "weights.pt"), trained.state_dict())  # atomic
         files["weights"] = str(folder / "weights.pt")
     png = plot(result["history"], folder / "curves.png",
                f"{plan.model} ({Path(spec.filename).name})")
@@ -389,7 +414,7 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
     if not path.is_file():
         raise NetdslError([Diagnostic("E501", f"{path}: no such weights file")])
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = loop.load_tensors(path, device)
     except Exception as exc:  # truncated, foreign or pickled-object files
         raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
