@@ -110,7 +110,35 @@ HABITS = {"lr": "optimizer.lr", "learning_rate": "optimizer.lr", "criterion": "l
           "weight_decay": "optimizer.weight_decay", "momentum": "optimizer.momentum",
           "gradient_accumulation": "accumulate", "patience": "early_stopping.patience",
           "amp": "precision", "mixed_precision": "precision", "num_workers": "workers"}
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+_DEVICE = re.compile(r"^(auto|cpu|mps(:0)?|cuda(:\d+)?|xpu(:\d+)?)$")
+_DEVICE_INDEX = re.compile(r"^(cpu|mps|cuda|xpu):(.*)$")
+MAX_DEVICE_INDEX = 127  # torch keeps a device index in 8 bits: cuda:128 wraps around, cuda:255 is "cuda"
+
+
+def device_problem(name: str) -> tuple[str, str] | None:
+    """(message, hint) when `name` is a known device type with an index torch cannot use
+    (E411: "cuda:99999999999999999999", "cuda:-1", "cuda:abc", "cpu:5", "mps:9"); None
+    otherwise, also for names `_DEVICE` rejects as unknown. Torch-free, so `check` finds it."""
+    m = _DEVICE_INDEX.match(name)
+    if not m:
+        return None
+    kind, index = m.groups()
+    first = f'write device = "{kind}" for the first one, or {kind}:N for device N (from 0)'
+    if kind == "cpu":
+        return (f'device index out of range: "{name}" (the cpu takes no device index)',
+                'write device = "cpu"')
+    if not re.fullmatch(r"[+-]?[0-9]+", index):
+        return (f'malformed device index in "{name}": {show(index)} is not a whole number',
+                first)
+    n = int(index)
+    if kind == "mps" and n != 0:
+        return (f'device index out of range: "{name}" (a Mac has one MPS device, mps:0)',
+                'write device = "mps"')
+    if n < 0 or n > MAX_DEVICE_INDEX or not _DEVICE.match(name):
+        shown = index if len(index) <= 24 else index[:20] + "..."
+        return (f'device index out of range: "{name}" ({kind} devices are numbered from 0, and '
+                f"torch takes at most {MAX_DEVICE_INDEX}; got {shown})"), first
+    return None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from ..syntax import ast
 from .catalog import LOSSES, METRICS, OPTIMIZERS, PRECISIONS, metric_mode
 from .checks import check_fit, monitor_keys
 from .decl import ERR, Arg, Bound, bind, call_parts, expr_value, lookup, show
-from .plan import _DEVICE, HABITS, SETTINGS, TARGETS, LossTerm, Note, Plan
+from .plan import _DEVICE, HABITS, SETTINGS, TARGETS, LossTerm, Note, Plan, device_problem
 from .sources import DataSig
 
 
@@ -365,7 +365,11 @@ class Builder:
                 "keeps it in memory on the device and batches it by slicing, so there is no "
                 "per-sample loading to spread over worker processes", self.spans.get("workers")))
         device = values["device"]
-        if device is not ERR and not _DEVICE.match(device):
+        bad_index = device_problem(device) if device is not ERR else None
+        if bad_index:
+            rep.error("E411", bad_index[0], self.spans.get("device"), bad_index[1])
+            values["device"] = ERR
+        elif device is not ERR and not _DEVICE.match(device):
             rep.error("E401", f"unknown device {show(device)}", self.spans.get("device"),
                       'for a GPU write device = "cuda"' if device.lower().startswith("gpu") else
                       did_you_mean(device, ["auto", "cpu", "cuda", "mps"]) or

@@ -44,7 +44,12 @@ def resolve_device(plan: Plan, notes: list[Note]) -> torch.device:
             notes.append(Note("device auto: no CUDA or MPS device found, training on the cpu"))
         _check_precision(plan, dev)
         return dev
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:  # the plan checks names (E411), but a Plan can be made by hand
+        raise NetdslError([Diagnostic("E411", f"invalid device {name!r}: {exc}", span,
+                                      'write device = "cuda" or "cuda:N" (N from 0), or "cpu"')]) \
+            from None
     problem = None
     if dev.type == "cuda":
         if torch.version.cuda is None:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import copy
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,8 @@ PLAN = {
     "early_stopping": None,
     "checkpoint": {
         "every": 100,
+        "every_steps": None,
+        "every_minutes": None,
         "keep": "last",
         "monitor": "train.loss",
         "mode": "min",

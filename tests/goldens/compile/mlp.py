@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import copy
 import csv
+import errno
 import hashlib
 import json
 import math
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +96,14 @@ PLAN = {
     "optimizer": {"name": "SGD", "kwargs": {"lr": 0.01, "momentum": 0.9}},
     "scheduler": None,
     "early_stopping": None,
-    "checkpoint": {"every": 1, "keep": "best", "monitor": "train.loss", "mode": "min"},
+    "checkpoint": {
+        "every": 1,
+        "every_steps": None,
+        "every_minutes": None,
+        "keep": "best",
+        "monitor": "train.loss",
+        "mode": "min",
+    },
     "monitor": {"monitor": "train.loss", "mode": "min"},
 }
 
