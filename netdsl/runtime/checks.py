@@ -6,6 +6,7 @@ loaded data (`netdsl run`), with the same messages. Torch-free.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..diagnostics import Reporter
@@ -59,6 +60,13 @@ def _check_term(plan, i, t, sig: DataSig, rep: Reporter, notes, Note) -> None:
     span = plan.span(f"loss.{i}.output") or plan.span("loss")
     out = t.output_shape
     what = f"{loss.kind} needs {type(loss).expects}" if type(loss).expects else loss.kind
+    if sig.labels is not None and kind in ("class", "binary") and sig.task == "classification":
+        rule = t.label_rule()
+        for where, values in sig.labels if rule else ():
+            problem = label_problem(values, where, rule)
+            if problem:
+                rep.error("E412", problem[0], plan.span(f"data.{where}"), problem[1])
+                return
     if kind == "class":
         if len(out) != 1:
             rep.error("E403", f"{what}: a vector [C] per sample, but '{t.output}' is {_fmt(out)}",
@@ -68,7 +76,7 @@ def _check_term(plan, i, t, sig: DataSig, rep: Reporter, notes, Note) -> None:
             rep.error("E403", f"'{t.output}' has a single score per sample, which cannot be a "
                       f"distribution over classes", span,
                       "for two classes use Linear(2), or BCEWithLogitsLoss with one score")
-        elif sig.num_classes is not None and out[0] < sig.num_classes:
+        elif sig.labels is None and sig.num_classes is not None and out[0] < sig.num_classes:
             rep.error("E403", f"'{t.output}' has {out[0]} class scores, but {sig.name} has "
                       f"{sig.num_classes} classes", span,
                       f"end the model with Linear({sig.num_classes})")
@@ -99,6 +107,40 @@ def _check_term(plan, i, t, sig: DataSig, rep: Reporter, notes, Note) -> None:
                           f"{loss.kind} would broadcast [N] targets against [N, 1] predictions "
                           "to [N, N] and fit every prediction to the mean",
                           plan.span("data.y") or plan.span("data")))
+
+
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+def label_problem(values: Sequence[int], where: str, rule: dict) -> tuple[str, str] | None:
+    """(message, hint) when a label in `values` is not one `rule` (`LossTerm.label_rule`)
+    allows: E412, worded as runtime/data.py's `check_labels` words it when the data loads."""
+    binary, ignore = rule["binary"], rule["ignore_index"]
+    n = 2 if binary else int(rule["classes"])
+    bad = [i for i, v in enumerate(values) if not (0 <= v < n or v == ignore)]
+    if not bad:
+        return None
+    real = [v for v in values if v != ignore]
+    lo, hi = min(real), max(real)
+    out = f"'{rule['output']}'"
+    msg = (f"{where} holds labels {_span(lo, hi)}, but {rule['loss']} trains 0/1 labels on {out}"
+           if binary else f"{where} holds labels {_span(lo, hi)}, but {out} has {n} classes "
+           f"(0..{n - 1}) for {rule['loss']}")
+    msg += (f": {len(bad):,} of {len(values):,} labels are outside, the first is "
+            f"{values[bad[0]]} (sample {bad[0]})")
+    if lo < 0:
+        hint = "class labels count from 0: fix the labels"
+        negative = {v for v in real if v < 0}
+        if ignore is not None and len(negative) == 1:
+            hint += (f", or write {rule['loss']}(ignore_index={negative.pop()}) to skip the "
+                     "samples labelled so")
+    elif binary:
+        hint = "use CrossEntropyLoss with one score per class, or relabel the data 0/1"
+    else:
+        hint = (f"fix the labels, or give {out} {hi + 1} class scores (end the model with "
+                f"Linear({hi + 1})) if the data has {hi + 1} classes")
+    return msg, hint
 
 
 def monitor_keys(plan: Plan, has_val: bool) -> list[str]:

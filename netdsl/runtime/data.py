@@ -75,7 +75,20 @@ API
 `Augment`: ``sample(n, generator) -> params``, ``apply(x, params) -> x``,
     ``__call__(x, generator=None) -> x``; ``bool(augment)`` is False when empty.
 `resolve_device(spec) -> torch.device`: ``"auto"`` picks cuda when available.
-`infer_task(y) -> str`; `DataError`: every user-facing failure, with a readable message.
+`infer_task(y) -> str`; `DataError`: every user-facing failure, with a readable message
+    (``.code``: the diagnostic `netdsl run` reports it as; ``.hint``: what to do).
+    `DamagedFileError` (E414): a file is there but is not what its name says (a wrong
+    magic number, a truncated IDX file, bytes that are not text); `LabelError` (E412): a
+    class label the model cannot train on.
+
+Labels
+------
+``label_check=[{"output", "loss", "classes", "ignore_index", "binary"}, ...]`` (what
+`netdsl run` and compiled scripts pass, one entry per loss on class labels): every label of
+every split must be a class of that output, ``0 <= label < classes`` (0 or 1 when
+`binary`), or equal to its `ignore_index`; else `LabelError`, before anything trains.
+Without it, labels must be ``>= 0`` and, for sources that name their classes (MNIST,
+CIFAR10, ImageFolder, CSV with string labels), one of those classes.
 
 Transforms
 ----------
@@ -103,6 +116,7 @@ the global RNG, or on how many batches were consumed before.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import math
 import os
@@ -118,10 +132,13 @@ __all__ = [
     "SOURCES",
     "TRANSFORMS",
     "Augment",
+    "DamagedFileError",
     "Data",
     "DataError",
     "DataInfo",
+    "DeviceError",
     "DeviceLoader",
+    "LabelError",
     "Split",
     "Transform",
     "infer_task",
@@ -133,7 +150,36 @@ __all__ = [
 
 
 class DataError(Exception):
-    """A dataset could not be found, read or transformed; the message says what to do."""
+    """A dataset could not be found, read or transformed; the message says what to do.
+
+    `code` is the diagnostic `netdsl run` reports it under, `hint` what to do about it."""
+
+    code = "E406"
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+    def __str__(self) -> str:
+        return self.message + (f"\n  hint: {self.hint}" if self.hint else "")
+
+
+class DamagedFileError(DataError):
+    """A data file is there but is not what its name says: damaged, truncated, foreign."""
+
+    code = "E414"
+
+
+class DeviceError(DataError):
+    """A device name with an index torch cannot take (cuda:-1, cuda:abc, cpu:5)."""
+
+    code = "E411"
+
+
+class LabelError(DataError):
+    """A class label outside the classes the model (or the dataset) has."""
+
+    code = "E412"
 
 
 # ---- small helpers ----------------------------------------------------------------------
@@ -150,6 +196,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    kind, sep, index = str(spec).partition(":")
+    if sep and kind in ("cuda", "xpu", "mps", "cpu") and not _index_ok(kind, index):
+        raise DeviceError(
+            f"device index out of range: {str(spec)!r} ({kind} devices are "
+            "numbered from 0, and torch takes at most 127)",
+            f"use {kind!r} for the first device",
+        )
     try:
         dev = torch.device(str(spec))
     except RuntimeError as e:
@@ -159,6 +212,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             f"device {spec!r} requested but CUDA is not available on this machine"
         )
     return dev
+
+
+def _index_ok(kind: str, index: str) -> bool:
+    """Whether torch can take `kind:index` (it keeps an index in 8 bits; cuda:128 wraps)."""
+    if not (index.isascii() and index.isdigit()):  # cuda:-1, cuda:abc, "cuda: 1"
+        return False
+    return int(index) <= (0 if kind in ("cpu", "mps") else 127)
 
 
 def _derive_seed(seed: int, *tags: Any) -> int:
@@ -1032,20 +1092,20 @@ def _short(e: BaseException) -> str:
 
 
 def _torchvision(name: str, root, train: bool, download: bool):
-    import pickle
-
     import torchvision
 
     cls = getattr(torchvision.datasets, name)
     folder, files = _TV_FILES[name]
     try:
         return cls(str(root), train=train, download=False)
-    except (RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- a damaged file fails in many ways
         if all((Path(root) / folder / f).is_file() for f in files):
-            raise DataError(
+            raise DamagedFileError(
                 f"{name} files under {str(Path(root) / folder)!r} are present but could not be "
-                f"read ({_short(e)}); they may be truncated or corrupted. Delete them and load "
-                "with download=true to fetch fresh copies."
+                f"read ({_short(e)}); they may be truncated or corrupted",
+                "delete them and load with download=true to fetch fresh copies",
             ) from None
         if not download:
             raise DataError(_missing_message(name, root, None)) from None
@@ -1055,7 +1115,144 @@ def _torchvision(name: str, root, train: bool, download: bool):
         raise DataError(_missing_message(name, root, _short(e))) from None
 
 
+# IDX files (the MNIST family): magic 0x0000 08 NDIM, NDIM big-endian sizes, then the bytes
+_IDX_NDIM = {"image": 3, "label": 1}
+
+
+def _idx_file(path: Path) -> Path:
+    """The file itself, or its .gz copy when only that is there."""
+    gz = path.with_name(path.name + ".gz")
+    return gz if not path.is_file() and gz.is_file() else path
+
+
+def _what_it_is(raw: bytes) -> str:
+    """A guess at what a foreign file holds, for the message."""
+    for magic, what in (
+        (b"PK\x03\x04", "a zip archive"),
+        (b"\x89PNG", "a PNG image"),
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"<", "HTML or XML text"),
+        (b"\x80", "a Python pickle"),
+    ):
+        if raw.startswith(magic):
+            return f"; it looks like {what}"
+    head = raw[:64]
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "; it holds text"
+    return ""
+
+
+def _read_idx(path: Path, name: str, kind: str) -> torch.Tensor:
+    """One IDX file of `name` (MNIST, FashionMNIST) holding `kind` ("image" or "label") as
+    a uint8 tensor, (N, 28, 28) or (N,); `DamagedFileError` when it is anything else."""
+    file = _idx_file(path)
+    fresh = (
+        f"delete {file} and load with download=true to fetch a fresh copy, or copy the "
+        f"original {path.name} there"
+    )
+    article = "an" if name[0] in "AEFHILMNORSX" else "a"
+    try:
+        raw = file.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {file}: {e.strerror or e}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise DamagedFileError(
+                f"{file} is gzip-compressed but does not decompress ({_short(e)}); "
+                "it is truncated or damaged",
+                fresh,
+            ) from None
+    ndim = _IDX_NDIM[kind]
+    want = 0x800 | ndim
+    if len(raw) < 4:
+        raise DamagedFileError(
+            f"{file}: this is not {article} {name} {kind} file: it holds {len(raw)} "
+            "byte(s), fewer than an IDX header",
+            fresh,
+        )
+    magic = int.from_bytes(raw[:4], "big")
+    if magic != want:
+        why = f"magic number 0x{magic:08X}, expected 0x{want:08X}"
+        if magic in (0x801, 0x803):
+            other = "label" if magic == 0x801 else "image"
+            why += f", which marks {other}s; are the image and label files swapped?"
+        elif magic >> 8 == 0x8:
+            why += f"; it is an IDX file of {magic & 0xFF} dimension(s)"
+        elif magic >> 16 == 0 and magic >> 8 in (0x9, 0xB, 0xC, 0xD, 0xE):
+            why += "; it is an IDX file of values that are not bytes"
+        raise DamagedFileError(
+            f"{file}: this is not {article} {name} {kind} file ({why}{_what_it_is(raw)})",
+            fresh,
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DamagedFileError(
+            f"{file}: truncated: {len(raw)} bytes, shorter than the {header}-byte header "
+            f"of {article} {name} {kind} file",
+            fresh,
+        )
+    shape = tuple(
+        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    if shape[0] == 0:
+        raise DamagedFileError(f"{file}: holds no {kind}s (its header says 0)", fresh)
+    if kind == "image" and shape[1:] != (28, 28):
+        raise DamagedFileError(
+            f"{file}: holds {shape[1]}x{shape[2]} images; {name} images are 28x28",
+            fresh,
+        )
+    need = header + math.prod(shape)
+    if len(raw) < need:
+        raise DamagedFileError(
+            f"{file}: truncated: {len(raw):,} bytes, but its header promises "
+            f"{shape[0]:,} {kind}s ({need:,} bytes)",
+            fresh,
+        )
+    if len(raw) > need:
+        raise DamagedFileError(
+            f"{file}: {len(raw) - need:,} bytes more than the {shape[0]:,} {kind}s its "
+            "header describes; it is damaged",
+            fresh,
+        )
+    t = torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header)
+    return t.view(*shape)
+
+
+def _load_idx(name: str, root, download: bool):
+    """The MNIST family from its four raw IDX files (read here, checked byte by byte)."""
+    import torchvision
+
+    folder, files = _TV_FILES[name]
+    base = Path(root) / folder
+    if not all(_idx_file(base / f).is_file() for f in files):
+        if not download:
+            raise DataError(_missing_message(name, root, None)) from None
+        try:
+            getattr(torchvision.datasets, name)(str(root), train=True, download=True)
+        except Exception as e:  # noqa: BLE001 -- network errors come in many types
+            raise DataError(_missing_message(name, root, _short(e))) from None
+    out = []
+    for images, labels in ((files[0], files[1]), (files[2], files[3])):
+        x = _read_idx(base / images, name, "image")
+        y = _read_idx(base / labels, name, "label")
+        if x.shape[0] != y.shape[0]:
+            raise DamagedFileError(
+                f"{_idx_file(base / images)} holds {x.shape[0]:,} images but "
+                f"{_idx_file(base / labels)} {y.shape[0]:,} labels; one of them is damaged "
+                "or they come from different versions",
+                "download both again (delete them and load with download=true)",
+            )
+        out.append(Split(x.unsqueeze(1), y.to(torch.int64)))
+    classes = [str(c) for c in getattr(torchvision.datasets, name).classes]
+    origin = (str(_idx_file(base / files[1])), str(_idx_file(base / files[3])))
+    return out[0], out[1], classes, origin
+
+
 def _load_torchvision(name: str, root, download: bool):
+    if name in ("MNIST", "FashionMNIST"):
+        return _load_idx(name, root, download)
     out = []
     for train in (True, False):
         ds = _torchvision(name, root, train, download)
@@ -1065,10 +1262,24 @@ def _load_torchvision(name: str, root, download: bool):
             x = data.permute(0, 3, 1, 2).contiguous()
         else:  # MNIST family: (N, H, W)
             x = data.unsqueeze(1)
-        y = torch.as_tensor(ds.targets, dtype=torch.int64)
+        try:
+            y = torch.as_tensor(ds.targets, dtype=torch.int64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise DamagedFileError(
+                f"the {name} labels under {str(Path(root))!r} are not whole numbers "
+                f"({_short(e)})",
+                "delete the files and load with download=true to fetch fresh copies",
+            ) from None
+        if x.shape[0] != y.shape[0] or x.dim() != 4:
+            raise DamagedFileError(
+                f"the {name} files under {str(Path(root))!r} hold {x.shape[0]:,} images "
+                f"but {y.shape[0]:,} labels",
+                "delete them and load with download=true to fetch fresh copies",
+            )
         out.append(Split(x, y))
     classes = [str(c) for c in ds.classes]
-    return out[0], out[1], classes
+    folder = str(Path(root) / _TV_FILES[name][0])
+    return out[0], out[1], classes, (folder, folder)
 
 
 def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
@@ -1108,7 +1319,10 @@ def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
                 im = tf(im)
                 a = np.asarray(im, dtype=np.uint8)
         except Exception as e:  # noqa: BLE001 -- PIL raises many types
-            raise DataError(f"cannot decode image {file!r}: {e}") from None
+            raise DamagedFileError(
+                f"cannot decode image {file!r}: {e}",
+                "delete or replace the file; every file in a class folder must be an image",
+            ) from None
         a = a[:, :, None] if a.ndim == 2 else a
         xs.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
         ys.append(label)
@@ -1141,6 +1355,76 @@ def infer_task(y: Any) -> str:
     return "regression"
 
 
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+def check_labels(
+    labelled: Sequence[tuple[torch.Tensor, str]],
+    checks: Sequence[Mapping[str, Any]] | None,
+    classes: Sequence[str] | None = None,
+    source: str = "the data",
+) -> None:
+    """`LabelError` unless every label of each (labels, where) pair is one the losses in
+    `checks` can train (see "Labels" in the module docstring), and one of the source's own
+    `classes` when it names them."""
+    for c in checks or ():
+        n, ignore, binary = int(c["classes"]), c.get("ignore_index"), c.get("binary")
+        n = 2 if binary else n
+        for y, where in labelled:
+            ok = (y >= 0) & (y < n)
+            if ignore is not None:
+                ok |= y == int(ignore)
+            if bool(ok.all()):
+                continue
+            real = y[y != int(ignore)] if ignore is not None else y
+            lo, hi = int(real.min()), int(real.max())
+            bad = (~ok).nonzero()[0, 0]
+            out = f"'{c['output']}'"
+            msg = (
+                f"{where} holds labels {_span(lo, hi)}, but {c['loss']} trains 0/1 labels "
+                f"on {out}"
+                if binary
+                else f"{where} holds labels {_span(lo, hi)}, but {out} has {n} classes "
+                f"(0..{n - 1}) for {c['loss']}"
+            )
+            msg += (
+                f": {int((~ok).sum()):,} of {y.numel():,} labels are outside, the first "
+                f"is {int(y[bad])} (sample {int(bad)})"
+            )
+            if lo < 0:
+                hint = "class labels count from 0: fix the labels"
+                negative = real[real < 0].unique()
+                if ignore is not None and negative.numel() == 1:
+                    hint += (
+                        f", or write {c['loss']}(ignore_index={int(negative[0])}) to "
+                        "skip the samples labelled so"
+                    )
+            elif binary:
+                hint = "use CrossEntropyLoss with one score per class, or relabel the data 0/1"
+            else:
+                hint = (
+                    f"fix the labels, or give {out} {hi + 1} class scores (end the model "
+                    f"with Linear({hi + 1})) if the data has {hi + 1} classes"
+                )
+            raise LabelError(msg, hint)
+    for y, where in labelled:
+        if not y.numel():
+            continue
+        lo, hi = int(y.min()), int(y.max())
+        if checks is None and lo < 0:
+            raise LabelError(
+                f"{where} holds labels {_span(lo, hi)}: class labels must be >= 0",
+                "class labels count from 0: fix the labels",
+            )
+        if classes is not None and not checks and hi >= len(classes):
+            raise LabelError(
+                f"{where} holds labels {_span(lo, hi)}, but {source} has {len(classes)} "
+                f"classes (0..{len(classes) - 1})",
+                "the labels are damaged: fetch a fresh copy of the data",
+            )
+
+
 def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | None]:
     classes = None
     if task == "classification":
@@ -1161,10 +1445,12 @@ def _targets(y: Any, task: str, where: str) -> tuple[torch.Tensor, list[str] | N
                 f"{where}: classification targets must be whole numbers; "
                 "use task=regression for real-valued targets"
             )
-        t = t.to(torch.int64)
-        if t.numel() and int(t.min()) < 0:
-            raise DataError(f"{where}: class labels must be >= 0, found {int(t.min())}")
-        return t, None
+        if t.is_floating_point() and t.numel() and float(t.abs().max()) >= 2**62:
+            raise LabelError(
+                f"{where}: {float(t.abs().max()):g} is not a class label",
+                "class labels are whole numbers from 0 to the number of classes - 1",
+            )
+        return t.to(torch.int64), None
     if task != "regression":
         raise DataError(f"task must be classification or regression, got {task!r}")
     try:
@@ -1191,8 +1477,19 @@ def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
 def _read_csv(path: Path, features, targets, delimiter: str):
     if not path.is_file():
         raise DataError(f"CSV file {str(path)!r} does not exist")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except UnicodeDecodeError as e:
+        raise DamagedFileError(
+            f"{path}: this is not a text CSV file (byte {e.start:,} is 0x{e.object[e.start]:02X}, "
+            "which is not UTF-8 text)",
+            "give the path of a CSV file saved as UTF-8 text",
+        ) from None
+    except csv.Error as e:
+        raise DamagedFileError(f"{path}: cannot read it as CSV ({e})") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: expected a header row and at least one data row")
@@ -1301,9 +1598,11 @@ def load_data(
     download: bool = False,
     limit: int | None = None,
     task: str | None = None,
+    label_check: Sequence[Mapping[str, Any]] | None = None,
     **kw: Any,
 ) -> Data:
-    """Load `source` into memory; see the module docstring for every source's arguments."""
+    """Load `source` into memory; see the module docstring for every source's arguments
+    and for `label_check`."""
     name = _SOURCE_ALIASES.get(str(source).lower())
     if name is None:
         raise DataError(
@@ -1313,6 +1612,7 @@ def load_data(
     static, augment = plan_transforms(transforms, image=image, sample_shape=None)
     classes: list[str] | None = None
     testsplit: Split | None = None
+    origin = (name, name)  # where the train and test labels come from, for messages
 
     def unused(*allowed: str) -> None:
         extra = sorted(set(kw) - set(allowed))
@@ -1328,7 +1628,7 @@ def load_data(
             raise DataError(f"{name} is a classification dataset")
         task = "classification"
         root = Path(root if root is not None else "data")
-        train, testsplit, classes = _load_torchvision(name, root, download)
+        train, testsplit, classes, origin = _load_torchvision(name, root, download)
     elif name == "ImageFolder":
         unused("path", "test_path", "convert")
         if "path" not in kw and root is None:
@@ -1350,6 +1650,10 @@ def load_data(
         static = static[len(pil_steps) :]
         task = "classification"
         train, classes = _image_folder(path, pil_steps, kw.get("convert", "RGB"))
+        origin = (
+            f"the image folder {str(path)!r}",
+            f"the image folder {str(test_path)!r}",
+        )
         if test_path is not None:
             testsplit, test_classes = _image_folder(
                 Path(test_path), pil_steps, kw.get("convert", "RGB")
@@ -1394,6 +1698,7 @@ def load_data(
             splits.append(Split(_inputs(x, xdt, str(where)), yt))
         train = splits[0]
         testsplit = splits[1] if len(splits) > 1 else None
+        origin = (str(kw["path"]), str(kw.get("test_path")))
     elif name == "tensors":
         unused("X", "y", "X_test", "y_test", "x_dtype")
         if "X" not in kw or "y" not in kw:
@@ -1402,6 +1707,7 @@ def load_data(
         xdt = _dtype(kw.get("x_dtype", "float32"))
         yt, classes = _targets(kw["y"], task, "y")
         train = Split(_inputs(kw["X"], xdt, "X"), yt)
+        origin = ("y", "y_test")
         if kw.get("X_test") is not None:
             if kw.get("y_test") is None:
                 raise DataError("X_test given without y_test")
@@ -1432,6 +1738,11 @@ def load_data(
             if testsplit is None
             else Split(testsplit.x[:limit], testsplit.y[:limit])
         )
+    if task == "classification":
+        labelled = [(train.y, origin[0])]
+        if testsplit is not None:
+            labelled.append((testsplit.y, origin[1]))
+        check_labels(labelled, label_check, classes, name)
 
     if static:
         train = Split(_apply_static_tensor(train.x, static), train.y)

@@ -164,6 +164,17 @@ class LossTerm(BaseModel):
     prefix: str  # "" for a single term, else "OUTPUT." in metric keys
     metrics: tuple[str, ...] = ()
 
+    def label_rule(self) -> dict[str, Any] | None:
+        """What this term needs of class labels (None when it trains no class labels): an
+        entry of load_data's `label_check`."""
+        kind = type(self.loss).target
+        if kind not in ("class", "binary") or (kind == "class" and len(self.output_shape) != 1):
+            return None
+        return {"output": self.output, "loss": self.loss.kind,
+                "classes": self.output_shape[0] if kind == "class" else 2,
+                "ignore_index": getattr(self.loss, "ignore_index", None),
+                "binary": kind == "binary"}
+
 
 class Plan(BaseModel):
     """A validated training plan for one model."""
@@ -212,6 +223,8 @@ class Plan(BaseModel):
         data["seed"] = self.seed
         if "task" in type(self.data).model_fields and data.get("task") is None and self.task:
             data["task"] = self.task
+        if self.label_checks():
+            data["label_check"] = self.label_checks()
         sched = None
         if self.scheduler is not None:
             s = self.scheduler
@@ -252,6 +265,14 @@ class Plan(BaseModel):
                 "mode": ck.mode},
             "monitor": {"monitor": self.monitor, "mode": metric_mode(self.monitor)},
         }
+
+    def label_checks(self) -> list[dict[str, Any]]:
+        """What every class label must be, one entry per loss on class labels (load_data's
+        `label_check`): a class of the output it trains (0 or 1 for a binary loss), or the
+        loss's ignore_index."""
+        if self.task != "classification":
+            return []
+        return [r for r in (t.label_rule() for t in self.loss) if r is not None]
 
     def describe(self) -> str:
         """The plan as aligned `setting  value` lines."""

@@ -140,6 +140,7 @@ class DataSig:
     has_val: bool = False
     has_test: bool | None = None
     target_note: str = ""  # how netdsl read targets it had to interpret, for notes
+    labels: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # (where, labels) per split
 
 
 # ---- sources ------------------------------------------------------------------------------
@@ -287,8 +288,11 @@ class tensors(Source):
         if sig.task == "classification":
             if _all_ints(self.y) and len(y) in (1, 2) and (len(y) == 1 or y[1] == 1):
                 labels = [int(v) for v in _flat(self.y)]
+                sig.labels = (("y", tuple(labels)),)
                 if self.y_test is not None and _all_ints(self.y_test):
-                    labels += [int(v) for v in _flat(self.y_test)]
+                    test = tuple(int(v) for v in _flat(self.y_test))
+                    sig.labels += (("y_test", test),)
+                    labels += test
                 sig.num_classes = max(labels) + 1 if labels and min(labels) >= 0 else None
             sig.target_shape = ()
         else:

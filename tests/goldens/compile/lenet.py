@@ -11,6 +11,7 @@ import contextlib
 import copy
 import csv
 import errno
+import gzip
 import hashlib
 import json
 import math
@@ -84,6 +85,15 @@ PLAN = {
             ["Normalize", {"mean": 0.1307, "std": 0.3081}],
         ],
         "seed": 0,
+        "label_check": [
+            {
+                "output": "logits",
+                "loss": "CrossEntropyLoss",
+                "classes": 10,
+                "ignore_index": -100,
+                "binary": False,
+            }
+        ],
     },
     "batch_size": 64,
     "eval_batch_size": 64,

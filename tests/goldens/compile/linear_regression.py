@@ -11,6 +11,7 @@ import contextlib
 import copy
 import csv
 import errno
+import gzip
 import hashlib
 import json
 import math

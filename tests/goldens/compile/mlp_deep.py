@@ -11,6 +11,7 @@ import contextlib
 import copy
 import csv
 import errno
+import gzip
 import hashlib
 import json
 import math
@@ -69,6 +70,15 @@ PLAN = {
         "download": True,
         "transforms": [["ToTensor", {}]],
         "seed": 0,
+        "label_check": [
+            {
+                "output": "logits",
+                "loss": "CrossEntropyLoss",
+                "classes": 10,
+                "ignore_index": -100,
+                "binary": False,
+            }
+        ],
     },
     "batch_size": 64,
     "eval_batch_size": 64,
