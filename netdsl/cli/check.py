@@ -16,14 +16,16 @@ def check_command(specs, quiet):
     """Validate SPECS: syntax, names, arguments and shapes.
 
     Prints one line per model (inputs, outputs, parameter count); reports every mistake as
-    FILE:LINE:COL diagnostics. Exit status 0 when all specs are valid, 1 otherwise. Does not
-    import torch.
+    FILE:LINE:COL diagnostics; warns (W311) when a model, or training it under its plan, needs
+    more memory than this machine has. Exit status 0 when all specs are valid, 1 otherwise.
+    Does not import torch.
 
     \b
     Examples:
       netdsl check specs/lenet.net
       netdsl check specs/*.net
     """
+    from ..memory import memory_warnings
     from ..spec import load
     from ..targets.summary import summarize
 
@@ -36,7 +38,7 @@ def check_command(specs, quiet):
             failed += 1
             click.echo(exc.format(color), err=True)
             continue
-        for w in spec.warnings:
+        for w in spec.warnings + memory_warnings(spec):
             click.echo(w.format(color), err=True)
         if quiet:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -16,7 +17,8 @@ def summary_command(spec, model, as_json):
     """Print each model's layers: node, layer, output shape, parameters, multiply-adds.
 
     Totals follow the table: total and trainable parameters, multiply-adds per sample and
-    parameter memory. Shapes leave out the batch dimension.
+    parameter memory. Shapes leave out the batch dimension. Warns (W311) on stderr when a
+    model, or training it under its plan, needs more memory than this machine has.
 
     \b
     Examples:
@@ -24,10 +26,14 @@ def summary_command(spec, model, as_json):
       netdsl summary specs/resnet18.net --model ResNet18
       netdsl summary specs/seeds.net --json | jq '.[].total_params'
     """
+    from ..diagnostics import use_color
+    from ..memory import memory_warnings
     from ..spec import load
 
     s = load(spec)
     names = [model] if model else s.model_names
+    for w in memory_warnings(s, names):
+        click.echo(w.format(use_color(sys.stderr)), err=True)
     summaries = [s.summary(n) for n in names]
     if as_json:
         data = [x.to_dict() for x in summaries]

@@ -127,6 +127,12 @@ class KLDivLoss(Loss):
 # ---- optimizers ----------------------------------------------------------------------------
 class Optimizer(Decl):
     positional = ("lr",)
+    state: ClassVar[int] = 2  # tensors of each parameter's size the optimizer keeps
+
+    def state_copies(self) -> int:
+        """How many parameter-sized tensors of state this optimizer keeps (netdsl/memory.py;
+        tests/test_faults.py checks every one against torch)."""
+        return self.state
 
 
 @OPTIMIZERS.register
@@ -140,6 +146,9 @@ class SGD(Optimizer):
     foreach: Optional[Bool] = None
     fused: Optional[Bool] = None
     torch = "torch.optim.SGD"
+
+    def state_copies(self):
+        return 1 if self.momentum else 0
 
     def check(self):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -160,6 +169,9 @@ class Adam(Optimizer):
     decoupled_weight_decay: Bool = False
     torch = "torch.optim.Adam"
 
+    def state_copies(self):
+        return 3 if self.amsgrad else 2
+
 
 @OPTIMIZERS.register
 class AdamW(Optimizer):
@@ -172,6 +184,9 @@ class AdamW(Optimizer):
     foreach: Optional[Bool] = None
     fused: Optional[Bool] = None
     torch = "torch.optim.AdamW"
+
+    def state_copies(self):
+        return 3 if self.amsgrad else 2
 
 
 @OPTIMIZERS.register
@@ -186,6 +201,9 @@ class RMSprop(Optimizer):
     maximize: Bool = False
     torch = "torch.optim.RMSprop"
 
+    def state_copies(self):
+        return 1 + (self.momentum > 0) + self.centered
+
 
 @OPTIMIZERS.register
 class Adagrad(Optimizer):
@@ -198,6 +216,7 @@ class Adagrad(Optimizer):
     maximize: Bool = False
     fused: Optional[Bool] = None
     torch = "torch.optim.Adagrad"
+    state = 1
 
 
 @OPTIMIZERS.register

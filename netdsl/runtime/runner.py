@@ -88,12 +88,44 @@ def load(plan: Plan, settings: dict):
     """Load the plan's data (E406 when it cannot be) and check it against the model again,
     now that shapes and class counts are known."""
     try:
-        data = load_data(**settings["data"])
-    except DataError as exc:
-        first, *rest = str(exc).splitlines() or ["cannot load the data"]
+        with out_of_memory("loading the data"):
+            data = load_data(**settings["data"])
+    except DataError as exc:  # E406, or its kinds: E412 labels, E414 damaged files
+        first, *rest = exc.message.splitlines() or ["cannot load the data"]
         notes = [(line.strip(), None) for line in rest if line.strip()]
-        raise NetdslError([Diagnostic("E406", first, plan.span("data"), notes=notes)]) from None
+        raise NetdslError([Diagnostic(exc.code, first, plan.span("data"), exc.hint,
+                                      notes=notes)]) from None
     return data
+
+
+def check_memory(plan: Plan, graph, device: torch.device) -> None:
+    """E413 before anything is allocated when the estimate (netdsl/memory.py) cannot fit."""
+    from ..memory import memory_problem
+
+    problem = memory_problem(graph, plan, str(device))
+    if problem is not None:
+        raise NetdslError([problem])
+
+
+_OOM_TEXT = ("can't allocate memory", "out of memory", "not enough memory", "DefaultCPUAllocator")
+
+
+@contextlib.contextmanager
+def out_of_memory(doing: str):
+    """A failed allocation (torch.OutOfMemoryError, MemoryError, torch's "can't allocate
+    memory") while `doing` becomes E413, not an internal error."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and not any(t in text for t in _OOM_TEXT):
+            raise
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        first = first.split(" (Triggered internally")[0][:300]
+        raise NetdslError([Diagnostic(
+            "E413", f"not enough memory: ran out while {doing} ({first})",
+            hint="use a smaller batch_size, a model with fewer parameters, precision = bf16, "
+            "or a machine (or device) with more memory")]) from None
 
 
 def check_loaded(plan: Plan, graph, data, settings: dict, notes: list[Note]) -> None:
@@ -261,13 +293,16 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     notes = list(plan.notes)
     settings = plan.settings()
     device = resolve_device(plan, notes)
+    check_memory(plan, graph, device)
     state, folder = None, None
     if resume is not None:
         state, ckpt_file = _read_resume(resume, device, plan)
         folder = ckpt_file.parent.parent if (ckpt_file.parent.parent / "plan.json").exists() \
             and ckpt_file.parent.name == "checkpoints" else None
         notes.extend(_resume_notes(state, settings, ckpt_file))
-        _fits(spec.build(plan.model).state_dict(), state["model"], ckpt_file, plan.model)
+        with out_of_memory(f"building {plan.model}"):
+            own = spec.build(plan.model).state_dict()
+        _fits(own, state["model"], ckpt_file, plan.model)
     data = load(plan, settings)
     check_loaded(plan, graph, data, settings, notes)
     if folder is None:
@@ -287,9 +322,10 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
                        val_loss=None, test_loss=None, test_accuracy=None,
                        samples_per_second=None, run_dir=str(folder), device=str(device))
     try:
-        out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
-                        checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
-                        model_name=plan.model)
+        with out_of_memory(f"training {plan.model}"):
+            out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
+                            checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
+                            model_name=plan.model)
     except loop.TrainingInterrupted as exc:
         r = exc.result
         exc.result = {**result, **r, **headline(r, settings, data)}
@@ -424,13 +460,15 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
         raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
         state = state["model"]
-    net = spec.build(plan.model)
+    with out_of_memory(f"building {plan.model}"):
+        net = spec.build(plan.model)
     _fits(net.state_dict(), state, path, plan.model)
     net.load_state_dict(state)
     data = load(plan, settings)
     check_loaded(plan, graph, data, settings, notes)
     split = "test" if data.test is not None else "val" if data.val is not None else "train"
-    metrics = loop.evaluate(net, data, settings, device=device, split=split)
+    with out_of_memory(f"evaluating {plan.model}"):
+        metrics = loop.evaluate(net, data, settings, device=device, split=split)
     return {"spec": str(spec.filename), "model": plan.model, "weights": str(path),
             "split": split, "samples": data.split(split).n, "device": str(device),
             "loss": metrics[f"{split}.loss"], "accuracy": accuracies(metrics, split),
