@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGALRM, _alarm)
     rng = random.Random(args.seed)
     tally, drafts, hangs, crashes = Tally(), [0], 0, []
-    slowest = (0.0, "")
+    slowest, found = (0.0, ""), 0
     t0 = time.perf_counter()
 
     def refused(text, exc):
@@ -73,6 +73,9 @@ def main(argv=None) -> int:
             crashes.append((text, f"{type(exc).__name__}: {exc}"))
         finally:
             signal.alarm(0)
+        for text_, why in (tally.failures + crashes)[found:]:  # as they come: a long run may stop
+            print(f"finding {found + 1}: {why}\n{text_}", file=sys.stderr, flush=True)
+            found += 1
         took = time.perf_counter() - start
         if took > slowest[0]:
             slowest = (took, text)
