@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -143,7 +144,28 @@ def check_loaded(plan: Plan, graph, data, settings: dict, notes: list[Note]) -> 
                       f"fewer than the {need} optimizer steps of this run",
                       plan.span("scheduler.total_steps"), "leave total_steps out: netdsl fills "
                       "it in")
+    _batch_of_one(graph, data, settings, rep)
     rep.check()
+
+
+def _batch_of_one(graph, data, settings: dict, rep: Reporter) -> None:
+    """E407: BatchNorm over one value per channel fails in training on a batch of one sample
+    ("Expected more than 1 value per channel"), and the last batch can be one sample."""
+    n, b = data.train.n, settings["batch_size"]
+    if settings["drop_last"] or (n % b != 1 and b != 1):
+        return
+    for _, node, g in graph.walk():
+        if node.kind != "op" or not node.op.kind.startswith("BatchNorm") or not node.inputs:
+            continue
+        t = g.type_of(node.inputs[0])
+        if t is not None and math.prod(t.shape[1:]) == 1:
+            last = "every batch holds one sample" if b == 1 else \
+                f"the last batch holds one sample ({n:,} = {n // b} x {b} + 1)"
+            rep.error("E407", f"{node.op.kind} normalises {t} over the batch, one value per channel "
+                      f"per sample, and {last}: torch cannot train on that",
+                      node.span, "write drop_last = true, or a batch_size that leaves more "
+                                 "than one sample over")
+            return
 
 
 def _steps(data, settings: dict) -> int:
