@@ -94,10 +94,15 @@ class Graph(BaseModel):
         return self._index()[name]
 
     def _index(self) -> dict[str, Node]:
-        idx = self.__dict__.get("_idx")
-        if idx is None or len(idx) != len(self.nodes):
-            idx = {n.name: n for n in self.nodes}
-            self.__dict__["_idx"] = idx
+        # extended as nodes are appended (elaboration asks after every node: rebuilding it
+        # each time was quadratic), rebuilt when the list shrank
+        seen, idx = self.__dict__.get("_idx", (0, None))
+        n = len(self.nodes)
+        if idx is None or seen > n:
+            seen, idx = 0, {}
+        for node in self.nodes[seen:]:
+            idx[node.name] = node
+        self.__dict__["_idx"] = (n, idx)
         return idx
 
     @property
