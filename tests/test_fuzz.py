@@ -54,6 +54,9 @@ def check_diagnostics(diagnostics, text: str) -> None:
         line = lines[s.line - 1].rstrip("\r")
         assert 1 <= s.col <= len(line) + 1, (d.format(), s)
         assert (s.end_line, s.end_col) >= (s.line, s.col), (d.format(), s)
+        assert s.end_line <= len(lines), (d.format(), s)
+        end_line = lines[s.end_line - 1].rstrip("\r")
+        assert s.end_col <= len(end_line) + 1, (d.format(), s)  # the caret ends on its line
         assert s.source.line(s.line) == line, "the excerpt shows another line than the span's"
 
 
