@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from .diagnostics import Diagnostic
-from .ir.graph import Graph
+from .ir.graph import Graph, parameter_counts
 
 DTYPE_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2,
                "int16": 2, "uint8": 1, "int8": 1, "bool": 1}
@@ -112,17 +112,6 @@ class Estimate:
             parts.append(f"{gib(self.optimizer)} of {self.optimizer_name} state")
         parts.append(f"{gib(self.activations)} of activations at batch size {self.batch_size}")
         return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def parameter_counts(graph: Graph) -> tuple[int, int]:
-    """(total, trainable) parameters of a graph, through its blocks."""
-    total = trainable = 0
-    for _, n, _ in graph.walk():
-        if n.kind == "op":
-            p = n.op.param_count()
-            total += p
-            trainable += p if getattr(n.op, "trainable", True) else 0
-    return total, trainable
 
 
 def activation_bytes(graph: Graph) -> int:
