@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from specgen import Tally, held, spec_text  # noqa: E402
+from specgen import Tally, held, spec_text
 
 
 class Hang(Exception):

@@ -15,7 +15,6 @@ import signal
 import warnings
 
 import pytest
-
 from specgen import OPS_USED, Tally, held, spec_text
 from test_fuzz import check_diagnostics
 

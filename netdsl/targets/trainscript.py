@@ -163,6 +163,7 @@ class Script:
             Stmt("except TrainingInterrupted as exc:", body=[
                 Stmt('where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""'),
                 Stmt("sys.exit(f\"{exc.result['message']}{where}\")")]),
+            Stmt("except DiskFull as exc:", body=[Stmt('sys.exit(f"error: {exc.strerror}")')]),
             Stmt('trained = result.pop("model")'),
             Stmt('if result["status"] != "diverged":', body=[
                 Stmt("os.makedirs(out, exist_ok=True)"),

@@ -177,6 +177,8 @@ def main(argv=None):
     except TrainingInterrupted as exc:
         where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""
         sys.exit(f"{exc.result['message']}{where}")
+    except DiskFull as exc:
+        sys.exit(f"error: {exc.strerror}")
     trained = result.pop("model")
     if result["status"] != "diverged":
         os.makedirs(out, exist_ok=True)
