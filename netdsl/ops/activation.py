@@ -39,20 +39,27 @@ ReLU = _act("ReLU", INPLACE, ints=True)
 LeakyReLU = _act("LeakyReLU", {"negative_slope": (Float, 0.01), **INPLACE}, ("negative_slope",))
 
 
-def _leaky_shape(self, ins, _plain=LeakyReLU.shape):
-    if self.inplace and self.negative_slope < 0:
-        raise ShapeError("LeakyReLU(inplace=true) with a negative slope cannot train: torch has no "
-                         "backward pass for it", arg="inplace", hint="leave inplace out")
-    return _plain(self, ins)
 
-
-LeakyReLU.shape = _leaky_shape
 GELU = _act("GELU", {"approximate": (Literal["none", "tanh"], "none")})
 SiLU = _act("SiLU", INPLACE)
 ELU = _act("ELU", {"alpha": (Float, 1.0), **INPLACE})
 Tanh = _act("Tanh", {})
 Sigmoid = _act("Sigmoid", {})
 Hardswish = _act("Hardswish", INPLACE)
+
+
+def _no_negative_in_place(field: str, what: str):
+    """LeakyReLU and ELU in place with a negative slope (alpha) have no backward in torch."""
+    def shape(self, ins, _plain=_Activation.shape):
+        if self.inplace and getattr(self, field) < 0:
+            raise ShapeError(f"{self.kind}(inplace=true) with a negative {what} cannot train: torch "
+                             "has no backward pass for it", arg="inplace", hint="leave inplace out")
+        return _plain(self, ins)
+    return shape
+
+
+LeakyReLU.shape = _no_negative_in_place("negative_slope", "slope")
+ELU.shape = _no_negative_in_place("alpha", "alpha")
 Softmax = _act("Softmax", {"dim": (Optional[Int], None)}, ("dim",))
 LogSoftmax = _act("LogSoftmax", {"dim": (Optional[Int], None)}, ("dim",))
 
