@@ -37,9 +37,6 @@ def _act(name: str, fields: dict, key_args=(), ints: bool = False):
 INPLACE = {"inplace": (Bool, False)}
 ReLU = _act("ReLU", INPLACE, ints=True)
 LeakyReLU = _act("LeakyReLU", {"negative_slope": (Float, 0.01), **INPLACE}, ("negative_slope",))
-
-
-
 GELU = _act("GELU", {"approximate": (Literal["none", "tanh"], "none")})
 SiLU = _act("SiLU", INPLACE)
 ELU = _act("ELU", {"alpha": (Float, 1.0), **INPLACE})

@@ -13,7 +13,6 @@ fields in order (`Conv2d(6, 5)` is out_channels=6, kernel_size=5).
 from __future__ import annotations
 
 import functools
-
 import math
 from typing import Any, ClassVar, Literal, Optional, Union, get_args, get_origin
 
@@ -55,11 +54,14 @@ class Extra:
 
 
 class ShapeError(Exception):
-    """Raised by a shape rule; `arg` names the argument to point at (else the layer)."""
+    """Raised by a shape rule; `arg` names the argument to point at (else the layer), `code`
+    the diagnostic when it is not the shape pass's default (E301, or E302 for an inferred
+    argument)."""
 
-    def __init__(self, message: str, arg: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, arg: str | None = None, hint: str | None = None,
+                 code: str | None = None):
         super().__init__(message)
-        self.message, self.arg, self.hint = message, arg, hint
+        self.message, self.arg, self.hint, self.code = message, arg, hint, code
 
 
 def _per_class(method):
@@ -278,4 +280,4 @@ def need_float(ins: list[TensorType], layer: str) -> None:
     for x in ins:
         if x.dtype not in FLOAT_DTYPES:
             raise ShapeError(f"{layer} needs floating-point input, but gets {x}",
-                             hint="integer ids become vectors through an Embedding")
+                             hint="integer ids become vectors through an Embedding", code="E303")

@@ -50,7 +50,7 @@ class Value:
 DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
                  "int": "int32", "short": "int16", "byte": "uint8", "f32": "float32", "i64": "int64"}
 MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest reference network;
-# keeps `check` under a second on any spec
+# elaboration and shape inference of that many take about a second
 MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
 
 

@@ -59,7 +59,8 @@ def _dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
         bad = [t for t in ins if t.dtype not in INT_DTYPES]
         if bad:
             return ShapeError(f"Embedding needs integer indices, but gets {_typed(bad[0])}",
-                              hint="declare the input with an integer dtype: input tokens: [32] int64")
+                              hint="declare the input with an integer dtype: input tokens: [32] int64",
+                              code="E303")
         return None
     if op.family in NUMERIC_FAMILIES:
         takes = FLOAT_DTYPES + (INT_DTYPES if getattr(op, "ints", False) else ())  # ReLU on ints
@@ -69,9 +70,10 @@ def _dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
                               hint="integer ids become vectors through an Embedding: "
                                    "x -> Embedding(vocabulary, dim) -> ..." if op.family in FLOAT_FAMILIES
                               else "declare the input with a float dtype, or make it one with a "
-                                   "layer that holds weights")
+                                   "layer that holds weights", code="E303")
     if op.family == "merge" and len({t.dtype for t in ins}) > 1:
-        return ShapeError(f"cannot combine values of different dtypes: {', '.join(map(_typed, ins))}")
+        return ShapeError(f"cannot combine values of different dtypes: {', '.join(map(_typed, ins))}",
+                          code="E303")
     return None
 
 
@@ -85,10 +87,8 @@ def _state_dtype_error(op, ins: list[TensorType]) -> ShapeError | None:
     bad = [t for t in ins if t.dtype != "float32"]
     if not bad:
         return None
-    err = ShapeError(f"{op.kind} holds float32 weights, but gets {_typed(bad[0])}: torch needs "
-                     "the input in the weights' dtype", hint=MIXED_PRECISION)
-    err.code = "E303"
-    return err
+    return ShapeError(f"{op.kind} holds float32 weights, but gets {_typed(bad[0])}: torch needs "
+                      "the input in the weights' dtype", hint=MIXED_PRECISION, code="E303")
 
 
 def _typed(t: TensorType) -> str:
@@ -99,17 +99,14 @@ def _size_error(op, outs: list[TensorType]) -> ShapeError | None:
     """E305: an output or a parameter count beyond what any machine holds."""
     for t in outs:
         if t.numel > MAX_ELEMENTS:
-            err = ShapeError(f"{op.kind} makes a value of {t.numel:.3g} elements per sample "
-                             f"{list(t.shape)}, more than netdsl's limit of 2**40",
-                             hint="check the sizes: one sample's activations this large "
-                                  "cannot be held in memory")
-            err.code = "E305"
-            return err
-    if op.param_count() > MAX_PARAMETERS:
-        err = ShapeError(f"{op.kind} holds {_count(op.param_count())}, more than netdsl's "
-                         "limit of 2**40", hint=BUILT_IN_ONE_PROCESS)
-        err.code = "E305"
-        return err
+            return ShapeError(f"{op.kind} makes a value of {t.numel:.3g} elements per sample "
+                              f"{list(t.shape)}, more than netdsl's limit of 2**40",
+                              hint="check the sizes: one sample's activations this large "
+                                   "cannot be held in memory", code="E305")
+    params = op.param_count()
+    if params > MAX_PARAMETERS:
+        return ShapeError(f"{op.kind} holds {_count(params)}, more than netdsl's limit of 2**40",
+                          hint=BUILT_IN_ONE_PROCESS, code="E305")
     return None
 
 
@@ -133,7 +130,6 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
     try:
         bad = _dtype_error(op, ins)
         if bad is not None:
-            bad.code = "E303"
             raise bad
         inferred = op.infer(ins)
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
@@ -147,9 +143,7 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         if big is not None:
             raise big
     except ShapeError as exc:
-        code = getattr(exc, "code", None) or (
-            "E302" if exc.arg in type(op).inferred_fields() else
-            "E303" if "needs floating-point input" in exc.message else "E301")  # ops.base.need_float
+        code = exc.code or ("E302" if exc.arg in type(op).inferred_fields() else "E301")
         span = node.arg_spans.get(exc.arg, node.span) if exc.arg else node.span
         msg = exc.message
         if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out
