@@ -202,7 +202,7 @@ def save_checkpoint(path: str, state: dict) -> str:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        if _out_of_space(exc):
+        if is_out_of_space(exc):
             kept = (
                 f"{path} from before is intact"
                 if os.path.exists(path)
@@ -217,7 +217,7 @@ def save_checkpoint(path: str, state: dict) -> str:
     return path
 
 
-def _out_of_space(exc: BaseException) -> bool:
+def is_out_of_space(exc: BaseException) -> bool:
     """torch.save reports a full disk as an OSError, or as a RuntimeError from its zip writer
     ("file write failed", "unexpected pos")."""
     if isinstance(exc, OSError):
@@ -252,7 +252,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # alive, another user's
     return True
 
 
@@ -664,8 +664,8 @@ class Trainer:
         if due:
             self.save_last()
 
-    def save_last(self, state: dict | None = None) -> dict:
-        state = state or self.state()
+    def save_last(self) -> dict:
+        state = self.state()
         self.checkpoint_path = save_checkpoint(
             os.path.join(self.checkpoint_dir, "last.pt"), state
         )

@@ -300,7 +300,7 @@ def out_of_space():
     except loop.DiskFull as exc:
         raise NetdslError([Diagnostic("E410", exc.strerror)]) from None
     except (OSError, RuntimeError) as exc:
-        if not loop._out_of_space(exc):
+        if not loop.is_out_of_space(exc):
             raise
         where = f" to write {exc.filename}" if getattr(exc, "filename", None) else ""
         raise NetdslError([Diagnostic(

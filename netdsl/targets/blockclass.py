@@ -45,8 +45,6 @@ parametrise.py step 3, specexpr.py the spec's expressions, emit.py the statement
 
 from __future__ import annotations
 
-import keyword
-
 from ..ir.graph import Graph, Node
 from ..ops.base import Op
 from ..syntax import ast
@@ -98,8 +96,7 @@ class Lowering:
         return RESERVED | self.class_names.used
 
     def _safe(self, name: str) -> bool:
-        return (name.isidentifier() and name.isascii() and not name.startswith("__")
-                and name not in self.class_names.reserved and not keyword.issoftkeyword(name))
+        return self.class_names.legal(name) == name
 
     def _collect(self, graph: Graph) -> None:
         for n in graph.nodes:

@@ -98,7 +98,8 @@ class Namespace:
         self.used: set[str] = set()
         self.reserved = reserved
 
-    def create(self, want: str) -> str:
+    def legal(self, want: str) -> str:
+        """`want` made a legal name that reads as itself (unique or not): `want` when it is one."""
         base = want if want.isidentifier() and want.isascii() else "x"
         if base.startswith("__") and base.endswith("__") and base.strip("_"):
             base = base.strip("_")  # a dunder (`__class__`) is Python's own: `class_`
@@ -106,6 +107,10 @@ class Namespace:
             base = "_" + base.lstrip("_")  # no name mangling inside a class
         if base in self.reserved or keyword.issoftkeyword(base):
             base += "_"
+        return base
+
+    def create(self, want: str) -> str:
+        base = self.legal(want)
         name, i = base, 0
         while name in self.used or name in self.reserved:
             i += 1
