@@ -223,8 +223,9 @@ class Plan(BaseModel):
         data["seed"] = self.seed
         if "task" in type(self.data).model_fields and data.get("task") is None and self.task:
             data["task"] = self.task
-        if self.label_checks():
-            data["label_check"] = self.label_checks()
+        label_checks = self.label_checks()
+        if label_checks:
+            data["label_check"] = label_checks
         sched = None
         if self.scheduler is not None:
             s = self.scheduler
