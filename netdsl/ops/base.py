@@ -58,10 +58,14 @@ class ShapeError(Exception):
     the diagnostic when it is not the shape pass's default (E301, or E302 for an inferred
     argument)."""
 
+    code: str | None = None  # a subclass may fix it (backbone.WeightsError: E104)
+
     def __init__(self, message: str, arg: str | None = None, hint: str | None = None,
                  code: str | None = None):
         super().__init__(message)
-        self.message, self.arg, self.hint, self.code = message, arg, hint, code
+        self.message, self.arg, self.hint = message, arg, hint
+        if code is not None:
+            self.code = code
 
 
 def _per_class(method):
