@@ -290,6 +290,13 @@ def test_fields_follow_torch_signature(name):
                 f"{name}.{n}: default {f.default!r}, torch {sig[n]!r}"
     for n in cls.fixed:
         assert n in sig and n not in fields
+    # torch's positional order, as netdsl reads a call written the torch way, is torch's own
+    positional = cls.torch_fields()
+    if cls.kind not in ("RNN", "LSTM", "GRU"):
+        params = inspect.signature(getattr(torch.nn, cls.torch.removeprefix("nn.")).__init__).parameters
+        order = [n for n in order if params[n].kind is not inspect.Parameter.KEYWORD_ONLY]
+    assert positional == order[:len(positional)], \
+        f"{name}: positional order {positional} is not torch's {order[:len(positional)]}"
 
 
 @pytest.mark.parametrize("name", sorted(OPS))

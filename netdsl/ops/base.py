@@ -6,8 +6,15 @@ live module, the generated source, the diagram and the summary all read these de
 nothing else in netdsl knows what a Conv2d is.
 
 A field annotated with `Inferred()` is derived from the incoming shape (`in_features`): a spec
-may omit it, and when it is given it is checked. Positional arguments in a spec fill the other
-fields in order (`Conv2d(6, 5)` is out_channels=6, kernel_size=5).
+may omit it, and when it is given it is checked against the input. Positional arguments come in
+two forms, told apart by their number (see `Op.positional_for`):
+- the short form leaves the inferred fields out and fills the required ones in order:
+  `Conv2d(16, 3)` is out_channels=16, kernel_size=3;
+- torch's own form has more positional arguments than that and reads them exactly as torch
+  does, inferred fields included: `Conv2d(3, 16, 3, 2)` is in_channels=3 (checked),
+  out_channels=16, kernel_size=3, stride=2.
+No call is read both ways: torch needs every required argument, so a call short enough to be
+the short form is an error in torch.
 """
 
 from __future__ import annotations
@@ -44,9 +51,6 @@ InitName = Optional[Literal[INIT_FUNCTIONS]]  # type: ignore[valid-type]
 
 class Inferred:
     """Marks a field that shape inference fills in when the spec leaves it out."""
-
-    def __init__(self, positional: bool = False):
-        self.positional = positional
 
 
 class Extra:
@@ -93,6 +97,9 @@ class Op(BaseModel):
     torch: ClassVar[str | None] = None  # "nn.Conv2d"; None for functional ops (no submodule)
     arity: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
     fixed: ClassVar[dict[str, Any]] = {}  # constructor arguments netdsl always passes
+    keyword_only: ClassVar[tuple[str, ...]] = ()  # fields torch takes by name only
+    fixed_before: ClassVar[dict[str, str]] = {}  # where a fixed one sits in torch's order:
+    #                                              {"batch_first": "dropout"}, before that field
     outputs: ClassVar[tuple[str, ...]] = ("out",)  # names of the values a call produces
     key_args: ClassVar[tuple[str, ...]] = ()  # shown on diagram nodes
     imports: ClassVar[tuple[str, ...]] = ()  # extra import lines the constructor needs
@@ -134,16 +141,38 @@ class Op(BaseModel):
 
     @classmethod
     @_per_class
-    def positional_fields(cls) -> list[str]:
-        """Fields filled by positional arguments in a spec."""
+    def torch_fields(cls) -> list[str]:
+        """Torch's positional order: every constructor argument, inferred and fixed ones
+        included (a positional argument on a fixed one must repeat netdsl's value)."""
         out = []
         for n, f in cls.model_fields.items():
-            if n == "op" or _marker(f, Extra):
+            if n == "op" or _marker(f, Extra) or n in cls.keyword_only:
                 continue
-            inf = _marker(f, Inferred)
-            if inf is None or inf.positional:
-                out.append(n)
+            out += [k for k, before in cls.fixed_before.items() if before == n]
+            out.append(n)
         return out
+
+    @classmethod
+    @_per_class
+    def positional_fields(cls) -> list[str]:
+        """The short form's positional order: torch's, with the inferred fields left out."""
+        return [n for n in cls.torch_fields()
+                if n not in cls.fixed and not _marker(cls.model_fields[n], Inferred)]
+
+    @classmethod
+    def positional_for(cls, n: int) -> tuple[list[str], bool]:
+        """The fields `n` positional arguments fill, and whether that is torch's full form.
+        Up to as many as the short form requires, they are the short form; more, torch's."""
+        if cls.inferred_fields() and n > len(cls.required_fields()):
+            return cls.torch_fields(), True
+        return cls.positional_fields(), False
+
+    @classmethod
+    @_per_class
+    def float_fields(cls) -> list[str]:
+        """Float-valued arguments (`eps`, `momentum`, `p`): an integer never lands on one by
+        position, where it is almost always a size written in the wrong place."""
+        return [n for n, f in cls.model_fields.items() if _admits_float(f.annotation)]
 
     @classmethod
     @_per_class
@@ -206,6 +235,12 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     return str(v)
+
+
+def _admits_float(tp) -> bool:
+    if tp is StrictFloat or tp is float:
+        return True
+    return any(_admits_float(a) for a in get_args(tp))
 
 
 def _marker(field, cls):

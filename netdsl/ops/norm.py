@@ -55,6 +55,7 @@ def _batchnorm(name: str, ranks: tuple[int, ...], torch_default_affine: bool = T
         affine: Bool = torch_default_affine
         track_running_stats: Bool = torch_default_affine
         bias: Bool = True  # keyword-only in torch (2.5+): the affine shift, when affine
+        keyword_only = ("bias",)
 
     BN.ranks = ranks
     BN.torch = f"nn.{name}"
@@ -70,7 +71,7 @@ InstanceNorm2d.prefix = "inorm"
 @register
 class LayerNorm(Weighted):
     op: Literal["LayerNorm"] = "LayerNorm"
-    normalized_shape: Annotated[Optional[Union[PosInt, Shape]], Inferred(positional=True)] = None
+    normalized_shape: Annotated[Optional[Union[PosInt, Shape]], Inferred()] = None
     eps: Float = 1e-5
     elementwise_affine: Bool = True
     bias: Bool = True
@@ -118,6 +119,7 @@ class GroupNorm(Weighted):
     affine: Bool = True
     bias: Bool = True  # keyword-only in torch (2.5+): the affine shift, when affine
 
+    keyword_only = ("bias",)
     family = "norm"
     prefix = "gn"
     torch = "nn.GroupNorm"

@@ -97,6 +97,7 @@ def _rnn(name: str, gates: int, before: dict | None = None, after: dict | None =
     cls.gates = gates
     cls.prefix = name.lower()
     cls.torch = f"nn.{name}"
+    cls.fixed_before = {"batch_first": "dropout"}
     if name == "LSTM":
         cls.outputs = ("out", "h", "c")
     return register(cls)
@@ -199,6 +200,7 @@ class TransformerEncoderLayer(Weighted):
     prefix = "encoder"
     torch = "nn.TransformerEncoderLayer"
     fixed = {"batch_first": True}
+    fixed_before = {"batch_first": "norm_first"}
     key_args = ("nhead", "dim_feedforward")
 
     def infer(self, ins):

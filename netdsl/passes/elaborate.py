@@ -510,7 +510,7 @@ class _Body:
         ok = True
         args = call.args if call else []
         kwargs = call.kwargs if call else []
-        positional = cls.positional_fields()
+        positional, torch_form = cls.positional_for(len(args))
         varargs = getattr(cls, "varargs", None)
         for i, a in enumerate(args):
             if varargs:
@@ -520,9 +520,10 @@ class _Body:
                 extra = cls.extra_fields()
                 named = [f for f in cls.spec_fields() if f not in positional[:len(args)] and f not in extra]
                 named += extra
+                form = " in torch's order" if torch_form else ""
                 self.rep.error("E105", f"{cls.kind} takes at most {len(positional)} positional argument"
-                               f"{'s' if len(positional) != 1 else ''} ({sig}), but gets {len(args)}", a.span,
-                               f"give the others by name: {', '.join(n + '=' for n in named[:6])}"
+                               f"{'s' if len(positional) != 1 else ''}{form} ({sig}), but gets {len(args)}",
+                               a.span, f"give the others by name: {', '.join(n + '=' for n in named[:6])}"
                                f"{', ...' if len(named) > 6 else ''}" if named else None)
                 ok = False
                 break
@@ -530,6 +531,21 @@ class _Body:
                 field_name = positional[i]
             val = self._scalar(a)
             if val is _ERR:
+                ok = False
+                continue
+            if not varargs and field_name in cls.fixed:
+                if val != cls.fixed[field_name]:
+                    self.rep.error("E105", f"{cls.kind}: {_show(val)} would be {field_name} by position, "
+                                   f"and netdsl always builds {cls.kind} with {field_name}="
+                                   f"{_show(cls.fixed[field_name])}", a.span,
+                                   "values carry the batch first: [batch, time, features]"
+                                   if field_name == "batch_first" else None)
+                    ok = False
+                continue
+            if not varargs and type(val) is int and field_name in cls.float_fields():
+                self.rep.error("E105", f"{cls.kind}: the integer {val} would be {field_name} by position, "
+                               f"and {field_name} is a float-valued argument", a.span,
+                               _positional_hint(cls, len(args), torch_form, field_name, val))
                 ok = False
                 continue
             if varargs:
@@ -541,11 +557,13 @@ class _Body:
         allowed = cls.spec_fields()
         named: dict[str, Any] = {}  # keyword arguments seen, for "given twice"
         for kw in kwargs:
+            if kw.name in cls.fixed and self._scalar(kw.value) == cls.fixed[kw.name]:
+                continue  # torch's spelling of what netdsl always does
             if kw.name not in allowed or kw.name == varargs:
                 hint = did_you_mean(kw.name, allowed)
                 fixed = cls.fixed.get(kw.name)
                 if fixed is not None:
-                    hint = f"netdsl always sets {kw.name}={fixed!r}"
+                    hint = f"netdsl always sets {kw.name}={_show(fixed)}"
                 self.rep.error("E102", f"{cls.kind} has no argument '{kw.name}'", kw.name_span,
                                hint or f"its arguments are: {', '.join(allowed)}")
                 ok = False
@@ -581,11 +599,13 @@ class _Body:
         try:
             op = cls.model_validate({"op": cls.kind, **{k: plain(v) for k, v in values.items()}})
         except ValidationError as exc:
-            self._validation_errors(cls, exc, values, spans, span)
+            by_position = set(positional[:len(args)]) if torch_form and not varargs else set()
+            self._validation_errors(cls, exc, values, spans, span, by_position)
             return None
         return op, spans
 
-    def _validation_errors(self, cls, exc: ValidationError, values, spans, span) -> None:
+    def _validation_errors(self, cls, exc: ValidationError, values, spans, span,
+                           torch_order: set[str] = frozenset()) -> None:
         seen = set()
         for err in exc.errors():
             loc = [p for p in err["loc"] if isinstance(p, str)]
@@ -603,6 +623,11 @@ class _Body:
                                (f"{cls.kind}'s {fname} must be {describe_field(cls, fname)}"))
                 continue
             hint = did_you_mean(str(val), words) if isinstance(val, Symbol | str) else None
+            if hint is None and fname in torch_order:
+                order = [f for f in cls.torch_fields() if f in torch_order]
+                hint = (f"{len(order)} positional arguments are read in torch's order ({', '.join(order)}); "
+                        f"leave out {', '.join(cls.inferred_fields())} to use the short form: "
+                        f"{cls.kind}({', '.join(cls.required_fields())}, ...)")
             self.rep.error("E104", f"{cls.kind}: {fname} must be {describe_field(cls, fname)}, "
                            f"not {_show(val)}", spans.get(fname, span), hint)
         if not seen:
@@ -726,6 +751,15 @@ class _Body:
 
 
 _ERR = object()
+
+
+def _positional_hint(cls: type[Op], n: int, torch_form: bool, field_name: str, val: int) -> str:
+    """What an integer on a float argument most likely meant, and how to say it."""
+    if torch_form:
+        order = ", ".join(cls.torch_fields()[:n])
+        return (f"{n} positional arguments are read in torch's order ({order}); if {val} is "
+                f"{field_name}, write it by name: {field_name}={val}.0")
+    return f"write it by name: {field_name}={val}.0"
 
 
 def _func_node(e) -> ast.Name | None:

@@ -159,11 +159,22 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         for inst in reversed(context):
             args = ", ".join(f"{k}={v!r}" for k, v in inst.block_args.items())
             notes.append((f"in block {inst.block}({args}) used here", inst.call_span))
-        rep.error(code, msg, span, exc.hint, notes)
+        hint = exc.hint
+        if hint is None and code == "E302":
+            hint = _inferred_hint(type(op), exc.arg)
+        rep.error(code, msg, span, hint, notes)
         node.types = []
         return
     node.op = op
     node.types = list(outs)
+
+
+def _inferred_hint(cls, arg: str) -> str:
+    """For an inferred argument that disagrees with the input: where the value came from."""
+    short = ", ".join(cls.required_fields())
+    full = cls.torch_fields()[:len(cls.required_fields()) + len(cls.inferred_fields())]
+    return (f"leave {arg} out to take it from the input: {cls.kind}({short}, ...); more positional "
+            f"arguments than that are read in torch's order: {cls.kind}({', '.join(full)}, ...)")
 
 
 def _provenance(graph: Graph, node: Node, line: int | None = None) -> str:
