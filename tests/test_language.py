@@ -97,7 +97,7 @@ model M {
   input b: [4]
   s = a + b
   p = a * b
-  c = (s, p) -> Concat(dim=0)
+  c = (s, p) -> Concat(dim=1)
   output s, c
 }
 """
@@ -129,7 +129,7 @@ def test_recurrent_outputs_destructure_and_only_the_sequence_flows_on():
 model M {
   input x: [7, 3]
   out, h, _ = x -> LSTM(6, num_layers=2)
-  seq = x -> GRU(4) -> Select(0, -1)
+  seq = x -> GRU(4) -> Select(1, -1)
   output out, h, seq
 }
 """
@@ -163,7 +163,7 @@ def test_several_models_per_file_and_model_selection():
 
 
 def test_integer_inputs_and_embeddings():
-    spec, m = build("model M {\n input t: [12] int64\n t -> Embedding(100, 8) -> Mean(0) -> y\n output y\n}")
+    spec, m = build("model M {\n input t: [12] int64\n t -> Embedding(100, 8) -> Mean(1) -> y\n output y\n}")
     assert m(torch.randint(0, 100, (3, 12))).shape == (3, 8)
 
 

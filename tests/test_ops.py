@@ -88,8 +88,8 @@ CASES = [
     C(op("Tanh"), (5,)), C(op("Tanh"), (3, 2), dtype="float64"),
     C(op("Sigmoid"), (1,)), C(op("Sigmoid"), (4, 3, 2)),
     C(op("Hardswish"), (6,)), C(op("Hardswish", inplace=True), (3, 3)),
-    C(op("Softmax", dim=-1), (10,)), C(op("Softmax", dim=0), (3, 4)), C(op("Softmax", dim=1), (3, 4, 5)),
-    C(op("LogSoftmax", dim=-1), (10,)), C(op("LogSoftmax", dim=0), (3, 4), dtype="float64"),
+    C(op("Softmax", dim=-1), (10,)), C(op("Softmax", dim=1), (3, 4)), C(op("Softmax", dim=2), (3, 4, 5)),
+    C(op("LogSoftmax", dim=-1), (10,)), C(op("LogSoftmax", dim=1), (3, 4), dtype="float64"),
     # dense
     C(op("Linear", out_features=5), (10,)), C(op("Linear", out_features=3, bias=False), (4, 6)),
     C(op("Linear", in_features=7, out_features=2), (2, 3, 7)),
@@ -133,8 +133,8 @@ CASES = [
     C(op("Add"), (6,), (6,), (6,)), C(op("Add"), (2, 3), (2, 3), dtype="int64"),
     C(op("Mul"), (3, 4), (3, 4)), C(op("Mul"), (8, 2, 2), (8, 1, 1), dtype="float64"),
     C(op("Mul"), (5,), (1,), (5,)),
-    C(op("Concat"), (2, 4, 4), (3, 4, 4)), C(op("Concat", dim=-1), (5, 3), (5, 4), (5, 1)),
-    C(op("Concat", dim=1), (2, 3, 4), (2, 1, 4)), C(op("Concat", dim=0), (3,), (4,), dtype="int64"),
+    C(op("Concat", dim=1), (2, 4, 4), (3, 4, 4)), C(op("Concat", dim=-1), (5, 3), (5, 4), (5, 1)),
+    C(op("Concat", dim=2), (2, 3, 4), (2, 1, 4)), C(op("Concat", dim=1), (3,), (4,), dtype="int64"),
     # normalisation and dropout
     C(op("BatchNorm1d"), (5,)), C(op("BatchNorm1d", affine=False), (4, 7)),
     C(op("BatchNorm1d", eps=1e-3, momentum=None, track_running_stats=False), (3, 6)),
@@ -199,18 +199,18 @@ CASES = [
     C(op("TransformerEncoderLayer", nhead=1, dim_feedforward=12, bias=False), (4, 6)),
     C(op("TransformerEncoderLayer", nhead=2, dim_feedforward=32), (6, 4), dtype="float64"),
     # shape ops
-    C(op("Flatten"), (3, 4, 5)), C(op("Flatten"), (7,)), C(op("Flatten", start_dim=1), (2, 3, 4)),
-    C(op("Flatten", start_dim=0, end_dim=-2), (2, 3, 4)), C(op("Flatten", start_dim=-2), (2, 3, 4)),
-    C(op("Flatten", start_dim=0, end_dim=1), (2, 3, 4, 5), dtype="int64"),
-    C(op("Unflatten", dim=0, unflattened_size=(3, 4)), (12,)),
+    C(op("Flatten"), (3, 4, 5)), C(op("Flatten"), (7,)), C(op("Flatten", start_dim=2), (2, 3, 4)),
+    C(op("Flatten", start_dim=1, end_dim=-2), (2, 3, 4)), C(op("Flatten", start_dim=-2), (2, 3, 4)),
+    C(op("Flatten", start_dim=1, end_dim=2), (2, 3, 4, 5), dtype="int64"),
+    C(op("Unflatten", dim=1, unflattened_size=(3, 4)), (12,)),
     C(op("Unflatten", dim=-1, unflattened_size=(2, 2, 2)), (3, 8)),
-    C(op("Unflatten", dim=1, unflattened_size=(5, 1)), (2, 5, 3)),
+    C(op("Unflatten", dim=2, unflattened_size=(5, 1)), (2, 5, 3)),
     C(op("Reshape", shape_=(4, 7, 7)), (196,)), C(op("Reshape", shape_=(-1,)), (2, 3, 4)),
     C(op("Reshape", shape_=(2, -1)), (3, 4)), C(op("Reshape", shape_=(6, 1)), (2, 3), dtype="float64"),
-    C(op("Select", dim=0, index=-1), (5, 8)), C(op("Select", dim=-1, index=2), (3, 4)),
-    C(op("Select", dim=1, index=0), (2, 3, 4), dtype="int64"),
-    C(op("Mean", dim=0), (5, 8)), C(op("Mean", dim=-1, keepdim=True), (3, 4)),
-    C(op("Mean", dim=1), (2, 3, 4), dtype="float64"),
+    C(op("Select", dim=1, index=-1), (5, 8)), C(op("Select", dim=-1, index=2), (3, 4)),
+    C(op("Select", dim=2, index=0), (2, 3, 4), dtype="int64"),
+    C(op("Mean", dim=1), (5, 8)), C(op("Mean", dim=-1, keepdim=True), (3, 4)),
+    C(op("Mean", dim=2), (2, 3, 4), dtype="float64"),
     C(op("Upsample", scale_factor=2), (3, 4, 4)),
     C(op("Upsample", size=(6, 8), mode="bilinear", align_corners=True), (2, 3, 5)),
     C(op("Upsample", scale_factor=1.5, mode="linear"), (2, 5)),
@@ -257,8 +257,8 @@ _RNN_SIG = ["input_size", "hidden_size", "num_layers", "nonlinearity", "bias", "
             "bidirectional", "proj_size"]
 _RNN_DEFAULTS = {"num_layers": 1, "nonlinearity": "tanh", "bias": True, "batch_first": False,
                  "dropout": 0.0, "bidirectional": False, "proj_size": 0}
-# Where netdsl's default deliberately differs (dims exclude the batch; activation by name).
-_TRANSLATED = {("Flatten", "start_dim"), ("TransformerEncoderLayer", "activation")}
+# Where netdsl's default deliberately differs (activation by name).
+_TRANSLATED = {("TransformerEncoderLayer", "activation")}
 
 
 def _torch_signature(cls):
@@ -362,14 +362,15 @@ BAD_SHAPES = [
     B(op("Embedding", num_embeddings=5, embedding_dim=3, padding_idx=5), (4,), dtype="int64",
       arg="padding_idx"),
     B(op("Softmax"), (10,), stricter=True),  # no dim: torch would guess one
-    B(op("Softmax", dim=2), (3, 4), arg="dim"),
+    B(op("Softmax", dim=3), (3, 4), arg="dim"),
+    B(op("Softmax", dim=0), (3, 4), arg="dim", stricter=True),  # torch: over the batch; refused
     B(op("LogSoftmax", dim=-3), (3, 4), arg="dim", stricter=True),  # torch: the batch dim
     B(op("Add"), (3, 4), (3, 5)),
     B(op("Add"), (3, 4, 4), (4,)),  # ranks differ: torch would align the batch with a feature dim
     B(op("Mul"), T(shape=(3,)), T(shape=(3,), dtype="float64"), stricter=True),  # mixed dtypes
-    B(op("Concat"), (3, 4), (3, 5), arg="dim"),
-    B(op("Concat", dim=2), (3, 4), (3, 4), arg="dim"),
-    B(op("Concat"), (3, 4), (3, 4, 1), arg="dim"),
+    B(op("Concat", dim=1), (3, 4), (3, 5), arg="dim"), B(op("Concat", dim=0), (3, 4), (3, 4), arg="dim", stricter=True),
+    B(op("Concat", dim=3), (3, 4), (3, 4), arg="dim"),
+    B(op("Concat", dim=1), (3, 4), (3, 4, 1), arg="dim"),
     B(op("BatchNorm1d"), (2, 3, 4)),
     B(op("BatchNorm2d"), (3, 4)),
     B(op("BatchNorm2d", num_features=4), (3, 4, 4), arg="num_features"),
@@ -405,17 +406,17 @@ BAD_SHAPES = [
     B(op("TransformerEncoderLayer", nhead=3), (5, 8), arg="nhead"),
     B(op("TransformerEncoderLayer", nhead=2), (8,)),
     B(op("Flatten"), ()),
-    B(op("Flatten", start_dim=2), (3, 4), arg="start_dim"),
-    B(op("Flatten", start_dim=1, end_dim=0), (3, 4)),
-    B(op("Unflatten", dim=0, unflattened_size=(3, 5)), (12,), arg="unflattened_size"),
-    B(op("Unflatten", dim=2, unflattened_size=(3, 4)), (12,), arg="dim"),
+    B(op("Flatten", start_dim=3), (3, 4), arg="start_dim"), B(op("Flatten", start_dim=0), (3, 4), arg="start_dim", stricter=True),
+    B(op("Flatten", start_dim=2, end_dim=1), (3, 4)),
+    B(op("Unflatten", dim=1, unflattened_size=(3, 5)), (12,), arg="unflattened_size"),
+    B(op("Unflatten", dim=3, unflattened_size=(3, 4)), (12,), arg="dim"),
     B(op("Reshape", shape_=(5, 5)), (24,)),
     B(op("Reshape", shape_=(-1, -1)), (24,)),
     B(op("Reshape", shape_=(5, -1)), (24,)),
     B(op("Reshape", shape_=(0, 24)), (24,)),
-    B(op("Select", dim=0, index=5), (5, 8), arg="index"),
-    B(op("Select", dim=2, index=0), (5, 8), arg="dim"),
-    B(op("Mean", dim=1), (5,), arg="dim"),
+    B(op("Select", dim=1, index=5), (5, 8), arg="index"), B(op("Select", dim=0, index=0), (5, 8), arg="dim", stricter=True),
+    B(op("Select", dim=3, index=0), (5, 8), arg="dim"),
+    B(op("Mean", dim=2), (5,), arg="dim"), B(op("Mean", dim=0), (5,), arg="dim", stricter=True),
     B(op("Upsample"), (3, 4, 4)),
     B(op("Upsample", size=4, scale_factor=2), (3, 4, 4), stricter=True),
     B(op("Upsample", scale_factor=2, mode="bilinear"), (3, 4), arg="mode"),
@@ -429,12 +430,12 @@ BAD_SHAPES = [
         (op("Linear", out_features=3), (4,)), (op("RNN", hidden_size=3), (5, 4)),
         (op("Conv2d", out_channels=3, kernel_size=1), (2, 3, 3)), (op("GELU"), (4,)),
         (op("Softmax", dim=-1), (4,)), (op("BatchNorm1d"), (4,)), (op("LayerNorm"), (4,)),
-        (op("GroupNorm", num_groups=2), (4,)), (op("Dropout"), (4,)), (op("Mean", dim=0), (4,)),
+        (op("GroupNorm", num_groups=2), (4,)), (op("Dropout"), (4,)), (op("Mean", dim=1), (4,)),
         (op("AdaptiveAvgPool2d", output_size=2), (1, 4, 4)), (op("Upsample", scale_factor=2), (1, 4)),
         (op("LSTM", hidden_size=3), (5, 4)), (op("MultiheadAttention", num_heads=2), (5, 4)),
         (op("TransformerEncoderLayer", nhead=2), (5, 4))]),
     B(op("Tanh"), (4,), dtype="int64", stricter=True),  # torch returns float32
-    B(op("Concat"), T(shape=(3,)), T(shape=(3,), dtype="float64"), stricter=True),  # torch promotes
+    B(op("Concat", dim=1), T(shape=(3,)), T(shape=(3,), dtype="float64"), stricter=True),  # torch promotes
 ]
 
 

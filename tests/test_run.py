@@ -447,7 +447,7 @@ def test_every_loss_runs(name):
         head += " -> Sigmoid"
     extra = ""
     if name in ("NLLLoss", "KLDivLoss"):
-        head += " -> LogSoftmax(dim=0)"
+        head += " -> LogSoftmax(dim=1)"
     if name == "KLDivLoss":  # synthetic targets are no distributions; read them as log-probs
         extra = ", log_target=true, reduction=\"batchmean\""
     text = (f"model M {{\n  input x: [8]\n  x -> Linear(16) -> ReLU -> {head} -> out\n"

@@ -104,7 +104,7 @@ def test_regression_runs_have_no_accuracy_but_report_mae_and_rmse(tmp_path):
 KL = """\
 model Soft {
   input x: [4]
-  x -> Linear(3) -> LogSoftmax(dim=0) -> p
+  x -> Linear(3) -> LogSoftmax(dim=1) -> p
   output p
 }
 train Soft {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, Optional
 
-from .base import Bool, Float, Int, Op, ShapeError, need_float
+from .base import Bool, Float, Int, Op, ShapeError, dim_index, need_float
 from .registry import register
 
 
@@ -65,21 +65,11 @@ def _check_dim(self, ins):
     x = ins[0]
     need_float(ins, self.kind)
     if self.dim is None:
-        raise ShapeError(f"{self.kind} needs dim= (the dimension to normalise, batch excluded: "
-                         f"0..{x.rank - 1} or negative)", hint=f"for class scores write {self.kind}(dim=-1)")
-    if not -x.rank <= self.dim < x.rank:
-        raise ShapeError(f"dim={self.dim} is out of range for an input of {x.rank} dimensions {x}",
-                         arg="dim")
+        raise ShapeError(f"{self.kind} needs dim= (the dimension to normalise, as torch counts it: "
+                         f"1..{x.rank} or negative)", hint=f"for class scores write {self.kind}(dim=-1)")
+    dim_index(self.dim, x)
     return [x]
-
-
-def _softmax_args(self):
-    # `dim` counts from the first non-batch dimension in a spec; torch counts the batch too.
-    if self.dim is None:
-        return [], {}
-    return [], {"dim": self.dim + 1 if self.dim >= 0 else self.dim}
 
 
 for _cls in (Softmax, LogSoftmax):
     _cls.shape = _check_dim
-    _cls.ctor_args = _softmax_args

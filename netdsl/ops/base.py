@@ -307,6 +307,23 @@ def need_rank(ins: list[TensorType], *ranks: int, what: str = "") -> TensorType:
     return x
 
 
+def dim_index(d: int, x: TensorType, arg: str = "dim") -> int:
+    """A dimension as torch counts it (0 is the batch, negative from the end) as an index into
+    one sample's shape. The batch is not a sample's dimension: dim 0 is an error."""
+    rank = x.rank + 1
+    dims = f"[B, {', '.join(map(str, x.shape))}]"
+    if not -rank <= d < rank:
+        raise ShapeError(f"{arg}={d} is out of range for an input of {rank} dimensions {dims} "
+                         f"(batch included)", arg=arg, hint=DIMS_HINT)
+    if d % rank == 0:
+        raise ShapeError(f"{arg}={d} is the batch dimension of {dims}; layers work within a sample: "
+                         f"{arg} is one of 1..{rank - 1} or -1..-{rank - 1}", arg=arg, hint=DIMS_HINT)
+    return d % rank - 1
+
+
+DIMS_HINT = "dimensions count as in torch, 0 being the batch: on [B, C, H, W] channels are dim=1"
+
+
 def numel(shape) -> int:
     return math.prod(shape)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from ..ir.types import TensorType
-from .base import Int, Op, ShapeError
+from .base import Int, Op, ShapeError, dim_index
 from .registry import register
 
 
@@ -61,10 +61,11 @@ class Mul(_Elementwise):
 
 @register
 class Concat(Op):
-    """`Concat(dim=0)`: joins its inputs along a dimension (batch excluded; 0 = channels)."""
+    """`Concat(dim=1)`: joins its inputs along a dimension, as `torch.cat(..., dim)` (the batch
+    is dim 0, so `dim=1` joins the channels of [B, C, H, W])."""
 
     op: Literal["Concat"] = "Concat"
-    dim: Int = 0
+    dim: Int  # torch.cat's default, 0, is the batch: here it must be said
 
     family = "merge"
     prefix = "cat"
@@ -73,9 +74,7 @@ class Concat(Op):
 
     def shape(self, ins):
         first = ins[0]
-        if not -first.rank <= self.dim < first.rank:
-            raise ShapeError(f"dim={self.dim} is out of range for {first.rank} dimensions", arg="dim")
-        d = self.dim % first.rank
+        d = dim_index(self.dim, first)
         total = 0
         for t in ins:
             if t.rank != first.rank or t.shape[:d] + t.shape[d + 1:] != first.shape[:d] + first.shape[d + 1:]:
@@ -87,5 +86,4 @@ class Concat(Op):
         return [first.with_shape(first.shape[:d] + (total,) + first.shape[d + 1:])]
 
     def forward_expr(self, module, ins):
-        d = self.dim + 1 if self.dim >= 0 else self.dim
-        return f"torch.cat([{', '.join(ins)}], dim={d})"
+        return f"torch.cat([{', '.join(ins)}], dim={self.dim})"

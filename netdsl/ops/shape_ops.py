@@ -5,28 +5,17 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from .base import Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, need_float, need_rank, tup
+from .base import (Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, dim_index, need_float,
+                   need_rank, tup)
 from .registry import register
-
-
-def _dim(d: int, rank: int, arg: str = "dim") -> int:
-    """A spec dimension (batch excluded, negative from the end) as an index into the shape."""
-    if not -rank <= d < rank:
-        raise ShapeError(f"{arg}={d} is out of range for {rank} dimensions", arg=arg)
-    return d % rank
-
-
-def _torch_dim(d: int) -> int:
-    """Spec dims skip the batch; torch's count it."""
-    return d + 1 if d >= 0 else d
 
 
 @register
 class Flatten(Op):
-    """Flattens dimensions `start_dim..end_dim` (batch excluded: 0 is the first feature dim)."""
+    """Flattens dimensions `start_dim..end_dim` (as torch counts them: the batch is 0)."""
 
     op: Literal["Flatten"] = "Flatten"
-    start_dim: Int = 0
+    start_dim: Int = 1
     end_dim: Int = -1
 
     family = "shape"
@@ -35,20 +24,12 @@ class Flatten(Op):
 
     def shape(self, ins):
         x = ins[0]
-        a, b = _dim(self.start_dim, x.rank, "start_dim"), _dim(self.end_dim, x.rank, "end_dim")
+        a, b = dim_index(self.start_dim, x, "start_dim"), dim_index(self.end_dim, x, "end_dim")
         if a > b:
             raise ShapeError(f"start_dim ({self.start_dim}) comes after end_dim ({self.end_dim})")
         merged = x.shape[a:b + 1]
         why = "*".join(map(str, merged)) if len(merged) > 1 else None
         return [x.with_shape(x.shape[:a] + (math.prod(merged),) + x.shape[b + 1:], why=why)]
-
-    def ctor_args(self):
-        kwargs = {}
-        if self.start_dim != 0:
-            kwargs["start_dim"] = _torch_dim(self.start_dim)
-        if self.end_dim != -1:
-            kwargs["end_dim"] = _torch_dim(self.end_dim)
-        return [], kwargs
 
 
 @register
@@ -63,14 +44,11 @@ class Unflatten(Op):
 
     def shape(self, ins):
         x = ins[0]
-        d = _dim(self.dim, x.rank)
+        d = dim_index(self.dim, x)
         if math.prod(self.unflattened_size) != x.shape[d]:
             raise ShapeError(f"cannot unflatten size {x.shape[d]} into {list(self.unflattened_size)}",
                              arg="unflattened_size")
         return [x.with_shape(x.shape[:d] + tuple(self.unflattened_size) + x.shape[d + 1:])]
-
-    def ctor_args(self):
-        return [_torch_dim(self.dim), tuple(self.unflattened_size)], {}
 
 
 @register
@@ -108,7 +86,8 @@ class Reshape(Op):
 
 @register
 class Select(Op):
-    """`Select(dim, index)`: one slice along a dimension (e.g. the last time step: Select(0, -1))."""
+    """`Select(dim, index)`: one slice along a dimension (the last time step of [B, T, F]:
+    Select(1, -1)), as `x.select(dim, index)`."""
 
     op: Literal["Select"] = "Select"
     dim: Int
@@ -120,18 +99,18 @@ class Select(Op):
 
     def shape(self, ins):
         x = ins[0]
-        d = _dim(self.dim, x.rank)
+        d = dim_index(self.dim, x)
         if not -x.shape[d] <= self.index < x.shape[d]:
             raise ShapeError(f"index {self.index} is out of range for size {x.shape[d]}", arg="index")
         return [x.with_shape(x.shape[:d] + x.shape[d + 1:])]
 
     def forward_expr(self, module, ins):
-        return f"{ins[0]}.select({_torch_dim(self.dim)}, {self.index})"
+        return f"{ins[0]}.select({self.dim}, {self.index})"
 
 
 @register
 class Mean(Op):
-    """`Mean(dim)`: average over one dimension (batch excluded)."""
+    """`Mean(dim)`: average over one dimension, as `x.mean(dim)`."""
 
     op: Literal["Mean"] = "Mean"
     dim: Int
@@ -144,7 +123,7 @@ class Mean(Op):
     def shape(self, ins):
         x = ins[0]
         need_float(ins, "Mean")
-        d = _dim(self.dim, x.rank)
+        d = dim_index(self.dim, x)
         shape = list(x.shape)
         if self.keepdim:
             shape[d] = 1
@@ -154,7 +133,7 @@ class Mean(Op):
 
     def forward_expr(self, module, ins):
         keep = ", keepdim=True" if self.keepdim else ""
-        return f"{ins[0]}.mean({_torch_dim(self.dim)}{keep})"
+        return f"{ins[0]}.mean({self.dim}{keep})"
 
     def macs(self, ins, outs):
         return ins[0].numel

@@ -343,7 +343,7 @@ class _Body:
             both = self.is_tensor(e.left) and self.is_tensor(e.right)
             if both:
                 msg = f"tensors combine only with + and *, not with '{e.op}'"
-                hint = "for other merges use a layer, e.g. (a, b) -> Concat(dim=0)"
+                hint = "for other merges use a layer, e.g. (a, b) -> Concat(dim=1)"
             else:
                 msg = f"a tensor cannot be combined with a number by '{e.op}'"
                 hint = ("to repeat a layer write '-> Layer(...) * 3'" if e.op == "*"
@@ -419,7 +419,7 @@ class _Body:
         if not self.elab.is_layer(fn):
             if fn in self.values:
                 self.rep.error("E209", f"'{fn}' is a value, not a layer", e.span,
-                               "to combine values use +, * or (a, b) -> Concat(dim=0)")
+                               "to combine values use +, * or (a, b) -> Concat(dim=1)")
             else:
                 self._unknown_layer(_func_node(e))
             return None
