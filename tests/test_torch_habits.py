@@ -131,3 +131,28 @@ def test_the_torch_form_runs_like_torch():
     ours.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def test_summary_and_diagram_show_every_argument_that_differs_from_torch():
+    from netdsl.targets.diagram import render
+
+    text = """
+model M {
+  input x: [3, 32, 32]
+  x -> Conv2d(16, 3, padding=1, padding_mode="reflect", bias=false)
+    -> BatchNorm2d(eps=1e-3, momentum=0.3, affine=false) -> LeakyReLU(0.2)
+    -> MaxPool2d(2, ceil_mode=true) -> Flatten -> Linear(10, init=xavier_uniform) -> y
+  s = x -> Flatten -> Unflatten(1, (32, 96)) -> GRU(8, bidirectional=true, num_layers=2)
+  output y, s
+}
+"""
+    spec = netdsl.loads(text)
+    rows = str(spec.summary())
+    dot = render(spec).source
+    for want in ("padding_mode=reflect", "bias=false", "eps=0.001", "momentum=0.3", "affine=false",
+                 "negative_slope=0.2", "ceil_mode=true", "init=xavier_uniform",
+                 "bidirectional=true", "layers=2"):
+        assert want in rows, (want, rows)
+        assert want in dot, (want, dot)
+    # defaults stay out of the way
+    assert "dilation" not in rows and "track_running_stats" not in rows

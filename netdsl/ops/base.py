@@ -225,11 +225,31 @@ class Op(BaseModel):
         return ", ".join(parts)
 
 
+    def label_args(self) -> str:
+        """What summaries and diagrams show: the key arguments (`args_label`), then every other
+        argument that differs from its default, so that what was built is visible."""
+        cls = type(self)
+        fields = cls.model_fields
+        head = self.args_label()
+        named = {p.split("=")[0] for p in head.split(", ") if "=" in p}  # `p=0.3` in the head
+        shown = {*cls.key_args, *cls.inferred_fields(), *cls.required_fields(), "op",
+                 *(n for n in fields if _SHORT.get(n, n) in named)}
+        parts = [head]
+        extra = cls.extra_fields()  # netdsl's own (init=, trainable=) after torch's
+        for name in [n for n in fields if n not in extra] + extra:
+            v, f = getattr(self, name), fields[name]
+            if name not in shown and v != f.default:
+                parts.append(f"{_SHORT.get(name, name)}={_fmt(v)}")
+        return ", ".join(p for p in parts if p)
+
+
 _SHORT = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "num_heads": "heads",
           "hidden_size": "hidden", "num_layers": "layers", "scale_factor": "scale"}
 
 
 def _fmt(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "none"}[v]
     if isinstance(v, tuple):
         return "(" + ", ".join(map(_fmt, v)) + ")"
     if isinstance(v, float):

@@ -238,7 +238,7 @@ class _Drawer:
         self.families.add(op.family)
         p = op.param_count()
         sub = n.name + (" · " + _counts(p, p if getattr(op, "trainable", True) else 0) if p else "")
-        args = op.args_label()
+        args = op.label_args()
         return self._node(dg, q, _label(_b(op.kind) + (" " + esc(args) if args else ""), sub),
                           family_style(op.family))
 

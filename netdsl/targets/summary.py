@@ -133,7 +133,7 @@ def _rows(graph: Graph, prefix: str, depth: int, out: list[Row]) -> tuple[int, i
             p = op.param_count()
             t = p if getattr(op, "trainable", True) else 0
             m = op.macs([graph.type_of(r) for r in n.inputs], n.types)
-            label = op.kind + (f"({op.args_label()})" if op.args_label() else "")
+            label = op.kind + (f"({op.label_args()})" if op.label_args() else "")
             out.append(Row(prefix + n.name, label, op.kind, depth, shape, p, t, m, line))
         total, trainable, macs = total + p, trainable + t, macs + m
     return total, trainable, macs
