@@ -146,7 +146,7 @@ def spec_text(rng: random.Random, tries: int = 4, refused=None) -> str:
 def _statement(rng: random.Random, s: int, values: list[str]):
     if rng.random() < 0.2 and len(values) > 1:
         a, b = rng.sample(values, 2)
-        call = layer_call(rng, rng.choice(["Add", "Mul", "Concat", "Bilinear"]))
+        call = layer_call(rng, rng.choice(["Add", "Mul", "Sub", "Div", "MatMul", "Concat", "Bilinear"]))
         return f"  v{s} = ({a}, {b}) -> {call}", [a, b], [f"v{s}"]
     src = rng.choice(values)
     chain, outs = [], [f"v{s}"]
@@ -155,8 +155,9 @@ def _statement(rng: random.Random, s: int, values: list[str]):
         if OPS[kind].arity[0] > 1:
             kind = "Identity"
         chain.append(layer_call(rng, kind))
-        if len(OPS[kind].outputs) > 1:
-            outs = [f"v{s}_{j}" for j in range(len(OPS[kind].outputs))]
+        fixed = OPS[kind].outputs  # a tuple, or a property where the arguments say (Chunk(3))
+        if isinstance(fixed, tuple) and len(fixed) > 1:
+            outs = [f"v{s}_{j}" for j in range(len(fixed))]
             break
     return f"  {', '.join(outs)} = {src} -> {' -> '.join(chain)}", [src], outs
 

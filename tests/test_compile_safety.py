@@ -78,7 +78,11 @@ def _python_names() -> list[str]:
     names |= set(sys.stdlib_module_names) | set(script_names())
     names |= {"self", "torch", "nn", "F", "math", "torchvision", "__class__", "__init__",
               "__dict__", "__name__", "__module__", "__qualname__", "forward", "super"}
+    from netdsl.ops import get_op
+
+    # layer names (`abs`, `Split`) name layers only: E202 elsewhere, tested in test_diagnostics
     out = sorted(n for n in names if n.isidentifier() and n.isascii() and n not in KEYWORDS
+                 and get_op(n) is None
                  and n not in ("true", "false", "none", "True", "False", "None"))
     return out
 

@@ -84,7 +84,8 @@ TOKENS = [
     "mypkg.layers.Block", "0", "1", "2", "3", "16", "-1", "0.5", "1e-3", '"a"', "'same'", "->", "=",
     "==", "!=", "<", "+", "-", "*", "/", "//", "%", "**", "(", ")", "[", "]", "{", "}", ",", ":",
     ".", "_", "\n", "\n", "\n", "#c\n", "\\\n", "int64", "float64", "[1, 28, 28]", "stride=2",
-    "dim=1", "in_features=3", "bias=false",
+    "dim=1", "in_features=3", "bias=false", "@", "abs", "sqrt", "Chunk", "Split", "Permute",
+    "Transpose", "(2, 2)",
 ]
 
 
@@ -157,7 +158,8 @@ def spec_text(draw):
         blocks.append(bname)
         body = draw(chain("x", ()))
         merge = draw(st.sampled_from(["y + x", "y", "(y, x) -> Concat(dim=1)", "y * x",
-                                      "y if c > 2 else x", "ReLU(y + x)"]))
+                                      "y if c > 2 else x", "ReLU(y + x)", "y - x", "abs(y - x) * 0.5",
+                                      "-y / 2", "y @ x"]))
         out.append(f"block {bname}(c, stride = 1) {{\n  input x\n  y = {body}\n"
                    f"  output {merge if 'Concat' not in merge else 'z'}\n}}\n")
         if "Concat" in merge:

@@ -1,12 +1,15 @@
-"""Ops that move data without learning: Flatten, Unflatten, Reshape, Select, Mean, Upsample."""
+"""Ops that move data without learning: Flatten, Unflatten, Reshape, Select, Mean, Upsample,
+Permute, Transpose, Chunk, Split."""
 
 from __future__ import annotations
 
 import math
 from typing import Literal, Optional, Union
 
-from .base import (Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, dim_index, need_float,
-                   need_rank, tup)
+from pydantic import field_validator
+
+from .base import (DIMS_HINT, Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, dim_index,
+                   need_float, need_rank, tup)
 from .registry import register
 
 
@@ -177,3 +180,142 @@ class Upsample(Op):
         if 0 in out:
             raise ShapeError(f"Upsample by {self.scale_factor} of {list(x.shape[1:])} is empty", arg=arg)
         return [x.with_shape((x.shape[0], *out))]
+
+
+@register
+class Permute(Op):
+    """`Permute(0, 2, 1)`: reorders dimensions as `x.permute(0, 2, 1)`; the batch stays first."""
+
+    op: Literal["Permute"] = "Permute"
+    dims: tuple[Int, ...]
+
+    family = "shape"
+    prefix = "permute"
+    varargs = "dims"
+
+    def shape(self, ins):
+        x = ins[0]
+        rank = x.rank + 1
+        full = [d % rank if -rank <= d < rank else None for d in self.dims]
+        if len(self.dims) != rank or None in full or sorted(full) != list(range(rank)):
+            raise ShapeError(f"Permute{tuple(self.dims)} is not an order of the {rank} dimensions of "
+                             f"[B, {', '.join(map(str, x.shape))}]: it lists each of 0..{rank - 1} once",
+                             hint=DIMS_HINT)
+        if full[0] != 0:
+            raise ShapeError(f"Permute{tuple(self.dims)} moves the batch dimension: layers work within a "
+                             f"sample, so dims start with 0", hint=DIMS_HINT)
+        return [x.with_shape([x.shape[d - 1] for d in full[1:]])]
+
+    def forward_expr(self, module, ins):
+        return f"{ins[0]}.permute({', '.join(map(str, self.dims))})"
+
+    def args_label(self):
+        return ", ".join(map(str, self.dims))
+
+
+@register
+class Transpose(Op):
+    """`Transpose(1, 2)`: swaps two dimensions as `x.transpose(1, 2)` (not the batch)."""
+
+    op: Literal["Transpose"] = "Transpose"
+    dim0: Int
+    dim1: Int
+
+    family = "shape"
+    prefix = "transpose"
+    key_args = ("dim0", "dim1")
+
+    def shape(self, ins):
+        x = ins[0]
+        a, b = dim_index(self.dim0, x, "dim0"), dim_index(self.dim1, x, "dim1")
+        shape = list(x.shape)
+        shape[a], shape[b] = shape[b], shape[a]
+        return [x.with_shape(shape)]
+
+    def forward_expr(self, module, ins):
+        return f"{ins[0]}.transpose({self.dim0}, {self.dim1})"
+
+    def args_label(self):
+        return f"{self.dim0}, {self.dim1}"
+
+
+class _Pieces(Op):
+    """Ops that cut a value into several along `dim`; each piece is an output."""
+
+    family = "shape"
+
+    def pieces(self, size: int) -> list[int]:
+        raise NotImplementedError
+
+    def shape(self, ins):
+        x = ins[0]
+        d = dim_index(self.dim, x)
+        return [x.with_shape(x.shape[:d] + (n,) + x.shape[d + 1:]) for n in self.pieces(x.shape[d])]
+
+    def forward_lines(self, module, ins, outs):
+        lhs = ", ".join(o or "_" for o in outs) + ("," if len(outs) == 1 else "")
+        return [f"{lhs} = {self.forward_expr(module, ins)}"]
+
+
+@register
+class Chunk(_Pieces):
+    """`q, k, v = x -> Chunk(3, dim=-1)`: `x.chunk(3, dim)`, each chunk an output."""
+
+    op: Literal["Chunk"] = "Chunk"
+    chunks: PosInt
+    dim: Int  # torch's default, 0, is the batch: here it must be said
+
+    prefix = "chunk"
+    key_args = ("chunks", "dim")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"chunk{i + 1}" for i in range(self.chunks))
+
+    def pieces(self, size):
+        each = -(-size // self.chunks)
+        made = -(-size // each)
+        if made != self.chunks:  # torch.chunk quietly returns fewer
+            raise ShapeError(f"x.chunk({self.chunks}) of size {size} gives {made} chunks in torch, not "
+                             f"{self.chunks}", arg="chunks",
+                             hint="give the sizes: Split((a, b, ...), dim) makes exactly those")
+        return [each] * (made - 1) + [size - each * (made - 1)]
+
+    def forward_expr(self, module, ins):
+        return f"{ins[0]}.chunk({self.chunks}, {self.dim})"
+
+
+@register
+class Split(_Pieces):
+    """`a, b = x -> Split((16, 48), dim=1)`: `x.split([16, 48], dim)`, the sizes adding up to
+    the dimension's size."""
+
+    op: Literal["Split"] = "Split"
+    split_size_or_sections: Union[PosInt, tuple[PosInt, ...]]
+    dim: Int  # torch's default, 0, is the batch: here it must be said
+
+    prefix = "split"
+    key_args = ("split_size_or_sections", "dim")
+
+    @field_validator("split_size_or_sections", mode="before")
+    @classmethod
+    def _sections(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            raise ValueError("one size makes as many pieces as the dimension allows, which the spec "
+                             "must know to name them: give each size, Split((16, 16), dim=1), or use "
+                             "Chunk(n, dim)")
+        return v
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(f"part{i + 1}" for i in range(len(self.split_size_or_sections)))
+
+    def pieces(self, size):
+        sizes = list(self.split_size_or_sections)
+        if sum(sizes) != size:
+            raise ShapeError(f"the sizes {sizes} add up to {sum(sizes)}, but the dimension has {size}",
+                             arg="split_size_or_sections")
+        return sizes
+
+    def forward_expr(self, module, ins):
+        return f"{ins[0]}.split({list(self.split_size_or_sections)}, {self.dim})"

@@ -51,6 +51,7 @@ DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "lo
                  "int": "int32", "short": "int16", "byte": "uint8", "f32": "float32", "i64": "int64"}
 MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest reference network;
 # elaboration and shape inference of that many take about a second
+TENSOR_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "@": "MatMul"}  # `a - b` is Sub
 MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
 
 
@@ -299,6 +300,8 @@ class _Body:
             return e.id in self.values
         if isinstance(e, ast.BinOp):
             return self.is_tensor(e.left) or self.is_tensor(e.right)
+        if isinstance(e, ast.Neg):
+            return self.is_tensor(e.operand)
         if isinstance(e, ast.Chain):
             return True
         if isinstance(e, ast.Conditional):
@@ -334,22 +337,11 @@ class _Body:
             if any(p is None for p in parts):
                 return None
             return Value([p.refs[0] if not p.packed else r for p in parts for r in (p.refs[:1] if not p.packed else p.refs)], packed=True)
-        if isinstance(e, ast.BinOp) and e.op in ("+", "*") and self.is_tensor(e.left) and self.is_tensor(e.right):
-            a, b = self.value(e.left), self.value(e.right)
-            if a is None or b is None:
-                return None
-            return self._apply_op("Add" if e.op == "+" else "Mul", None, [a.refs[0], b.refs[0]], e.span)
+        if isinstance(e, ast.Neg) and self.is_tensor(e.operand):
+            v = self.value(e.operand)
+            return None if v is None else self._apply_op("Neg", None, v.refs[:1], e.span)
         if isinstance(e, ast.BinOp) and self.is_tensor(e):
-            both = self.is_tensor(e.left) and self.is_tensor(e.right)
-            if both:
-                msg = f"tensors combine only with + and *, not with '{e.op}'"
-                hint = "for other merges use a layer, e.g. (a, b) -> Concat(dim=1)"
-            else:
-                msg = f"a tensor cannot be combined with a number by '{e.op}'"
-                hint = ("to repeat a layer write '-> Layer(...) * 3'" if e.op == "*"
-                        else "arithmetic on numbers belongs in layer arguments, e.g. Linear(2 * c)")
-            self.rep.error("E209", msg, e.span, hint)
-            return None
+            return self._arithmetic(e)
         if isinstance(e, ast.Call) and _func_node(e) is not None and e.args and self.is_tensor(e.args[0]):
             n = 0
             while n < len(e.args) and self.is_tensor(e.args[n]):
@@ -383,6 +375,40 @@ class _Body:
             return None
         self.rep.error("E209", "expected a tensor (an input, a named value or a chain) here", e.span)
         return None
+
+    def _arithmetic(self, e: ast.BinOp) -> Value | None:
+        """`a - b`, `a @ b` (two tensors), `x * 0.5`, `1 - x` (a tensor and a number)."""
+        left, right = self.is_tensor(e.left), self.is_tensor(e.right)
+        if left and right:
+            kind = TENSOR_OPS.get(e.op)
+            if kind is None:
+                self.rep.error("E209", f"tensors combine with + - * / and @, not with '{e.op}'", e.span,
+                               "for other merges use a layer, e.g. (a, b) -> Concat(dim=1)")
+                return None
+            a, b = self.value(e.left), self.value(e.right)
+            if a is None or b is None:
+                return None
+            return self._apply_op(kind, None, [a.refs[0], b.refs[0]], e.span)
+        tensor, number = (e.left, e.right) if left else (e.right, e.left)
+        if e.op not in ("+", "-", "*", "/", "**"):
+            self.rep.error("E209", f"a tensor cannot be combined with a number by '{e.op}'", e.span,
+                           "numbers combine with tensors by + - * / and **")
+            return None
+        value = self._scalar(number)
+        if value is _ERR:
+            return None
+        if isinstance(value, Symbol):
+            self.rep.error("E201", f"undefined name '{value.name}'", value.span or number.span,
+                           did_you_mean(value.name, list(self.values) + list(self.params)))
+            return None
+        if type(value) not in (int, float):
+            self.rep.error("E104", f"a tensor combines with a number here, not {_show(value)}", number.span)
+            return None
+        v = self.value(tensor)
+        if v is None:
+            return None
+        op = lookup("Scalar")(symbol=e.op, value=value, reverse=right)
+        return self._apply_op("Scalar", None, v.refs[:1], e.span, made=(op, {"value": number.span}))
 
     def _step(self, step: ast.Step, v: Value) -> Value | None:
         ins = v.refs if v.packed else v.refs[:1]
@@ -483,9 +509,11 @@ class _Body:
         return self._apply_op(fname.id, call, ins, span, alias, alias_span)
 
     def _apply_op(self, kind: str, call: ast.Call | None, ins: list[Ref], span,
-                  alias: str | None = None, alias_span=None) -> Value | None:
+                  alias: str | None = None, alias_span=None, made: tuple | None = None) -> Value | None:
+        """Apply layer `kind`, its arguments bound from `call`, or `made` = (op, arg spans)
+        where the syntax itself says what it is (`x * 0.5`)."""
         cls = lookup(kind)
-        bound = self._bind_op_args(cls, call, span)
+        bound = made or self._bind_op_args(cls, call, span)
         if bound is None:
             return None
         op, arg_spans = bound
@@ -499,10 +527,11 @@ class _Body:
         if name is None:
             return None
         self.elab.nodes_made += 1
-        node = Node(name=name, kind="op", op=op, inputs=list(ins), n_outputs=len(cls.outputs), span=span,
-                    arg_spans=arg_spans, hint=self.hint, bound=[None] * len(cls.outputs))
+        outputs = op.outputs  # Chunk(3) makes three
+        node = Node(name=name, kind="op", op=op, inputs=list(ins), n_outputs=len(outputs), span=span,
+                    arg_spans=arg_spans, hint=self.hint, bound=[None] * len(outputs))
         self.graph.nodes.append(node)
-        return Value([node.out(i) for i in range(node.n_outputs)], producer=kind, names=cls.outputs)
+        return Value([node.out(i) for i in range(node.n_outputs)], producer=kind, names=outputs)
 
     def _bind_op_args(self, cls: type[Op], call: ast.Call | None, span) -> tuple[Op, dict] | None:
         values: dict[str, Any] = {}
@@ -621,6 +650,10 @@ class _Body:
                 self.rep.error("E201", f"undefined name '{sym.name}'", sym.span or spans[fname],
                                did_you_mean(sym.name, list(self.params)) or
                                (f"{cls.kind}'s {fname} must be {describe_field(cls, fname)}"))
+                continue
+            if err["type"] == "value_error":  # the declaration's own reason (ops' field validators)
+                self.rep.error("E104", f"{cls.kind}: {fname}={_show(val)}: "
+                               f"{str(err['msg']).removeprefix('Value error, ')}", spans.get(fname, span))
                 continue
             hint = did_you_mean(str(val), words) if isinstance(val, Symbol | str) else None
             if hint is None and fname in torch_order:

@@ -55,6 +55,9 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
     if isinstance(expr, ast.BinOp):
         a = _number(evaluate(expr.left, env), expr.left)
         b = _number(evaluate(expr.right, env), expr.right)
+        if expr.op == "@":
+            raise EvalError("E104", "@ multiplies matrices (tensors), not numbers", expr.span,
+                            "for numbers write *")
         if expr.op in ("/", "//", "%") and b == 0:
             raise EvalError("E104", "division by zero", expr.span)
         if expr.op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 \
@@ -87,7 +90,31 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
     if isinstance(expr, ast.Conditional):
         test = truth(evaluate(expr.test, env), expr.test)
         return evaluate(expr.then if test else expr.other, env)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in FUNCTIONS:
+        return _call(expr, env)
     raise EvalError("E209", "expected a constant (a number, string, bool or list) here", expr.span)
+
+
+# Functions of numbers in arguments (`scores / sqrt(d)`, `max(8, int(c * 0.75))`), as Python's.
+FUNCTIONS = {"sqrt": (math.sqrt, 1, 1), "abs": (abs, 1, 1), "min": (min, 2, None), "max": (max, 2, None),
+             "int": (int, 1, 1), "round": (round, 1, 1), "floor": (math.floor, 1, 1),
+             "ceil": (math.ceil, 1, 1)}
+
+
+def _call(expr: ast.Call, env: dict[str, Any]):
+    name = expr.func.id
+    fn, lo, hi = FUNCTIONS[name]
+    if expr.kwargs or len(expr.args) < lo or (hi is not None and len(expr.args) > hi):
+        want = f"{lo}" if lo == hi else f"{lo} or more"
+        raise EvalError("E104", f"{name}() takes {want} number{'s' if want != '1' else ''}", expr.span)
+    args = [_number(evaluate(a, env), a) for a in expr.args]
+    try:
+        v = fn(*args)
+    except (ValueError, OverflowError) as exc:
+        raise EvalError("E104", f"cannot compute {name}: {exc}", expr.span) from None
+    if isinstance(v, int) and abs(v) > 2**63:
+        raise EvalError("E104", "number out of range (more than 64 bits)", expr.span)
+    return _finite(v, expr)
 
 
 def _finite(v, expr):

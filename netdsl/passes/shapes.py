@@ -148,8 +148,8 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         msg = exc.message
         if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out
             msg = f"{op.kind} {msg}"
-        elif op.kind in ("Add", "Mul") and code != "E303":  # written as `a + b`, `a * b`
-            msg = f"cannot {'add' if op.kind == 'Add' else 'multiply'} these values: {msg}"
+        elif op.kind in _VERBS and code != "E303" and not msg.startswith("cannot "):  # `a + b`
+            msg = f"cannot {_VERBS[op.kind]} these values: {msg}"
         notes = []
         origin = _provenance(graph, node, span.line if span else None)
         if code == "E302" and origin:
@@ -167,6 +167,9 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         return
     node.op = op
     node.types = list(outs)
+
+
+_VERBS = {"Add": "add", "Mul": "multiply", "Sub": "subtract", "Div": "divide"}
 
 
 def _inferred_hint(cls, arg: str) -> str:
