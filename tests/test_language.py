@@ -208,3 +208,25 @@ def test_a_huge_integer_literal_is_a_diagnostic_not_a_crash():
         netdsl.loads("model M {\n input x: [" + "9" * 5000 + "]\n x -> Linear(2) -> y\n output y\n}")
     (d,) = e.value.diagnostics
     assert d.code == "E001" and d.span.line == 2 and "5000 digits" in d.message
+
+
+def test_a_repeat_count_of_zero_is_the_identity_and_still_checked():
+    text = """
+block B(c) {
+  input x
+  output x -> Linear(c) -> ReLU
+}
+model M {
+  input x: [4]
+  x -> B(8) * 0 -> Linear(3) * depth -> y
+  output y
+}
+""".replace("depth", "0")
+    spec, m = build(text)
+    x = torch.randn(2, 4)
+    assert shapes(spec) == {"y": (4,)} and len(list(m.parameters())) == 0
+    torch.testing.assert_close(m(x), x)
+    with pytest.raises(netdsl.NetdslError, match="unknown layer 'Lnear'"):
+        netdsl.loads(text.replace("Linear(3) * 0", "Lnear(3) * 0"))
+    with pytest.raises(netdsl.NetdslError, match=r"B needs a value for 'c'"):
+        netdsl.loads(text.replace("B(8) * 0", "B * 0"))

@@ -414,15 +414,19 @@ class _Body:
         ins = v.refs if v.packed else v.refs[:1]
         e = step.expr
         if isinstance(e, ast.BinOp) and e.op == "*" and not self.is_tensor(e.right) \
-                and _func_name(e.left) and self.elab.is_layer(_func_name(e.left)):
+                and _func_name(e.left) and _func_name(e.left) not in self.values:
             try:
                 count = evaluate(e.right, self.params)
             except EvalError as exc:
                 report(self.rep, exc, list(self.params))
                 return None
-            if type(count) is not int or count < 1:
-                self.rep.error("E104", f"a repeat count must be a positive integer, got {count!r}", e.right.span)
+            if type(count) is not int or count < 0:
+                self.rep.error("E104", f"a repeat count must be a whole number, 0 or more, got {_show(count)}",
+                               e.right.span, "Layer(...) * 0 leaves the value as it is")
                 return None
+            if count == 0:  # `-> Basic(64) * depth` with depth 0: the identity
+                self._check_step(ast.Step(step.span, e.left))  # its arguments still must be right
+                return v
             if step.alias:
                 self.rep.error("E107", "a repeated layer cannot be named with 'as'", step.alias_span)
             per = 1  # layers one repetition makes: known after the first (a block makes many)
