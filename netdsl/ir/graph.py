@@ -56,6 +56,7 @@ class Node(BaseModel):
     n_outputs: int = 1
     bound: list[Optional[str]] = Field(default_factory=list)  # user names of the outputs
     hint: Optional[str] = None  # the name the spec binds this node's chain to
+    shares: Optional[str] = None  # a second use of a declared layer: the node that owns it
     span: Optional[Span] = Field(default=None, exclude=True, repr=False)
     arg_spans: dict[str, Span] = Field(default_factory=dict, exclude=True, repr=False)
     call_span: Optional[Span] = Field(default=None, exclude=True, repr=False)  # a block's call site
@@ -142,8 +143,13 @@ class Graph(BaseModel):
 def parameter_counts(graph: Graph) -> tuple[int, int]:
     """(total, trainable) parameters of a graph, through its blocks."""
     total = trainable = 0
-    for _, n, _ in graph.walk():
-        if n.kind == "op":
+    for n in graph.nodes:
+        if n.shares is not None:  # the owner's parameters, counted once
+            continue
+        if n.kind == "block":
+            t, tr = parameter_counts(n.graph)
+            total, trainable = total + t, trainable + tr
+        elif n.kind == "op":
             p = n.op.param_count()
             total += p
             trainable += p if getattr(n.op, "trainable", True) else 0

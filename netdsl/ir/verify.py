@@ -25,6 +25,11 @@ def verify(graph: Graph, shaped: bool = False) -> None:
                 raise InvariantError(f"{where}: input {r} is not an earlier node")
             if r.index >= graph.nodes[seen[r.node]].n_outputs:
                 raise InvariantError(f"{where}: input {r} has no such output")
+        if n.shares is not None:  # a second use of a declared layer: an earlier one, the same kind
+            owner = graph.nodes[seen[n.shares]] if n.shares in seen else None
+            if owner is None or owner.kind != n.kind or owner.shares is not None \
+                    or (n.kind == "op" and owner.op.kind != n.op.kind) or (n.kind == "block" and owner.block != n.block):
+                raise InvariantError(f"{where}: shares {n.shares}, which is not an earlier layer of its kind")
         if n.kind == "input" and n.inputs:
             raise InvariantError(f"{where}: an input node has inputs")
         if n.kind == "op" and n.op is None:

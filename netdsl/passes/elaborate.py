@@ -88,6 +88,8 @@ class _Body:
     failed: set[str] = field(default_factory=set)  # names whose statement failed (already reported)
     mentioned: set[str] = field(default_factory=set)  # names the body's expressions refer to
     depth: int = 0  # how many block instances this body sits in
+    instances: dict[str, Any] = field(default_factory=dict)  # `enc = Encoder(64)`: declared
+    owners: dict[str, str] = field(default_factory=dict)  # instance -> the node built first
 
     @property
     def rep(self) -> Reporter:
@@ -215,6 +217,10 @@ class _Body:
         for name, i in bindings.items():
             if isinstance(self.definition.body[i], ast.Input) or name in self.used or name in self.mentioned:
                 continue
+            if name in self.instances:
+                self.rep.warn("W210", f"layer '{name}' is declared but never applied", spans[name],
+                              f"apply it (x -> {name}), or remove the line")
+                continue
             v = self.values.get(name)
             if v is not None and not any(r in outs for r in v.refs):
                 self.rep.warn("W210", f"'{name}' is computed but never used", spans[name],
@@ -222,6 +228,10 @@ class _Body:
 
     # ---- statements --------------------------------------------------------------------------
     def _assign(self, stmt: ast.Assign) -> None:
+        if len(stmt.targets) == 1 and self._declaration(stmt.value):
+            # `enc = Encoder(64)`: one layer, applied wherever the spec writes `-> enc`
+            self.instances[stmt.targets[0].name] = stmt.value
+            return
         self.hint = stmt.targets[0].name
         v = self.value(stmt.value)
         self.hint = None
@@ -244,6 +254,47 @@ class _Body:
         for t, r in zip(stmt.targets, v.refs):
             if t.name != "_":  # `out, _, _ = x -> LSTM(8)` discards
                 self._bind(t.name, Value([r]))
+
+    def _declaration(self, e) -> bool:
+        """A layer or block written without an input: declared here, applied later."""
+        fn = _func_name(e) if isinstance(e, ast.Name | ast.Call | ast.Attribute) else None
+        if fn is None or fn in self.values or not self.elab.is_layer(fn):
+            return False
+        return not (isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]))
+
+    def _apply_instance(self, name: str, call: ast.Call | None, ins: list[Ref], span, alias,
+                        alias_span) -> Value | None:
+        """`-> enc`: the declared layer `enc`; the first use builds it (named `enc`), every
+        later one applies the same module, with the same weights."""
+        if call is not None and (call.args or call.kwargs):
+            self.rep.error("E105", f"'{name}' is a declared layer: its arguments were given where it "
+                           "was declared", call.span, f"apply it without arguments: x -> {name}")
+            return None
+        if alias is not None:
+            self.rep.error("E107", f"'{name}' already names this layer", alias_span,
+                           f"write: x -> {name}")
+            return None
+        decl = self.instances[name]
+        self.used.add(name)
+        owner = self.owners.get(name)
+        before = len(self.graph.nodes)
+        if owner is None:
+            v = self._apply_named(_func_node(decl), decl if isinstance(decl, ast.Call) else None, ins,
+                                  span, name, decl.span)
+        else:
+            k = 2
+            while f"{name}_{k}" in self.taken:
+                k += 1
+            v = self._apply_named(_func_node(decl), decl if isinstance(decl, ast.Call) else None, ins,
+                                  span, f"{name}_{k}", span)
+        if v is None or len(self.graph.nodes) == before:
+            return v
+        node = self.graph.nodes[-1]
+        if owner is None:
+            self.owners[name] = node.name
+        else:
+            node.shares = owner
+        return v
 
     def _expr_stmt(self, stmt: ast.ExprStmt) -> None:
         target = N.chain_target(stmt.expr, self.elab.is_layer)
@@ -319,9 +370,14 @@ class _Body:
             if v is None:
                 if e.id in self.failed:  # its own statement failed and said why
                     return None
-                if self.elab.is_layer(e.id):
-                    self.rep.error("E209", f"'{e.id}' is a layer, not a value", e.span,
-                                   f"apply it to an input: x -> {e.id}")
+                if self.elab.is_layer(e.id) or e.id in self.instances:
+                    self.used.add(e.id)
+                    what = (f": '{e.id} = Layer(...)' without an input declares a layer to apply later"
+                            if e.id in self.instances else "")
+                    self.rep.error("E209", f"'{e.id}' is a layer, not a value{what}", e.span,
+                                   f"apply it to an input: x -> {e.id}",
+                                   [("declared here", self.instances[e.id].span)]
+                                   if e.id in self.instances else None)
                 elif e.id in self.params:
                     self.rep.error("E209", f"'{e.id}' is a parameter (a number), not a tensor", e.span)
                 else:
@@ -446,14 +502,14 @@ class _Body:
         if fn is None:
             self.rep.error("E209", "expected a layer or a block after '->'", e.span)
             return None
-        if not self.elab.is_layer(fn):
+        if not self.elab.is_layer(fn) and fn not in self.instances:
             if fn in self.values:
                 self.rep.error("E209", f"'{fn}' is a value, not a layer", e.span,
                                "to combine values use +, * or (a, b) -> Concat(dim=1)")
             else:
                 self._unknown_layer(_func_node(e))
             return None
-        if isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]):
+        if isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]) and fn not in self.instances:
             self.rep.error("E209", "after '->' a layer's input comes from the arrow", e.args[0].span,
                            "for several inputs write: (a, b) -> Layer(...)")
             return None
@@ -505,6 +561,8 @@ class _Body:
     # ---- applying layers and blocks ------------------------------------------------------------
     def _apply_named(self, fname: ast.Name, call: ast.Call | None, ins: list[Ref], span,
                      alias: str | None = None, alias_span=None) -> Value | None:
+        if fname.id in self.instances:
+            return self._apply_instance(fname.id, call, ins, span, alias, alias_span)
         if fname.id in self.elab.defs.blocks:
             return self._apply_block(self.elab.defs.blocks[fname.id], call, ins, span, alias, alias_span)
         if lookup(fname.id) is None:

@@ -32,8 +32,10 @@ def infer_graph(graph: Graph, input_types: list[TensorType] | None, rep: Reporte
         if node.kind == "block":
             outs = infer_graph(node.graph, types, rep, (context or []) + [node])
             node.types = outs if all(t is not None for t in outs) else []
-            continue
-        _infer_op(graph, node, types, rep, context or [])
+        else:
+            _infer_op(graph, node, types, rep, context or [])
+        if node.shares and node.types:
+            _same_module(graph, node, rep)
     return [graph.type_of(o.ref) if _known(graph, o.ref) else None for o in graph.outputs]
 
 
@@ -167,6 +169,29 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         return
     node.op = op
     node.types = list(outs)
+
+
+def _same_module(graph: Graph, node: Node, rep: Reporter) -> None:
+    """A declared layer applied twice is one module: the second input must fit what the first
+    built (a Linear(16) first applied to 64 features has in_features=64 for good)."""
+    owner = graph.node(node.shares)
+    if not owner.types:
+        return
+
+    def ops(n):
+        return [m.op for _, m, _ in n.graph.walk() if m.kind == "op"] if n.kind == "block" else [n.op]
+    mine, theirs = ops(node), ops(owner)
+    if mine == theirs:
+        return
+    diff = next((a, b) for a, b in zip(mine, theirs) if a != b)
+    ins = ", ".join(str(graph.type_of(r)) for r in node.inputs)
+    first = ", ".join(str(graph.type_of(r)) for r in owner.inputs)
+    rep.error("E301", f"'{node.shares}' is one layer with one set of weights: it was built for "
+              f"{first} ({diff[1].kind}({diff[1].label_args()})), but is applied here to {ins}, "
+              f"which would need {diff[0].kind}({diff[0].label_args()})", node.span,
+              "apply a shared layer to values of the same shape, or declare a second layer",
+              [("built by its first use here", owner.span)])
+    node.types = []
 
 
 _VERBS = {"Add": "add", "Mul": "multiply", "Sub": "subtract", "Div": "divide"}

@@ -188,6 +188,10 @@ class Lowering:
             if n.kind == "input":
                 continue
             used = [n.out(j) in users or n.out(j) in outputs for j in range(n.n_outputs)]
+            if n.shares is not None:  # a declared layer applied again: its module, no new one
+                template = placeholder_template(n, used) if n.kind == "op" else ("block", tuple(used))
+                members.append(Member(n, None, [], [], [], ("shares", n.shares, template)))
+                continue
             if n.kind == "block":
                 call = self.calls[id(n)]
                 exprs = call_exprs(n, bdef, index) if bdef is not None else {}

@@ -212,7 +212,7 @@ class _Drawer:
             if n.kind == "op":
                 ends[n.name] = nid = self._op(dg, n, q)
                 targets = [nid] * len(n.inputs)
-            elif q in self.expanded:
+            elif q in self.expanded and n.shares is None:
                 ends[n.name], targets = self._cluster(dg, n, q, depth)
             else:
                 nid = self._block_node(dg, [g.nodes[i] for i in run], prefix)
@@ -220,6 +220,11 @@ class _Drawer:
                 targets = [nid] * len(n.inputs)
             for slot, r in enumerate(n.inputs):
                 self._edge(dg, end(r), targets[slot], g.type_of(r), _out_name(g, r))
+            owner = ends.get(n.shares) if n.shares else None
+            owner = owner(0) if callable(owner) else owner  # an expanded owner: its output
+            if isinstance(owner, str):  # the same weights: a dashed line between the two uses
+                dg.edge(owner, targets[0], style="dashed", dir="none", constraint="false",
+                        color="#8a8a8a", tooltip="same module, same weights")
         return end
 
     def _node(self, dg, q: str, label: str, style: dict) -> str:
@@ -238,6 +243,8 @@ class _Drawer:
         self.families.add(op.family)
         p = op.param_count()
         sub = n.name + (" · " + _counts(p, p if getattr(op, "trainable", True) else 0) if p else "")
+        if n.shares:
+            sub = f"{n.name} · shares {n.shares}"
         args = op.label_args()
         return self._node(dg, q, _label(_b(op.kind) + (" " + esc(args) if args else ""), sub),
                           family_style(op.family))
@@ -251,6 +258,8 @@ class _Drawer:
         names = (first.name if k == 1 else f"{first.name}, {last.name}" if k == 2
                  else f"{first.name} … {last.name}")
         sub = names + (" · " + _counts(total, trainable) if total else "")
+        if first.shares:
+            sub, total = f"{names} · shares {first.shares}", 0
         if k > 1 and total:
             sub += f" ({k} × {total // k:,})"
         nid = self._node(dg, prefix + first.name, _label(head, sub), BLOCK_STYLE)

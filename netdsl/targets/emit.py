@@ -140,9 +140,9 @@ def _forward(plan: Plan, reserved: frozenset):
         comment = plan.comments.get((item.id, 0), "")
         if node.kind == "block":
             lhs = ", ".join(o or "_" for o in outs)
-            code = [f"{lhs} = self.{node.name}({', '.join(ins)})"]
+            code = [f"{lhs} = self.{node.shares or node.name}({', '.join(ins)})"]
         else:
-            module = f"self.{node.name}" if node.op.torch is not None else None
+            module = f"self.{node.shares or node.name}" if node.op.torch is not None else None
             code = node.op.forward_lines(module, ins, outs)
         uses_torch = uses_torch or any("torch." in c for c in code)
         for k, c in enumerate(code):

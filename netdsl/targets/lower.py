@@ -230,7 +230,7 @@ def setup_statements(node: Node) -> list[Stmt]:
 def placeholder_template(node: Node, used: list[bool]) -> tuple:
     """The forward code of an op node with placeholder names for its inputs and outputs."""
     op = node.op
-    module = f"self.{node.name}" if op.torch is not None else None
+    module = f"self.{node.shares or node.name}" if op.torch is not None else None
     ins = [f"\x00in{k}" for k in range(len(node.inputs))]
     outs = [f"\x00out{j}" if u else None for j, u in enumerate(used)]
     return tuple(op.forward_lines(module, ins, outs))

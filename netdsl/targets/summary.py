@@ -123,17 +123,24 @@ def _rows(graph: Graph, prefix: str, depth: int, out: list[Row]) -> tuple[int, i
             continue
         shape = ", ".join(_shape(t.shape) for t in n.types[:1])
         line = n.span.line if n.span else None
-        if n.kind == "block":
+        if n.kind == "block" and n.shares:  # the owner's rows say what it holds
+            _, _, m = _rows(n.graph, "", 0, [])
+            p = t = 0
+            out.append(Row(prefix + n.name, f"{_block_label(n)} · shares {n.shares}", "block", depth,
+                           shape, 0, 0, m, line))
+        elif n.kind == "block":
             row = Row(prefix + n.name, _block_label(n), "block", depth, shape, 0, 0, 0, line)
             out.append(row)
             p, t, m = _rows(n.graph, f"{prefix}{n.name}.", depth + 1, out)
             row.params, row.trainable, row.macs = p, t, m
         else:
             op = n.op
-            p = op.param_count()
+            p = op.param_count() if n.shares is None else 0
             t = p if getattr(op, "trainable", True) else 0
             m = op.macs([graph.type_of(r) for r in n.inputs], n.types)
             label = op.kind + (f"({op.label_args()})" if op.label_args() else "")
+            if n.shares:
+                label += f" · shares {n.shares}"
             out.append(Row(prefix + n.name, label, op.kind, depth, shape, p, t, m, line))
         total, trainable, macs = total + p, trainable + t, macs + m
     return total, trainable, macs
