@@ -98,6 +98,16 @@ def all_nodes(graph: Graph) -> list[tuple[str, Node, Graph]]:
     return list(graph.walk())
 
 
+def drawn_nodes(graph: Graph, prefix: str = ""):
+    """What an expanded drawing shows: every node, through blocks, but a shared block's later
+    uses are one node each (their layers are the owner's)."""
+    for n in graph.nodes:
+        q = prefix + n.name
+        yield q, n, graph
+        if n.kind == "block" and n.shares is None:
+            yield from drawn_nodes(n.graph, q + ".")
+
+
 def svg_of(dg: graphviz.Digraph) -> ET.Element:
     out = subprocess.run(["dot", "-Tsvg"], input=dg.source.encode(), capture_output=True,
                          check=True)
@@ -147,21 +157,23 @@ def test_expanded_drawing_has_every_ir_node_once_and_every_edge_its_shape(path):
         source = render(s, model).source
         nodes, edges = parse_dot(source)
         # layers and inputs are nodes, blocks clusters; ids are the qualified names
-        want = {q for q, n, _ in all_nodes(g) if n.kind != "block"}
+        want = {q for q, n, _ in drawn_nodes(g) if n.kind != "block" or n.shares}
         assert set(nodes) == want | {f"output/{o.name}" for o in g.outputs}
         clusters = [_unquote(c) for c in re.findall(rf"^\s*subgraph ({_ID}) {{$", source, re.M)]
-        assert sorted(clusters) == sorted(f"cluster_{q}" for q, n, _ in all_nodes(g)
-                                          if n.kind == "block")
+        assert sorted(clusters) == sorted(f"cluster_{q}" for q, n, _ in drawn_nodes(g)
+                                          if n.kind == "block" and not n.shares)
         into: dict[str, list[str]] = {}
         for tail, head, attrs in edges:
             assert tail in nodes and head in nodes
+            if "style=dashed" in attrs:  # a shared layer's uses joined: no value flows
+                continue
             label = html_attr(attrs, "label")
             assert label is not None, f"edge {tail} -> {head} has no shape"
             into.setdefault(head, []).append(label_text(label))
         # the labels on the edges into each node are the types of that node's inputs
         expect: dict[str, list[str]] = {}
-        for q, n, owner in all_nodes(g):
-            if n.kind == "op":
+        for q, n, owner in drawn_nodes(g):
+            if n.kind == "op" or n.shares:
                 expect[q] = [_shape_label(owner, r) for r in n.inputs]
             elif n.kind == "block":  # expanded: the edges go to the block's input ports
                 for x, r in zip(n.graph.inputs, n.inputs):

@@ -137,3 +137,31 @@ def test_shared_graphs_keep_the_ir_invariants():
     verify(spec.graph(), shaped=True)
     g = spec.graph()
     assert [n.shares for n in g.nodes if n.shares] == ["enc"]
+
+
+def test_the_siamese_reference_spec_matches_a_hand_written_network():
+    from pathlib import Path
+
+    class Siamese(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Sequential(
+                nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Flatten(), nn.Linear(64 * 7 * 7, 64), nn.ReLU())
+            self.head = nn.Linear(64, 1)
+
+        def forward(self, left, right):
+            return self.head((self.enc(left) - self.enc(right)).abs())
+
+    ref = Siamese()
+    torch.manual_seed(3)
+    for p in ref.parameters():
+        p.data.normal_(0, 0.1)
+    m = netdsl.load(Path(__file__).parents[1] / "specs" / "siamese.net").build().eval()
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in ref.parameters()) == 219_649
+    theirs = list(ref.state_dict().values())
+    assert [v.shape for v in m.state_dict().values()] == [v.shape for v in theirs]
+    m.load_state_dict(dict(zip(m.state_dict(), theirs)))
+    left, right = torch.randn(5, 1, 28, 28), torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(m(left, right), ref(left, right), rtol=1e-4, atol=1e-5)
