@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import netdsl
 from netdsl.diagnostics import NetdslError
@@ -40,7 +39,7 @@ def test_scaled_dot_product_attention_by_hand_matches_torch():
 
 
 def test_siamese_abs_difference_head():
-    spec, m = model("""
+    _, m = model("""
   ea = a -> Flatten -> Linear(16)
   eb = b -> Flatten -> Linear(16)
   output abs(ea - eb)""", "input a: [1, 4, 4];input b: [1, 4, 4]")
@@ -97,7 +96,7 @@ def test_permute_transpose_chunk_split_against_torch():
   s1, s2 = x -> Split((8, 24), -1)
   output p, t, c1, c3, s1, s2""", "input x: [10, 32]")
     x = torch.randn(2, 10, 32)
-    p, t, c1, c3, s1, s2 = m(x)
+    p, t, c1, c3, _, s2 = m(x)
     torch.testing.assert_close(p, x.unflatten(2, (4, 8)).permute(0, 2, 1, 3), rtol=0, atol=0)
     torch.testing.assert_close(t, x.transpose(-1, -2), rtol=0, atol=0)
     want = x.chunk(3, 2)

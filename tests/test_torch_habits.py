@@ -111,7 +111,7 @@ def test_no_integer_lands_on_a_float_argument_by_position():
     from netdsl.ops import OPS
 
     checked = 0
-    for name, cls in OPS.items():
+    for cls in OPS.values():
         floats = set(cls.float_fields())
         for n in range(1, len(cls.torch_fields()) + 1):
             fields, _ = cls.positional_for(n)

@@ -56,7 +56,7 @@ class Node(BaseModel):
     n_outputs: int = 1
     bound: list[Optional[str]] = Field(default_factory=list)  # user names of the outputs
     hint: Optional[str] = None  # the name the spec binds this node's chain to
-    shares: Optional[str] = None  # a second use of a declared layer: the node that owns it
+    shares: str | None = None  # a second use of a declared layer: the node that owns it
     span: Optional[Span] = Field(default=None, exclude=True, repr=False)
     arg_spans: dict[str, Span] = Field(default_factory=dict, exclude=True, repr=False)
     call_span: Optional[Span] = Field(default=None, exclude=True, repr=False)  # a block's call site

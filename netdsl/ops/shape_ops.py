@@ -8,8 +8,20 @@ from typing import Literal, Optional, Union
 
 from pydantic import field_validator
 
-from .base import (DIMS_HINT, Bool, Float, Int, Op, PosFloat, PosInt, Shape, ShapeError, dim_index,
-                   need_float, need_rank, tup)
+from .base import (
+    DIMS_HINT,
+    Bool,
+    Int,
+    Op,
+    PosFloat,
+    PosInt,
+    Shape,
+    ShapeError,
+    dim_index,
+    need_float,
+    need_rank,
+    tup,
+)
 from .registry import register
 
 
@@ -291,7 +303,7 @@ class Split(_Pieces):
     the dimension's size."""
 
     op: Literal["Split"] = "Split"
-    split_size_or_sections: Union[PosInt, tuple[PosInt, ...]]
+    split_size_or_sections: PosInt | tuple[PosInt, ...]
     dim: Int  # torch's default, 0, is the batch: here it must be said
 
     prefix = "split"
@@ -301,7 +313,7 @@ class Split(_Pieces):
     @classmethod
     def _sections(cls, v):
         if isinstance(v, int) and not isinstance(v, bool):
-            raise ValueError("one size makes as many pieces as the dimension allows, which the spec "
+            raise ValueError(  # noqa: TRY004 - pydantic reports a validator's ValueError"one size makes as many pieces as the dimension allows, which the spec "
                              "must know to name them: give each size, Split((16, 16), dim=1), or use "
                              "Chunk(n, dim)")
         return v
