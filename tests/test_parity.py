@@ -136,6 +136,12 @@ def resnet18():
     return torchvision.models.resnet18()
 
 
+def resnet50():
+    import torchvision
+
+    return torchvision.models.resnet50()
+
+
 CASES = {
     "linear_regression": ("linear_regression.net", lambda: LinearRegression(2, 1), (2,), 3),
     "mlp_seed000": ("mlp.net", Net000, (1, 28, 28), 101_770),
@@ -145,7 +151,9 @@ CASES = {
     "lenet": ("lenet.net", ConvNet, (1, 28, 28), 44_426),
     "multitask": ("multitask.net", MultiHead, (1, 28, 28), 3 * 101_770),
     "resnet18": ("resnet18.net", resnet18, (3, 224, 224), 11_689_512),
+    "resnet50": ("resnet50.net", resnet50, (3, 224, 224), 25_557_032),
 }
+RESNETS = ("resnet18", "resnet50")
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,7 +172,25 @@ def pair(case):
     return spec, copy.deepcopy(ours), copy.deepcopy(ref), shape, params
 
 
+def randomise(ref: nn.Module) -> None:
+    """Random reference weights and statistics: torch's default init (BatchNorm's ones and
+    zeros above all) would hide a swapped or mis-shaped tensor. Scaled by fan-in, so that a
+    50-layer network's activations stay finite."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, t in ref.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif t.dim() > 1:
+                t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
+
+
 def load_by_position(ours: nn.Module, ref: nn.Module) -> None:
+    randomise(ref)
     keys = list(ours.state_dict())
     ours.load_state_dict(dict(zip(keys, ref.state_dict().values())))
 
@@ -196,13 +222,17 @@ def test_same_outputs_and_gradients(case, mode):
     load_by_position(ours, ref)
     ours.train(mode == "train")
     ref.train(mode == "train")
-    if case == "resnet18" and mode == "train":  # any size works after the adaptive pool
+    if case in RESNETS and mode == "train":  # any size works after the adaptive pool
         shape = (3, 64, 64)
-    x = torch.randn(2 if case == "resnet18" else 5, *shape)
+    if case == "resnet50":  # 4 GMACs at 224: the layers are the same on a smaller image
+        shape = (3, 32, 32)
+    x = torch.randn(2 if case in RESNETS else 5, *shape)
     a, b = as_tuple(ours(x)), as_tuple(ref(x))
     assert len(a) == len(b)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v)
+    if case == "resnet50" and mode == "eval":  # its gradients are compared in train mode
+        return
     # the same loss on both: a fixed random weighting of every output
     weights = [torch.randn_like(v) for v in b]
     sum((u * w).sum() for u, w in zip(a, weights)).backward()
