@@ -9,6 +9,7 @@ must raise ShapeError; invalid argument values must be rejected by validation.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 
 import pytest
@@ -35,11 +36,17 @@ def build(spec: dict, ins: list[T]):
     return op.model_copy(update=op.infer(ins))
 
 
+def torch_class(cls):
+    """The class an op declaration names: `nn.Conv2d`, `torchvision.ops.StochasticDepth`."""
+    module, _, name = cls.torch.rpartition(".")
+    return getattr(torch.nn if module == "nn" else importlib.import_module(module), name)
+
+
 def make_module(op):
     if op.torch is None:
         return None
     args, kwargs = op.ctor_args()
-    return getattr(torch.nn, op.torch.removeprefix("nn."))(*args, **kwargs)
+    return torch_class(type(op))(*args, **kwargs)
 
 
 def rand(t: T, batch: int, high: int = 10) -> torch.Tensor:
@@ -88,6 +95,19 @@ CASES = [
     C(op("Tanh"), (5,)), C(op("Tanh"), (3, 2), dtype="float64"),
     C(op("Sigmoid"), (1,)), C(op("Sigmoid"), (4, 3, 2)),
     C(op("Hardswish"), (6,)), C(op("Hardswish", inplace=True), (3, 3)),
+    C(op("ReLU6"), (3, 4)), C(op("ReLU6", inplace=True), (5,)), C(op("ReLU6"), (2, 3), dtype="int64"),
+    C(op("ReLU6"), (4,), dtype="uint8"),
+    C(op("Hardtanh"), (6,)), C(op("Hardtanh", min_val=-2.5, max_val=0.5, inplace=True), (3, 4)),
+    C(op("Hardtanh", min_val=0, max_val=3), (2, 5), dtype="int32"),
+    C(op("Hardtanh", min_val=0.0, max_val=200), (4,), dtype="uint8"),
+    C(op("Hardtanh", min_val=-6e4, max_val=6e4), (3,), dtype="float16"),
+    C(op("Hardsigmoid"), (7,)), C(op("Hardsigmoid", inplace=True), (2, 3), dtype="float64"),
+    C(op("PReLU"), (3, 4, 4)), C(op("PReLU", num_parameters=3, init=0.1), (3, 5)),
+    C(op("PReLU", num_parameters=2, init=-1), (2, 3, 3, 3)), C(op("PReLU"), ()),
+    C(op("Mish"), (5,)), C(op("Mish", inplace=True), (2, 4), dtype="float64"),
+    C(op("Softplus"), (4,)), C(op("Softplus", beta=2, threshold=0.5), (3, 3)),
+    C(op("Softplus", beta=1e30, threshold=1e38), (2, 2), dtype="float16"),
+    C(op("LeakyReLU", negative_slope=1e30), (3,), dtype="bfloat16"),
     C(op("Softmax", dim=-1), (10,)), C(op("Softmax", dim=1), (3, 4)), C(op("Softmax", dim=2), (3, 4, 5)),
     C(op("LogSoftmax", dim=-1), (10,)), C(op("LogSoftmax", dim=1), (3, 4), dtype="float64"),
     # dense
@@ -128,6 +148,11 @@ CASES = [
          output_padding=(1, 0)), (3, 4, 4)),
     C(op("ConvTranspose2d", out_channels=2, kernel_size=3, dilation=3, output_padding=2, groups=2),
       (4, 3, 3), dtype="float64"),
+    C(op("ConvTranspose3d", out_channels=2, kernel_size=2, stride=2), (3, 2, 3, 3)),
+    C(op("ConvTranspose3d", out_channels=4, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1),
+         output_padding=(0, 1, 1), groups=2, bias=False), (2, 3, 4, 4)),
+    C(op("ConvTranspose3d", in_channels=1, out_channels=2, kernel_size=3, dilation=2), (1, 2, 2, 2),
+      dtype="float64"),
     # merges
     C(op("Add"), (3, 4, 4), (3, 4, 4)), C(op("Add"), (3, 4, 4), (3, 1, 1)), C(op("Add"), (1, 5), (4, 1)),
     C(op("Add"), (6,), (6,), (6,)), C(op("Add"), (2, 3), (2, 3), dtype="int64"),
@@ -141,6 +166,8 @@ CASES = [
     C(op("BatchNorm1d", bias=False), (3,)),
     C(op("BatchNorm2d"), (3, 4, 4)), C(op("BatchNorm2d", num_features=2, momentum=0.5), (2, 3, 3)),
     C(op("BatchNorm2d", affine=False, track_running_stats=False), (4, 2, 2), dtype="float64"),
+    C(op("BatchNorm3d"), (3, 2, 4, 4)), C(op("BatchNorm3d", num_features=2, affine=False, momentum=None), (2, 3, 3, 3)),
+    C(op("BatchNorm3d", bias=False, eps=1e-3), (4, 2, 2, 2), dtype="float64"),
     C(op("InstanceNorm2d"), (3, 4, 4)), C(op("InstanceNorm2d", affine=True), (2, 5, 5)),
     C(op("InstanceNorm2d", affine=True, track_running_stats=True, bias=False), (2, 3, 3)),
     C(op("LayerNorm"), (10,)), C(op("LayerNorm"), (5, 8)),
@@ -153,6 +180,9 @@ CASES = [
     C(op("Dropout"), (10,)), C(op("Dropout", p=0.1, inplace=True), (3, 4)), C(op("Dropout", p=0), (2, 2, 2)),
     C(op("Dropout", p=1), (4,), dtype="float64"),
     C(op("Dropout2d"), (3, 4, 4)), C(op("Dropout2d", p=0.2), (2, 5, 5)),
+    C(op("StochasticDepth", p=0.2, mode="row"), (3, 4)), C(op("StochasticDepth", p=0.5, mode="batch"), (2, 3, 3)),
+    C(op("StochasticDepth", p=1, mode="row"), (5,), dtype="float64"),
+    C(op("StochasticDepth", p=0, mode="batch"), (4,), dtype="bfloat16"),
     # pooling
     C(op("MaxPool1d", kernel_size=2), (3, 8)),
     C(op("MaxPool1d", kernel_size=3, stride=2, ceil_mode=True), (2, 10)),
@@ -162,18 +192,30 @@ CASES = [
     C(op("MaxPool2d", kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)), (1, 6, 7)),
     C(op("MaxPool2d", kernel_size=3, stride=2, ceil_mode=True), (1, 6, 6), dtype="float64"),
     C(op("MaxPool2d", kernel_size=2), (1, 4, 4), dtype="int64"),
+    C(op("MaxPool3d", kernel_size=2), (2, 4, 4, 4)), C(op("MaxPool3d", kernel_size=3, stride=2), (5, 5, 5)),
+    C(op("MaxPool3d", kernel_size=(1, 2, 2), stride=(1, 2, 1), padding=(0, 1, 0), dilation=(1, 1, 2),
+         ceil_mode=True), (3, 5, 6, 7)),
+    C(op("MaxPool3d", kernel_size=2), (1, 2, 2, 2), dtype="float16"),
     C(op("AvgPool1d", kernel_size=3), (2, 9)),
     C(op("AvgPool1d", kernel_size=4, stride=3, padding=2, ceil_mode=True, count_include_pad=False), (2, 10)),
     C(op("AvgPool2d", kernel_size=2), (3, 6, 6)),
     C(op("AvgPool2d", kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False), (2, 7, 7)),
     C(op("AvgPool2d", kernel_size=(2, 4), divisor_override=3), (5, 9)),
     C(op("AvgPool2d", kernel_size=2, stride=1), (2, 3, 3), dtype="int64"),
+    C(op("AvgPool3d", kernel_size=2), (2, 4, 4, 4)), C(op("AvgPool3d", kernel_size=2), (4, 4, 4), dtype="float64"),
+    C(op("AvgPool3d", kernel_size=(3, 2, 2), stride=1, padding=1, ceil_mode=True, count_include_pad=False,
+         divisor_override=5), (1, 4, 5, 6)),
     C(op("AdaptiveAvgPool1d", output_size=3), (2, 10)), C(op("AdaptiveAvgPool1d", output_size=4), (7,)),
     C(op("AdaptiveAvgPool2d", output_size=1), (8, 5, 5)),
     C(op("AdaptiveAvgPool2d", output_size=(2, 3)), (3, 7, 9)),
     C(op("AdaptiveAvgPool2d", output_size=(None, 2)), (3, 4, 6), dtype="float64"),
     C(op("AdaptiveMaxPool2d", output_size=2), (3, 5, 5)),
     C(op("AdaptiveMaxPool2d", output_size=(3, None)), (6, 4)),
+    C(op("AdaptiveAvgPool3d", output_size=1), (3, 4, 4, 4)),
+    C(op("AdaptiveAvgPool3d", output_size=(2, None, 3)), (2, 5, 6, 7)),
+    C(op("AdaptiveAvgPool3d", output_size=2), (4, 5, 6), dtype="float64"),
+    C(op("AdaptiveMaxPool1d", output_size=3), (2, 10)), C(op("AdaptiveMaxPool1d", output_size=4), (7,)),
+    C(op("AdaptiveMaxPool1d", output_size=(5,)), (3, 5), dtype="float16"),
     # arithmetic (ops/arith.py): shapes and dtypes as torch computes them
     C(op("Sub"), (3, 4), (3, 4)), C(op("Sub"), (3, 4), (1, 4)), C(op("Sub"), (3,), (3,), dtype="int64"),
     C(op("Div"), (3, 4), (3, 1)), C(op("Div"), (5,), (5,), dtype="int64"),
@@ -238,6 +280,16 @@ CASES = [
     C(op("Upsample", scale_factor=2, mode="trilinear", align_corners=False), (1, 2, 3, 2)),
     C(op("Upsample", scale_factor=1.7), (2, 5, 3), dtype="float64"),
     C(op("Upsample", scale_factor=1.7, recompute_scale_factor=True), (2, 5, 3)),
+    # spatial rearrangements
+    C(op("PixelShuffle", upscale_factor=2), (8, 3, 3)), C(op("PixelShuffle", upscale_factor=1), (3, 4, 5)),
+    C(op("PixelShuffle", upscale_factor=3), (2, 9, 2, 2), dtype="int64"),
+    C(op("PixelUnshuffle", downscale_factor=2), (2, 4, 6)),
+    C(op("PixelUnshuffle", downscale_factor=3), (1, 3, 6), dtype="uint8"),
+    C(op("ZeroPad2d", padding=1), (3, 4, 4)), C(op("ZeroPad2d", padding=(1, 0, 2, -1)), (5, 6)),
+    C(op("ZeroPad2d", padding=(-1, -1, 0, 3)), (2, 3, 4, 4), dtype="int64"),
+    C(op("ConstantPad2d", padding=2, value=0.5), (3, 3, 3)),
+    C(op("ConstantPad2d", padding=(0, 1, 1, 0), value=-3), (4, 4), dtype="int32"),
+    C(op("ConstantPad2d", padding=(1, 2, 3, 4), value=6e4), (2, 2), dtype="float16"),
 ]
 
 
@@ -285,7 +337,7 @@ def _torch_signature(cls):
         names = [n for n in _RNN_SIG if n != "nonlinearity" or cls.kind == "RNN"]
         names = [n for n in names if n != "proj_size" or cls.kind == "LSTM"]
         return {n: _RNN_DEFAULTS.get(n, inspect.Parameter.empty) for n in names}
-    ctor = getattr(torch.nn, cls.torch.removeprefix("nn.")).__init__
+    ctor = torch_class(cls).__init__
     return {n: p.default for n, p in list(inspect.signature(ctor).parameters.items())[1:]
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
@@ -312,7 +364,7 @@ def test_fields_follow_torch_signature(name):
     # torch's positional order, as netdsl reads a call written the torch way, is torch's own
     positional = cls.torch_fields()
     if cls.kind not in ("RNN", "LSTM", "GRU"):
-        params = inspect.signature(getattr(torch.nn, cls.torch.removeprefix("nn.")).__init__).parameters
+        params = inspect.signature(torch_class(cls).__init__).parameters
         order = [n for n in order if params[n].kind is not inspect.Parameter.KEYWORD_ONLY]
     assert positional == order[:len(positional)], \
         f"{name}: positional order {positional} is not torch's {order[:len(positional)]}"
@@ -444,6 +496,43 @@ BAD_SHAPES = [
     B(op("Upsample", scale_factor=(2, 2, 2)), (3, 4, 4), arg="scale_factor"),
     B(op("Upsample", scale_factor=0.1), (3, 4, 4), arg="scale_factor"),
     B(op("Upsample", scale_factor=2, align_corners=True), (3, 4, 4), arg="align_corners"),
+    B(op("Hardtanh", min_val=1.0, max_val=1.0), (4,), arg="max_val"),
+    B(op("Hardtanh", min_val=2, max_val=-2), (3, 4), arg="max_val"),
+    B(op("Hardtanh"), (4,), dtype="uint8", arg="min_val"),  # the default min_val=-1 on unsigned input
+    B(op("Hardtanh", max_val=7e4), (4,), dtype="float16", arg="max_val"),
+    B(op("Hardtanh", min_val=0, max_val=3e9), (4,), dtype="int32", arg="max_val"),
+    B(op("Hardtanh", min_val=-1e39), (4,), arg="min_val"),
+    B(op("PReLU", num_parameters=3), (4, 5), arg="num_parameters"),
+    B(op("PReLU", num_parameters=2), (), arg="num_parameters", stricter=True),  # torch: the batch
+    B(op("PReLU"), (4,), dtype="float64"), B(op("PReLU"), (2, 3), dtype="bfloat16"),
+    B(op("PReLU", init=1e39), (4,), arg="init"),
+    B(op("Softplus", beta=1e39), (4,), arg="beta"), B(op("Softplus", threshold=-4e38), (4,), dtype="float16", arg="threshold"),
+    B(op("LeakyReLU", negative_slope=1e39), (4,), dtype="float16", arg="negative_slope"),
+    B(op("ELU", alpha=-1e300), (3,), arg="alpha"),
+    B(op("MaxPool3d", kernel_size=2), (4, 4)), B(op("MaxPool3d", kernel_size=3), (1, 2, 4, 4), arg="kernel_size"),
+    B(op("AvgPool3d", kernel_size=2), (1, 4, 4, 4), dtype="float16"),  # no CPU kernel
+    B(op("AvgPool3d", kernel_size=2), (4, 4, 4), dtype="bfloat16"),
+    B(op("AvgPool3d", kernel_size=3, padding=1), (1, 4, 2, 4), arg="kernel_size"),
+    B(op("AvgPool3d", kernel_size=4, stride=4, ceil_mode=True), (2, 6, 5, 1), arg="kernel_size"),
+    B(op("AdaptiveAvgPool3d", output_size=2), (8, 8)), B(op("AdaptiveMaxPool1d", output_size=2), (1, 8, 8)),
+    B(op("BatchNorm3d"), (3, 4, 4)), B(op("BatchNorm3d", num_features=2), (3, 2, 2, 2), arg="num_features"),
+    B(op("ConvTranspose3d", out_channels=2, kernel_size=3), (1, 5, 5)),
+    B(op("ConvTranspose3d", out_channels=2, kernel_size=2, stride=2, output_padding=2), (1, 2, 2, 2),
+      arg="output_padding"),
+    B(op("ConvTranspose3d", out_channels=3, kernel_size=1, groups=2), (4, 2, 2, 2), arg="groups"),
+    B(op("PixelShuffle", upscale_factor=2), (6, 3, 3), arg="upscale_factor"),
+    B(op("PixelShuffle", upscale_factor=3), (18, 1, 1, 1), dtype="int64", arg="upscale_factor"),
+    B(op("PixelShuffle", upscale_factor=2), (8, 3), stricter=True),  # torch: the batch as channels
+    B(op("PixelUnshuffle", downscale_factor=2), (2, 5, 4), arg="downscale_factor"),
+    B(op("PixelUnshuffle", downscale_factor=4), (1, 8, 6), arg="downscale_factor"),
+    B(op("ZeroPad2d", padding=(0, 0, -5, 1)), (3, 4), arg="padding"),
+    B(op("ZeroPad2d", padding=(-6, 3, 0, 0)), (2, 3, 4), arg="padding"),
+    B(op("ZeroPad2d", padding=(-2, -2, 0, 0)), (3, 4), arg="padding", stricter=True),  # torch: empty
+    B(op("ZeroPad2d", padding=1), (4,), stricter=True),  # torch would pad the batch
+    B(op("ConstantPad2d", padding=1, value=-1), (3, 3), dtype="uint8", arg="value"),
+    B(op("ConstantPad2d", padding=1, value=1e5), (2, 3, 3), dtype="float16", arg="value"),
+    B(op("ConstantPad2d", padding=(1, 1, 1, 1), value=2**31), (3, 3), dtype="int32", arg="value"),
+    B(op("ConstantPad2d", padding=2, value=1e39), (3, 3), arg="value"),
     # integer input where torch needs floating point (ids go through an Embedding first)
     *(B(spec, shape, dtype="int64") for spec, shape in [
         (op("Linear", out_features=3), (4,)), (op("RNN", hidden_size=3), (5, 4)),
@@ -453,6 +542,11 @@ BAD_SHAPES = [
         (op("AdaptiveAvgPool2d", output_size=2), (1, 4, 4)), (op("Upsample", scale_factor=2), (1, 4)),
         (op("LSTM", hidden_size=3), (5, 4)), (op("MultiheadAttention", num_heads=2), (5, 4)),
         (op("TransformerEncoderLayer", nhead=2), (5, 4))]),
+    *(B(spec, shape, dtype="int64") for spec, shape in [
+        (op("Hardsigmoid"), (4,)), (op("Mish"), (4,)), (op("Softplus"), (4,)), (op("PReLU"), (4,)),
+        (op("StochasticDepth", p=0.5, mode="row"), (4,)), (op("BatchNorm3d"), (2, 2, 2, 2)),
+        (op("ConvTranspose3d", out_channels=2, kernel_size=1), (1, 2, 2, 2)),
+        (op("AdaptiveAvgPool3d", output_size=1), (1, 2, 2, 2)), (op("AdaptiveMaxPool1d", output_size=1), (1, 4))]),
     B(op("Tanh"), (4,), dtype="int64", stricter=True),  # torch returns float32
     B(op("Concat", dim=1), T(shape=(3,)), T(shape=(3,), dtype="float64"), stricter=True),  # torch promotes
 ]
@@ -517,6 +611,20 @@ BAD_ARGS = [
     op("Upsample", mode="area2"), op("Upsample", size=0), op("Concat", dim=1.0),
     op("Linear", out_features=4, init="he"), op("Linear", out_features=4, trainable=0),
     op("Nope"),
+    op("ReLU6", inplace=1), op("Hardtanh", min_val="-1"), op("Hardtanh", max_val=True),
+    op("PReLU", num_parameters=0), op("PReLU", init="0.25"), op("PReLU", init=0.1, num_parameters=2.0),
+    op("Softplus", beta=True), op("Softplus", threshold="20"), op("Mish", inplace="no"),
+    op("StochasticDepth", p=0.5, mode="col"), op("StochasticDepth", p=1.5, mode="row"),
+    op("StochasticDepth", p=0.5), op("StochasticDepth", mode="row"), op("StochasticDepth", p=True, mode="row"),
+    op("MaxPool3d", kernel_size=(2, 2)), op("AvgPool3d", kernel_size=2, divisor_override=0),
+    op("AdaptiveMaxPool1d", output_size=None), op("AdaptiveMaxPool1d", output_size=2, return_indices=True),
+    op("AdaptiveAvgPool3d", output_size=(2, 2)), op("BatchNorm3d", eps=0),
+    op("ConvTranspose3d", out_channels=2, kernel_size=3, padding_mode="reflect"),
+    op("ConvTranspose3d", out_channels=2, kernel_size=(3, 3)),
+    op("PixelShuffle", upscale_factor=0), op("PixelShuffle"), op("PixelUnshuffle", downscale_factor=2.0),
+    op("ZeroPad2d", padding=(1, 2)), op("ZeroPad2d", padding=1.5), op("ZeroPad2d"),
+    op("ConstantPad2d", padding=1), op("ConstantPad2d", padding=(1, 1, 1), value=0.0),
+    op("ConstantPad2d", padding=1, value="0"),
 ]
 
 
@@ -562,6 +670,29 @@ def test_macs_by_hand():
     projections = 5 * 8 * 8 + 7 * 6 * 8 + 7 * 4 * 8 + 5 * 8 * 8  # q, k, v, out
     assert attn.macs(ins, attn.shape(ins)) == projections + 2 * 5 * 7 * 8  # scores, weighted sum
 
+
+
+def test_macs_of_3d_layers_and_data_movers():
+    ins = types((2, 3, 3, 3))
+    # every input value is spread over out_channels/groups * k taps
+    deconv = build(op("ConvTranspose3d", out_channels=4, kernel_size=2, stride=2, groups=2), ins)
+    assert deconv.shape(ins)[0].shape == (4, 6, 6, 6)
+    assert deconv.macs(ins, deconv.shape(ins)) == (2 * 27) * (2 * 8)
+    pool = build(op("MaxPool3d", kernel_size=(1, 3, 3), stride=1, padding=(0, 1, 1)), ins)
+    assert pool.shape(ins)[0].shape == (2, 3, 3, 3)
+    assert pool.macs(ins, pool.shape(ins)) == 54 * 9
+    avg = build(op("AvgPool3d", kernel_size=3), ins)
+    assert avg.macs(ins, avg.shape(ins)) == 2 * 27
+    adaptive = build(op("AdaptiveAvgPool3d", output_size=1), ins)
+    assert adaptive.macs(ins, adaptive.shape(ins)) == 54  # each value read once
+    bn = build(op("BatchNorm3d"), ins)
+    assert bn.macs(ins, bn.shape(ins)) == 2 * 54 and bn.param_count() == 4
+    ins = types((8, 2, 2))
+    for spec in (op("PixelShuffle", upscale_factor=2), op("ZeroPad2d", padding=1),
+                 op("ConstantPad2d", padding=(1, 0, 0, 1), value=2.5), op("PReLU", num_parameters=8),
+                 op("StochasticDepth", p=0.1, mode="row"), op("Hardtanh")):
+        o = build(spec, ins)
+        assert o.macs(ins, o.shape(ins)) == 0, spec  # elementwise or data movement, as ReLU
 
 # ---- random configurations -----------------------------------------------------------------
 
@@ -633,4 +764,29 @@ def test_linear_random(shape, out, bias, given_in):
     spec = op("Linear", out_features=out, bias=bias)
     if given_in is not None:
         spec["in_features"] = given_in
+    _compare(spec, tuple(shape))
+
+
+triple = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)))
+
+
+@FAST
+@given(size=st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)),
+       kind=st.sampled_from(["MaxPool3d", "AvgPool3d"]), k=triple, s=st.one_of(st.none(), triple),
+       p=st.integers(0, 1), ceil=st.booleans())
+def test_pool3d_random(size, kind, k, s, p, ceil):
+    _compare(op(kind, kernel_size=k, stride=s, padding=p, ceil_mode=ceil), size)
+
+
+@FAST
+@given(shape=st.lists(st.integers(1, 6), min_size=2, max_size=4),  # rank 1: torch pads the batch
+       pad=st.one_of(st.integers(-3, 3), st.tuples(*[st.integers(-4, 3)] * 4)))
+def test_zero_pad2d_random(shape, pad):
+    _compare(op("ZeroPad2d", padding=pad), tuple(shape))
+
+
+@FAST
+@given(shape=st.lists(st.integers(1, 12), min_size=3, max_size=4), r=st.integers(1, 3), down=st.booleans())
+def test_pixel_shuffle_random(shape, r, down):
+    spec = op("PixelUnshuffle", downscale_factor=r) if down else op("PixelShuffle", upscale_factor=r)
     _compare(spec, tuple(shape))

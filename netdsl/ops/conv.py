@@ -1,4 +1,4 @@
-"""Convolutions: Conv1d/2d/3d and ConvTranspose1d/2d, from one rule per family."""
+"""Convolutions: Conv1d/2d/3d and ConvTranspose1d/2d/3d, from one rule per family."""
 
 from __future__ import annotations
 
@@ -137,4 +137,4 @@ def _deconv(dims: int):
 
 
 Conv1d, Conv2d, Conv3d = _conv(1), _conv(2), _conv(3)
-ConvTranspose1d, ConvTranspose2d = _deconv(1), _deconv(2)
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = _deconv(1), _deconv(2), _deconv(3)

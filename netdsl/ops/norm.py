@@ -1,4 +1,5 @@
-"""Normalisation and dropout: BatchNorm1d/2d, LayerNorm, GroupNorm, InstanceNorm2d, Dropout."""
+"""Normalisation and dropout: BatchNorm1d/2d/3d, LayerNorm, GroupNorm, InstanceNorm2d, Dropout,
+Dropout2d, StochasticDepth."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def _batchnorm(name: str, ranks: tuple[int, ...], torch_default_affine: bool = T
 
 BatchNorm1d = _batchnorm("BatchNorm1d", (1, 2))
 BatchNorm2d = _batchnorm("BatchNorm2d", (3,))
+BatchNorm3d = _batchnorm("BatchNorm3d", (4,))
 InstanceNorm2d = _batchnorm("InstanceNorm2d", (3,), torch_default_affine=False)
 InstanceNorm2d.prefix = "inorm"
 
@@ -177,3 +179,22 @@ def _dropout(name: str, ranks: tuple[int, ...] = ()):
 
 Dropout = _dropout("Dropout")
 Dropout2d = _dropout("Dropout2d", (3,))
+
+
+@register
+class StochasticDepth(_DropoutBase):
+    """torchvision.ops.StochasticDepth: in training, zeroes the whole input of a sample
+    (`mode="row"`) or of the batch (`"batch"`) with probability `p` and scales the rest by
+    1/(1-p); the identity in eval mode. Used on residual branches (EfficientNet, ConvNeXt)."""
+
+    op: Literal["StochasticDepth"] = "StochasticDepth"
+    p: Prob
+    mode: Literal["batch", "row"]
+
+    prefix = "stochastic_depth"
+    torch = "torchvision.ops.StochasticDepth"
+    imports = ("import torchvision",)
+    key_args = ("mode",)
+
+    def args_label(self):
+        return f"p={self.p:g}, {self.mode}"

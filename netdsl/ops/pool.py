@@ -1,4 +1,4 @@
-"""Pooling: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool2d."""
+"""Pooling: MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, AdaptiveMaxPool1d/2d."""
 
 from __future__ import annotations
 
@@ -63,12 +63,33 @@ def _pool(kind: str, dims: int):
             padding: Pad = 0
             ceil_mode: Bool = False
             count_include_pad: Bool = True
-        if dims == 2:  # AvgPool1d has no divisor_override
+        if dims >= 2:  # AvgPool1d has no divisor_override
             class Pool(Pool):  # type: ignore[no-redef]
                 divisor_override: Optional[PosInt] = None
+        if dims == 3:
+            Pool.shape = _avg_pool3d_shape
     Pool.dims = dims
     Pool.torch = f"nn.{name}"
     return register(Pool)
+
+
+def _avg_pool3d_shape(self, ins, _plain=_PoolBase.shape):
+    """AvgPool3d's own limits in torch: no float16 or bfloat16 kernel on the CPU
+    ("avg_pool3d_out_frame" not implemented for 'Half'), and every spatial size at least the
+    kernel's before padding ("input image smaller than kernel size"), even where padding or
+    ceil_mode would make an output."""
+    x = ins[0]
+    if x.dtype in ("float16", "bfloat16"):
+        raise ShapeError(f"{self.kind} takes float32 or float64 input: torch has no {x.dtype} "
+                         f"kernel for it on the CPU, and it gets {x}", code="E303",
+                         hint="declare the input float32 (the default)")
+    outs = _plain(self, ins)
+    k, spatial = tup(self.kernel_size, 3), x.shape[x.rank - 3:]
+    if any(size < ki for size, ki in zip(spatial, k)):
+        raise ShapeError(f"{self.kind}({k}) is larger than its input {tuple(spatial)}: torch pools "
+                         "3-d averages only over inputs at least the kernel's size, padding aside",
+                         arg="kernel_size")
+    return outs
 
 
 class _AdaptiveBase(Op):
@@ -107,7 +128,8 @@ def _adaptive(kind: str, dims: int):
     return register(Pool)
 
 
-MaxPool1d, MaxPool2d = _pool("Max", 1), _pool("Max", 2)
-AvgPool1d, AvgPool2d = _pool("Avg", 1), _pool("Avg", 2)
+MaxPool1d, MaxPool2d, MaxPool3d = _pool("Max", 1), _pool("Max", 2), _pool("Max", 3)
+AvgPool1d, AvgPool2d, AvgPool3d = _pool("Avg", 1), _pool("Avg", 2), _pool("Avg", 3)
 AdaptiveAvgPool1d, AdaptiveAvgPool2d = _adaptive("Avg", 1), _adaptive("Avg", 2)
-AdaptiveMaxPool2d = _adaptive("Max", 2)
+AdaptiveAvgPool3d = _adaptive("Avg", 3)
+AdaptiveMaxPool1d, AdaptiveMaxPool2d = _adaptive("Max", 1), _adaptive("Max", 2)

@@ -206,13 +206,19 @@ def op_slots(op: Op) -> tuple[list[Slot], list[Any]]:
 
 
 def setup_statements(node: Node) -> list[Stmt]:
-    """`init=`, `bias_init=` and `trainable=false` as statements after the constructor."""
+    """`init=`, `bias_init=` and `trainable=false` as statements after the constructor. (Only
+    netdsl's own `init=` names an init function: PReLU's `init` is torch's starting slope.)"""
     op, attr, out = node.op, f"self.{node.name}", []
-    init, bias_init = getattr(op, "init", None), getattr(op, "bias_init", None)
+    extra = type(op).extra_fields()
+    init = op.init if "init" in extra else None
+    bias_init = op.bias_init if "bias_init" in extra else None
     if init or bias_init:
         if op.family in ("linear", "conv", "embedding", "norm"):
             if init:
                 out.append(Stmt(f"{INIT_FNS[init]}({attr}.weight)"))
+                if op.kind == "Embedding" and op.padding_idx is not None:
+                    # torch's own initialisation leaves the padding row zero; so does init=
+                    out.append(Stmt(f"nn.init.zeros_({attr}.weight[{op.padding_idx}])"))
             if bias_init and getattr(op, "bias", True) is not False and op.kind != "Embedding":
                 out.append(Stmt(f"{INIT_FNS[bias_init]}({attr}.bias)"))
         else:  # recurrent and attention layers: every weight and bias tensor
