@@ -19,7 +19,8 @@ function when one is given (`shape=` or a `netdsl_shape` attribute on the class:
 otherwise the module is built on PyTorch's meta device and run on a meta tensor, which costs no
 memory and also yields the parameter count and multiply-adds. `infer=` (or `netdsl_infer`) maps
 constructor arguments to functions of the input shapes, so `MyBlock(in_channels, out)` can
-leave `in_channels` out as `Conv2d` does.
+leave `in_channels` out as `Conv2d` does. A constructor with `**kwargs` takes the spec's other
+keyword arguments, forwarded as given. `register_layer` documents both with an example.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import os
 import typing
 from typing import Any, Callable, ClassVar, Literal, Optional, Union
 
-from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr
 from typing_extensions import Annotated
 
 from ..diagnostics import Diagnostic, NetdslError
@@ -120,6 +121,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---- the op a registered class becomes -----------------------------------------------------------
+class AnyName(list):
+    """The argument names of a constructor with `**kwargs`: its named parameters when listed,
+    and every name when asked about one (`"width" in names`), since `**kwargs` takes any. The
+    names Python cannot pass by keyword are refused in `CustomOp.infer`, saying why."""
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name != "op"
+
+
 class CustomOp(Op):
     """Base of the ops made by `register_layer`; subclasses are made per class."""
 
@@ -129,15 +139,36 @@ class CustomOp(Op):
     shape_fn: ClassVar[Optional[Callable]] = None
     infer_fns: ClassVar[dict[str, Callable]] = {}
     keyword_only: ClassVar[frozenset] = frozenset()
+    var_keyword: ClassVar[str | None] = None  # "kwargs" for `__init__(self, ..., **kwargs)`
+
+    @classmethod
+    def spec_fields(cls) -> list[str]:
+        names = [n for n in cls.model_fields if n != "op"]
+        return AnyName(names) if cls.var_keyword else names
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        """The spec's keyword arguments beyond the named parameters, for `**kwargs`."""
+        return dict(self.model_extra or {})
 
     def _args(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.spec_fields()}
+        return {**{k: getattr(self, k) for k in self.spec_fields()}, **self.extra_kwargs()}
+
+    def _check_extra_names(self) -> None:
+        for name in self.extra_kwargs():
+            why = ("it is a Python keyword" if keyword.iskeyword(name) else
+                   "names starting with '_' are private" if name.startswith("_") else None)
+            if why is not None:
+                raise ShapeError(f"'{name}' cannot go to {self.target.__qualname__}'s "
+                                 f"**{self.var_keyword}: {why}, and the generated code passes "
+                                 "keyword arguments by name", arg=name, code="E102",
+                                 hint="give __init__ a parameter of another name for it")
 
     def _build(self):
         args, kwargs = self.ctor_args()
         return self.target(*args, **kwargs)
 
     def infer(self, ins):
+        self._check_extra_names()
         shapes = [t.shape for t in ins]
         out = {}
         for name, fn in self.infer_fns.items():
@@ -209,6 +240,7 @@ class CustomOp(Op):
                 args.append(value)
             elif required or value != fields[name].default:
                 kwargs[name] = value
+        kwargs.update(self.extra_kwargs())  # forwarded to **kwargs, in the spec's order
         return args, kwargs
 
 
@@ -280,6 +312,46 @@ def register_layer(
     the tensors `forward` returns, default one) and `inputs` (how many it takes, default 1) may
     also be class attributes `netdsl_shape`, `netdsl_infer`, `netdsl_outputs`, `netdsl_inputs`.
     Registering the same class again is a no-op; a different class under a taken name is an error.
+
+    The constructor's parameters are the layer's arguments. With `**kwargs`, the spec's other
+    keyword arguments are passed on to it as written, by the live module and the generated
+    code alike (`Wrapped(8, kernel_size=3)` for `__init__(self, in_channels, out_channels,
+    **conv)`); a name Python cannot pass by keyword (`lambda=`, `_private=`) is E102.
+
+    `shape(input_shapes, **arguments)` says what the layer returns without running it (for a
+    forward the meta device cannot run, or to check its input with a message of your own).
+    `input_shapes` is a list with one tuple per input, the batch left out; `arguments` are
+    every constructor argument by name, defaults and inferred ones filled in, and any forwarded
+    to `**kwargs`. It returns a tuple (one output) or a list of tuples (one per `outputs` name),
+    each with the first input's dtype; an exception it raises becomes error E301 at the layer,
+    quoting its message. Without `shape`, the module is built and run on the meta device.
+
+    `infer` maps a constructor argument to a function of `input_shapes` giving its value: a spec
+    may then leave the argument out (as `in_channels` of `Conv2d`), and a value it gives is
+    checked against the input (E302).
+
+    A worked example, a ViT's patch embedding::
+
+        class Patches(nn.Module):          # [C, H, W] -> [H/p * W/p, dim]
+            def __init__(self, in_channels: int, dim: int, patch: int = 4):
+                super().__init__()
+                self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
+
+            def forward(self, x):
+                return self.proj(x).flatten(2).transpose(1, 2)
+
+        def patches_shape(shapes, in_channels, dim, patch):
+            ((_, h, w),) = shapes
+            if h % patch or w % patch:
+                raise ValueError(f"{h}x{w} is not a whole number of {patch}x{patch} patches")
+            return (h // patch * (w // patch), dim)
+
+        register_layer(Patches, shape=patches_shape,
+                       infer={"in_channels": lambda shapes: shapes[0][0]})
+
+    `image -> Patches(64, patch=8)` on `[3, 32, 32]` is `[16, 64]` with in_channels=3; on
+    `[3, 30, 30]` it is E301 "Patches does not accept input [3, 30, 30]: ValueError: 30x30 is
+    not a whole number of 8x8 patches"; `Patches(1, 64, patch=8)` there is E302.
     """
     import torch
 
@@ -323,6 +395,7 @@ def register_layer(
     except (TypeError, ValueError, NameError):
         params, hints = [], {}
     keyword_only = set()
+    var_keyword = next((p.name for p in params if p.kind == p.VAR_KEYWORD), None)
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
@@ -346,6 +419,8 @@ def register_layer(
     if unknown:
         raise _error(f"infer= names {', '.join(sorted(unknown))}, which {qualname}() does not take")
     module, _, _ = path.partition(":")
+    if var_keyword is not None:  # the spec's other keyword arguments go to **kwargs as given
+        namespace["model_config"] = ConfigDict(frozen=True, extra="allow")
     namespace.update(
         __annotations__=annotations,
         family="custom",
@@ -359,6 +434,7 @@ def register_layer(
         shape_fn=staticmethod(shape) if shape else None,
         infer_fns=infer,
         keyword_only=frozenset(keyword_only),
+        var_keyword=var_keyword,
         key_args=(),
         __doc__=f"Custom layer {path} (registered).",
     )
