@@ -178,3 +178,20 @@ def test_embedding_padding_row_stays_zero(padding_idx, init, tmp_path):
         assert all(torch.count_nonzero(emb.weight.grad[i]) > 0 for i in used)
         torch.optim.SGD(module.parameters(), lr=0.5).step()
         assert torch.count_nonzero(emb.weight[row]) == 0
+
+
+@pytest.mark.parametrize("layer, module", [
+    ("Dropout(0.5)", lambda: nn.Dropout(0.5)), ("Dropout2d(0.1)", lambda: nn.Dropout2d(0.1)),
+    ('StochasticDepth(0.5, mode="row")', lambda: torchvision.ops.StochasticDepth(0.5, "row"))])
+def test_in_place_after_a_layer_that_returns_its_input(layer, module):
+    """In eval mode these return their input itself, so a ReLU(inplace=true) after one would
+    overwrite the value another layer reads: E301, as after a view."""
+    x = torch.randn(2, 2, 3, 3)
+    assert module().eval()(x) is x  # torch's behaviour, the reason for the rule
+    text = (f"model M {{\n  input x: [2, 3, 3]\n  h = x -> Linear(3)\n  a = h -> {layer} -> ReLU(inplace=true)\n"
+            "  b = h -> Tanh\n  output a, b\n}\n")
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.loads(text)
+    assert [(d.code, d.message, d.span.line) for d in info.value.diagnostics] == [
+        ("E301", "ReLU(inplace=true) would overwrite a value that Tanh (line 5) also reads", 4)]
+    netdsl.loads(text.replace("  b = h -> Tanh\n", "  b = x -> Tanh\n"))  # nothing else reads h

@@ -14,6 +14,9 @@ from ..ir.graph import Graph, Node, Ref
 VIEWS = {"Identity", "Flatten", "Reshape", "Unflatten", "Select"}  # share their input's memory
 SAVES_RESULT = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"}  # backward reads the output
 INPLACE_SAVES_RESULT = {"ReLU", "ELU", "LeakyReLU"}  # ... when they run in place
+# Layers that return their input itself in eval mode (StochasticDepth also at p=0): in place
+# after one, a layer overwrites that input, as after a view.
+ALIASES_IN_EVAL = {"Dropout", "Dropout2d", "StochasticDepth"}
 HINT = "leave inplace out: it only saves memory, and here torch needs the value it would overwrite"
 
 
@@ -53,7 +56,7 @@ def _unsafe(graph: Graph, ref: Ref, reader: Node, users, outputs, inputs, outer)
         inplace = getattr(src.op, "inplace", False)
         if src.op.kind in (INPLACE_SAVES_RESULT if inplace else SAVES_RESULT):
             return f"the output of {_where(src)}, which its backward pass needs"
-        if src.op.kind not in VIEWS and not inplace:
+        if src.op.kind not in VIEWS and src.op.kind not in ALIASES_IN_EVAL and not inplace:
             return None
         reader, ref = src, src.inputs[0]  # a view or an in-place layer: the same memory
 
