@@ -90,9 +90,16 @@ def layer_call(rng: random.Random, kind: str) -> str:
     cls = OPS[kind]
     args = []
     for name, f in cls.model_fields.items():
-        if name.endswith("_"):  # a variadic field, written positionally: Reshape(4, 4)
+        if name == cls.varargs and name.endswith("_"):  # sizes, written positionally: Reshape(4, 4)
             sizes = rng.sample([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, -1], rng.randint(1, 3))
             args.extend(map(str, sizes))
+            continue
+        if name == cls.varargs:  # any other variadic field: its items, positionally (Permute(0, 2, 1))
+            if rng.random() < 0.5:  # integers there are dimensions, most often: an order of them
+                k = rng.randint(1, 4)
+                args.insert(0, ", ".join(map(str, [0, *rng.sample(range(1, k + 1), k)])))
+            else:
+                args.insert(0, _sample(rng, f.annotation)[1:-1])
             continue
         if name == "op" or any(isinstance(m, Extra) for m in f.metadata):
             continue

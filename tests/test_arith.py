@@ -126,6 +126,9 @@ MISUSES = [
     ("  output x -> Permute(0, 1)", "input x: [4, 2]", "E301", "each of 0..2 once"),
     ("  output x -> Transpose(0, 1)", "input x: [4, 2]", "E301", "batch dimension"),
     ("  output x * (1 @ 2)", "input x: [4]", "E104", "multiplies matrices"),
+    ("  output x - y", "input x: [4] bool;input y: [4] bool", "E303", "subtract bool"),
+    ("  a, b = x -> Chunk(2, dim=1)\n  output a -> ReLU(inplace=true), b", "input x: [4, 2]", "E301",
+     "one of several views"),
 ]
 
 

@@ -22,6 +22,12 @@ class Sub(_Elementwise):
     symbol = "-"
     arity = (2, 2)
 
+    def shape(self, ins):
+        if any(t.dtype == "bool" for t in ins):
+            raise ShapeError("torch cannot subtract bool tensors", code="E303",
+                             hint="for 'one but not the other' of two masks, use a layer of your own")
+        return super().shape(ins)
+
 
 @register
 class Div(_Elementwise):
@@ -99,8 +105,11 @@ class Scalar(Op):
                 and not self.reverse:
             raise ShapeError(f"torch does not raise {x.dtype} values to a negative integer power",
                              code="E303", hint=f"divide instead, or write ** {self.value}.0")
-        promote = x.dtype not in FLOATS and (isinstance(self.value, float) or self.symbol == "/")
-        return [x.model_copy(update={"dtype": "float32"}) if promote else x]
+        if x.dtype not in FLOATS and (isinstance(self.value, float) or self.symbol == "/"):
+            return [x.model_copy(update={"dtype": "float32"})]
+        if x.dtype == "bool":  # torch: bool with an integer computes in int64
+            return [x.model_copy(update={"dtype": "int64"})]
+        return [x]
 
     def forward_expr(self, module, ins):
         number = repr(self.value) if self.value >= 0 else f"({self.value!r})"

@@ -11,7 +11,9 @@ from __future__ import annotations
 from ..diagnostics import Reporter
 from ..ir.graph import Graph, Node, Ref
 
-VIEWS = {"Identity", "Flatten", "Reshape", "Unflatten", "Select"}  # share their input's memory
+VIEWS = {"Identity", "Flatten", "Reshape", "Unflatten", "Select", "Permute", "Transpose"}  # share
+# their input's memory
+PIECES = {"Chunk", "Split"}  # several views of one tensor: torch refuses to overwrite any of them
 SAVES_RESULT = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"}  # backward reads the output
 INPLACE_SAVES_RESULT = {"ReLU", "ELU", "LeakyReLU"}  # ... when they run in place
 # Layers that return their input itself in eval mode (StochasticDepth also at p=0): in place
@@ -53,6 +55,8 @@ def _unsafe(graph: Graph, ref: Ref, reader: Node, users, outputs, inputs, outer)
             return f"the block's input '{src.name}', {why}" if why else None
         if src.kind != "op":
             return None
+        if src.op.kind in PIECES:
+            return f"a piece made by {_where(src)}: torch does not let a layer overwrite one of several views"
         inplace = getattr(src.op, "inplace", False)
         if src.op.kind in (INPLACE_SAVES_RESULT if inplace else SAVES_RESULT):
             return f"the output of {_where(src)}, which its backward pass needs"
