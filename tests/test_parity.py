@@ -1,5 +1,6 @@
 """Differential tests: each seed network in specs/ against the PyTorch the seed tutorials wrote
-by hand (/work/shared/seeds/*.txt, transcribed below), and ResNet-18 against torchvision.
+by hand (/work/shared/seeds/*.txt, transcribed below), and ResNet-18, ResNet-50, MobileNetV2,
+DenseNet-121 and EfficientNet-B0 against torchvision.
 
 For every pair: the same parameter count, the same state_dict shapes in the same order; with the
 reference's weights loaded into the netdsl module (by position: the names differ, `fc1` vs
@@ -148,6 +149,18 @@ def mobilenet_v2():
     return torchvision.models.mobilenet_v2()
 
 
+def densenet121():
+    import torchvision
+
+    return torchvision.models.densenet121()
+
+
+def efficientnet_b0():
+    import torchvision
+
+    return torchvision.models.efficientnet_b0()
+
+
 CASES = {
     "linear_regression": ("linear_regression.net", lambda: LinearRegression(2, 1), (2,), 3),
     "mlp_seed000": ("mlp.net", Net000, (1, 28, 28), 101_770),
@@ -159,8 +172,14 @@ CASES = {
     "resnet18": ("resnet18.net", resnet18, (3, 224, 224), 11_689_512),
     "resnet50": ("resnet50.net", resnet50, (3, 224, 224), 25_557_032),
     "mobilenet_v2": ("mobilenet_v2.net", mobilenet_v2, (3, 224, 224), 3_504_872),
+    "densenet121": ("densenet121.net", densenet121, (3, 224, 224), 7_978_856),
+    "efficientnet_b0": ("efficientnet_b0.net", efficientnet_b0, (3, 224, 224), 5_288_548),
 }
-RESNETS = ("resnet18", "resnet50", "mobilenet_v2")  # image networks: batch 2, smaller images
+# image networks: batch 2, smaller images
+RESNETS = ("resnet18", "resnet50", "mobilenet_v2", "densenet121", "efficientnet_b0")
+# the layers are the same on a smaller image, in both modes: the side of the square image.
+# 32 is the least that five halvings take down to 1x1 (DenseNet needs 29 or more)
+SMALL_IMAGES = {"resnet50": 32, "mobilenet_v2": 64, "densenet121": 32, "efficientnet_b0": 32}
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,10 +250,10 @@ def test_same_outputs_and_gradients(case, mode):
     ref.train(mode == "train")
     if case in RESNETS and mode == "train":  # any size works after the adaptive pool
         shape = (3, 64, 64)
-    if case in ("resnet50", "mobilenet_v2"):  # the layers are the same on a smaller image
-        shape = (3, 32, 32) if case == "resnet50" else (3, 64, 64)
+    if case in SMALL_IMAGES:
+        shape = (3, SMALL_IMAGES[case], SMALL_IMAGES[case])
     x = torch.randn(2 if case in RESNETS else 5, *shape)
-    torch.manual_seed(7)  # the same dropout masks on both
+    torch.manual_seed(7)  # the same dropout (and stochastic depth) masks on both
     a = as_tuple(ours(x))
     torch.manual_seed(7)
     b = as_tuple(ref(x))
