@@ -1,6 +1,6 @@
 """Differential tests: each seed network in specs/ against the PyTorch the seed tutorials wrote
 by hand (/work/shared/seeds/*.txt, transcribed below), and ResNet-18, ResNet-50, MobileNetV2,
-DenseNet-121 and EfficientNet-B0 against torchvision.
+DenseNet-121, EfficientNet-B0, ViT-B/16 and ConvNeXt-T against torchvision.
 
 For every pair: the same parameter count, the same state_dict shapes in the same order; with the
 reference's weights loaded into the netdsl module (by position: the names differ, `fc1` vs
@@ -161,6 +161,18 @@ def efficientnet_b0():
     return torchvision.models.efficientnet_b0()
 
 
+def vit_b_16():
+    import torchvision
+
+    return torchvision.models.vit_b_16()
+
+
+def convnext_tiny():
+    import torchvision
+
+    return torchvision.models.convnext_tiny()
+
+
 CASES = {
     "linear_regression": ("linear_regression.net", lambda: LinearRegression(2, 1), (2,), 3),
     "mlp_seed000": ("mlp.net", Net000, (1, 28, 28), 101_770),
@@ -174,12 +186,24 @@ CASES = {
     "mobilenet_v2": ("mobilenet_v2.net", mobilenet_v2, (3, 224, 224), 3_504_872),
     "densenet121": ("densenet121.net", densenet121, (3, 224, 224), 7_978_856),
     "efficientnet_b0": ("efficientnet_b0.net", efficientnet_b0, (3, 224, 224), 5_288_548),
+    "vit_b_16": ("vit_b_16.net", vit_b_16, (3, 224, 224), 86_567_656),
+    "convnext_tiny": ("convnext_tiny.net", convnext_tiny, (3, 224, 224), 28_589_128),
 }
 # image networks: batch 2, smaller images
-RESNETS = ("resnet18", "resnet50", "mobilenet_v2", "densenet121", "efficientnet_b0")
+RESNETS = ("resnet18", "resnet50", "mobilenet_v2", "densenet121", "efficientnet_b0",
+           "convnext_tiny")
 # the layers are the same on a smaller image, in both modes: the side of the square image.
 # 32 is the least that five halvings take down to 1x1 (DenseNet needs 29 or more)
-SMALL_IMAGES = {"resnet50": 32, "mobilenet_v2": 64, "densenet121": 32, "efficientnet_b0": 32}
+SMALL_IMAGES = {"resnet50": 32, "mobilenet_v2": 64, "densenet121": 32, "efficientnet_b0": 32,
+                "convnext_tiny": 32}
+# networks that take one image size only (ViT's position embeddings fix 197 tokens, so 224x224):
+# the batch size, and the one mode compared. Every dropout of ViT has p=0 and it has no batch
+# statistics, so its train mode computes what eval mode does.
+FIXED_IMAGES = {"vit_b_16": (2, "eval")}
+# outputs compared, gradients not: ResNet-50's and ConvNeXt's are compared in train mode, and
+# ViT-B/16's backward pass alone takes over 10 s on two cores (its outputs, with every tensor
+# randomised, leave no tensor unchecked)
+NO_GRADIENTS = {("resnet50", "eval"), ("convnext_tiny", "eval"), ("vit_b_16", "eval")}
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,8 +224,10 @@ def pair(case):
 
 def randomise(ref: nn.Module) -> None:
     """Random reference weights and statistics: torch's default init (BatchNorm's ones and
-    zeros above all) would hide a swapped or mis-shaped tensor. Scaled by fan-in, so that a
-    50-layer network's activations stay finite."""
+    zeros above all, ConvNeXt's layer scale of 1e-6, ViT's zero class token) would hide a
+    swapped or mis-shaped tensor. Every floating tensor is drawn anew, scaled by fan-in so that a
+    50-layer network's activations stay finite; a class token or positions [1, ...], which are
+    added to activations, at theirs (std 1)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, t in ref.state_dict().items():
@@ -209,7 +235,9 @@ def randomise(ref: nn.Module) -> None:
                 continue
             if name.endswith("running_var"):
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif t.dim() > 1:
+            elif t.dim() > 2 and t.shape[0] == 1:  # a class token or positions: no fan-in
+                t.copy_(torch.randn(t.shape, generator=g))
+            elif t.dim() > 1:  # (ConvNeXt's layer scale [C, 1, 1] too: fan-in 1)
                 t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
@@ -244,6 +272,8 @@ def test_state_dict_shapes_in_order(case):
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_same_outputs_and_gradients(case, mode):
+    if case in FIXED_IMAGES and mode != FIXED_IMAGES[case][1]:
+        pytest.skip(f"{case} is compared in {FIXED_IMAGES[case][1]} mode only")
     _, ours, ref, shape, _ = pair(case)
     load_by_position(ours, ref)
     ours.train(mode == "train")
@@ -252,15 +282,17 @@ def test_same_outputs_and_gradients(case, mode):
         shape = (3, 64, 64)
     if case in SMALL_IMAGES:
         shape = (3, SMALL_IMAGES[case], SMALL_IMAGES[case])
-    x = torch.randn(2 if case in RESNETS else 5, *shape)
-    torch.manual_seed(7)  # the same dropout (and stochastic depth) masks on both
-    a = as_tuple(ours(x))
-    torch.manual_seed(7)
-    b = as_tuple(ref(x))
+    batch = FIXED_IMAGES[case][0] if case in FIXED_IMAGES else 2 if case in RESNETS else 5
+    x = torch.randn(batch, *shape)
+    with torch.set_grad_enabled((case, mode) not in NO_GRADIENTS):
+        torch.manual_seed(7)  # the same dropout (and stochastic depth) masks on both
+        a = as_tuple(ours(x))
+        torch.manual_seed(7)
+        b = as_tuple(ref(x))
     assert len(a) == len(b)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v)
-    if case == "resnet50" and mode == "eval":  # its gradients are compared in train mode
+    if (case, mode) in NO_GRADIENTS:
         return
     # the same loss on both: a fixed random weighting of every output
     weights = [torch.randn_like(v) for v in b]
@@ -272,6 +304,18 @@ def test_same_outputs_and_gradients(case, mode):
     if mode == "train":  # batch statistics moved the same way
         for (name, s), t in zip(ours.state_dict().items(), ref.state_dict().values()):
             torch.testing.assert_close(s, t, msg=name)
+
+
+def test_vit_b_16_state_dict_loads_into_torchvision_by_name():
+    """ViT-B/16's keys are torchvision's but for the MLPs' `linear_1`/`linear_2` (torchvision:
+    `0`/`3`), the names torchvision's MLPBlock still reads from older checkpoints."""
+    _, ours, ref, _, _ = pair("vit_b_16")
+    renamed = [k.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2.")
+               for k in ref.state_dict()]
+    assert list(ours.state_dict()) == renamed
+    ref.load_state_dict(ours.state_dict())  # strict: every key matched
+    for t, u in zip(ours.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(t, u)
 
 
 def test_resnet18_as_a_backbone_layer_is_torchvisions():
