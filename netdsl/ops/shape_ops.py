@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional, Union
 
-from pydantic import field_validator
+from pydantic import Field, StrictInt, field_validator
+from typing_extensions import Annotated
 
 from .base import (
     DIMS_HINT,
@@ -269,12 +270,15 @@ class _Pieces(Op):
         return [f"{lhs} = {self.forward_expr(module, ins)}"]
 
 
+MAX_PIECES = 4096  # Chunk's outputs are named one by one: 2**62 of them would never be
+
+
 @register
 class Chunk(_Pieces):
     """`q, k, v = x -> Chunk(3, dim=-1)`: `x.chunk(3, dim)`, each chunk an output."""
 
     op: Literal["Chunk"] = "Chunk"
-    chunks: PosInt
+    chunks: Annotated[StrictInt, Field(gt=0, le=MAX_PIECES)]  # each piece is an output
     dim: Int  # torch's default, 0, is the batch: here it must be said
 
     prefix = "chunk"

@@ -14,7 +14,7 @@ from ..ir.graph import Graph, Node, Ref
 VIEWS = {"Identity", "Flatten", "Reshape", "Unflatten", "Select", "Permute", "Transpose"}  # share
 # their input's memory
 PIECES = {"Chunk", "Split"}  # several views of one tensor: torch refuses to overwrite any of them
-SAVES_RESULT = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"}  # backward reads the output
+SAVES_RESULT = {"ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "exp", "sqrt"}  # backward reads the output
 INPLACE_SAVES_RESULT = {"ReLU", "ELU", "LeakyReLU"}  # ... when they run in place
 # Layers that return their input itself in eval mode (StochasticDepth also at p=0): in place
 # after one, a layer overwrites that input, as after a view.
