@@ -43,6 +43,7 @@ CODES = {
     "E303": "dtype mismatch",
     "E304": "invalid input declaration",
     "E305": "too large",
+    "E306": "value without a batch",
     "W311": "model may not fit in memory",
     # training plans (runtime/plan.py)
     "E401": "invalid training plan",

@@ -30,6 +30,7 @@ HUGE = ["9 ** 9 ** 9", "2 ** 62", "10 ** 30", "1e999", "1e300 * 1e300", "-(2 ** 
         "1e308 * 10", "(2 ** 31) * (2 ** 31)", "7 ** -1", "2 ** 64"]
 SKIP_FAMILIES = ("backbone",)  # torchvision networks: covered by their own differential tests
 OPS_USED = sorted(k for k, c in OPS.items() if c.family not in SKIP_FAMILIES)
+CHAINED = [k for k in OPS_USED if OPS[k].arity[0] == 1]  # what a chain step can be
 
 
 def _sample(rng: random.Random, tp, meta=()):
@@ -150,7 +151,37 @@ def spec_text(rng: random.Random, tries: int = 4, refused=None) -> str:
     return _model(head, body, [v for v in values if v not in read])
 
 
+# Constructs that are not a layer in a chain: values without a batch and what reads sizes.
+# Each is drawn against a value so far; the shapes are chosen at random, so about half of the
+# drafts are refused (and their diagnostics checked), the rest held to the IR like any other.
+HELD = ("Parameter", "Buffer")
+SHAPED = (
+    "  {v} = {src} {op} {held}({shape}{init})",  # x + Parameter(...): broadcast over the batch
+    "  {v} = ({held}(1, {shape}{init}).expand({src}.size(0), {minus}), {src}) -> Concat(dim=1)",
+    "  {v} = {src} + arange({src}.size({dim})) * {number}",
+    "  {v} = scaled_dot_product_attention({src}, {src}, {src}{sdpa})",
+    "  {v} = {src} -> Linear({src}.size(-1) * {k})",
+)
+
+
+def _shaped(rng: random.Random, s: int, values: list[str]):
+    src = rng.choice(values)
+    sizes = [rng.choice([1, 1, 2, 3, 4, 5, 6, 8]) for _ in range(rng.randint(1, 3))]
+    init = rng.choice(["", "", ", init=ones", ", init=normal, std=0.5", ", init=constant, value=2.5",
+                       ", init=uniform, a=-1, b=1", ", init=xavier_uniform", ", trainable=false"])
+    line = rng.choice(SHAPED).format(
+        v=f"v{s}", src=src, op=rng.choice(["+", "*", "-", "/"]), held=rng.choice(HELD),
+        shape=", ".join(map(str, sizes)), init=init, minus=", ".join(["-1"] * len(sizes)),
+        dim=rng.choice([1, 2, -1]), number=rng.choice(["1.0", "0.5", "2"]), k=rng.randint(1, 3),
+        sdpa=rng.choice(["", ", is_causal=true", ", scale=0.5", ", dropout=0.3"]))
+    if "Buffer" in line and "trainable" in line:
+        line = line.replace(", trainable=false", "")
+    return line, [src], [f"v{s}"]
+
+
 def _statement(rng: random.Random, s: int, values: list[str]):
+    if rng.random() < 0.15:
+        return _shaped(rng, s, values)
     if rng.random() < 0.2 and len(values) > 1:
         a, b = rng.sample(values, 2)
         call = layer_call(rng, rng.choice(["Add", "Mul", "Sub", "Div", "MatMul", "Concat", "Bilinear"]))
@@ -158,9 +189,7 @@ def _statement(rng: random.Random, s: int, values: list[str]):
     src = rng.choice(values)
     chain, outs = [], [f"v{s}"]
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(OPS_USED)
-        if OPS[kind].arity[0] > 1:
-            kind = "Identity"
+        kind = rng.choice(CHAINED)
         chain.append(layer_call(rng, kind))
         fixed = OPS[kind].outputs  # a tuple, or a property where the arguments say (Chunk(3))
         if isinstance(fixed, tuple) and len(fixed) > 1:

@@ -180,6 +180,7 @@ def test_expanded_drawing_has_every_ir_node_once_and_every_edge_its_shape(path):
                     expect[f"{q}.{x.name}"] = [_shape_label(owner, r)]
         for o in g.outputs:
             expect[f"output/{o.name}"] = [_shape_label(g, o.ref)]
+        expect = {k: v for k, v in expect.items() if v}  # a Parameter has no edge into it
         assert {k: sorted(v) for k, v in into.items()} == {k: sorted(v) for k, v in expect.items()}
 
 

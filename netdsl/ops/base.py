@@ -104,6 +104,10 @@ class Op(BaseModel):
     key_args: ClassVar[tuple[str, ...]] = ()  # shown on diagram nodes
     imports: ClassVar[tuple[str, ...]] = ()  # extra import lines the constructor needs
     varargs: ClassVar[str | None] = None  # a field that collects all positional arguments
+    renames: ClassVar[bool] = True  # its output may take over its input's variable (x = conv(x))
+    mixes_batch: ClassVar[bool] = False  # takes values with and without a batch as they are
+    #                                      (`x + pos`); others read an unbatched value's first
+    #                                      dimension as its batch (passes/shapes.py)
 
     # ---- what subclasses override --------------------------------------------------------
     def infer(self, ins: list[TensorType]) -> dict[str, Any]:
@@ -124,6 +128,18 @@ class Op(BaseModel):
     def forward_expr(self, module: str | None, ins: list[str]) -> str:
         """The Python expression that applies this op (module is `self.conv1`)."""
         return f"{module}({', '.join(ins)})"
+
+    def constructor(self) -> str | None:
+        """What `__init__` calls to build it (`nn.Conv2d`; a Parameter's `torch.zeros`)."""
+        return self.torch
+
+    def init_statement(self, attr: str, call: str) -> str:
+        """The `__init__` line that keeps the built object as `self.attr`."""
+        return f"self.{attr} = {call}"
+
+    def setup_lines(self, attr: str) -> list[str] | None:
+        """Statements after the constructor (an init function); None: netdsl's `init=` rules."""
+        return None
 
     def forward_lines(self, module: str | None, ins: list[str], outs: list[str | None]) -> list[str]:
         """Statements that apply this op; `outs[i]` is None where output i is never used."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional
 
 from typing_extensions import Annotated
@@ -19,6 +20,22 @@ class Weighted(Op):
     trainable: Annotated[Bool, Extra()] = True
 
 
+class Tied(Weighted):
+    """A layer whose weight may be another layer's: `Linear(50257, bias=false,
+    weight=wte.weight)` ties GPT-2's head to its token embedding, as
+    `self.lm_head.weight = self.wte.weight` does in PyTorch. One tensor: counted once, learned
+    once; the state_dict holds it under both names, as torch's does."""
+
+    weight: Annotated[Optional[str], Extra()] = None  # "wte.weight": the layer that owns it
+
+    def weight_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def own_weight(self) -> int:
+        """Weight values this layer holds itself (0 when tied)."""
+        return 0 if self.weight else math.prod(self.weight_shape())
+
+
 def _features(x: TensorType, given: int | None, field: str, layer: str) -> int:
     if x.rank == 0:
         raise ShapeError(f"{layer} needs an input with at least one dimension")
@@ -31,7 +48,7 @@ def _features(x: TensorType, given: int | None, field: str, layer: str) -> int:
 
 
 @register
-class Linear(Weighted):
+class Linear(Tied):
     op: Literal["Linear"] = "Linear"
     in_features: Annotated[Optional[PosInt], Inferred()] = None
     out_features: PosInt
@@ -48,8 +65,11 @@ class Linear(Weighted):
     def shape(self, ins):
         return [ins[0].with_shape(ins[0].shape[:-1] + (self.out_features,))]
 
+    def weight_shape(self):
+        return (self.out_features, self.in_features)
+
     def param_count(self):
-        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+        return self.own_weight() + (self.out_features if self.bias else 0)
 
     def macs(self, ins, outs):
         return self.in_features * outs[0].numel
@@ -92,7 +112,7 @@ class Bilinear(Weighted):
 
 
 @register
-class Embedding(Weighted):
+class Embedding(Tied):
     op: Literal["Embedding"] = "Embedding"
     num_embeddings: PosInt
     embedding_dim: PosInt
@@ -120,8 +140,11 @@ class Embedding(Weighted):
                              "backward pass for the two together", arg="scale_grad_by_freq")
         return [TensorType(shape=x.shape + (self.embedding_dim,))]
 
+    def weight_shape(self):
+        return (self.num_embeddings, self.embedding_dim)
+
     def param_count(self):
-        return self.num_embeddings * self.embedding_dim
+        return self.own_weight()
 
     def args_label(self):
         return f"{self.num_embeddings}×{self.embedding_dim}"

@@ -21,12 +21,48 @@ def broadcast(a: TensorType, b: TensorType) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def align_batch(ins: list[TensorType]) -> tuple[list[TensorType], bool]:
+    """Values with and without a batch, lined up as torch broadcasts them (from the right): an
+    unbatched value becomes the per-sample shape it broadcasts as, its size at the batch's
+    place being 1. Returns the types and whether the result has a batch."""
+    batched = [t for t in ins if t.has_batch]
+    if not batched:
+        return ins, False
+    if len(batched) == len(ins):
+        return ins, True
+    full = batched[0].rank + 1
+    out = []
+    for t in ins:
+        if t.has_batch:
+            out.append(t)
+            continue
+        if t.rank > full:
+            raise ShapeError(f"{t} has more dimensions than {batched[0]} with its batch: torch would "
+                             "put the batch in the middle")
+        padded = (1,) * (full - t.rank) + t.shape
+        if padded[0] != 1:
+            raise ShapeError(f"{t} lines up its size {padded[0]} with the batch of {batched[0]} "
+                             f"(torch aligns from the right); give it a leading 1 to broadcast over "
+                             f"the batch")
+        out.append(TensorType(shape=padded[1:], dtype=t.dtype, why=t.why))
+    return out, True
+
+
 class _Elementwise(Op):
     family = "merge"
     arity = (2, None)
     symbol: ClassVar[str] = "+"
+    mixes_batch = True  # `x + pos`: torch broadcasts a learned tensor
 
     def shape(self, ins):
+        ins, batched = align_batch(ins)
+        if not batched:  # tensors without a batch meet as torch's: aligned from the right
+            acc = ins[0]
+            for other in ins[1:]:
+                acc = acc.with_shape(broadcast(acc, other))
+            if len({t.dtype for t in ins}) > 1:
+                raise ShapeError(f"cannot combine dtypes {', '.join(t.dtype for t in ins)}")
+            return [acc]
         if len({t.rank for t in ins}) > 1:  # torch aligns from the right, so batch would meet a feature dim
             raise ShapeError(f"cannot combine values of different ranks: {', '.join(map(str, ins))} "
                              f"(batch excluded); reshape one so the dimensions line up",

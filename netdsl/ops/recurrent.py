@@ -1,4 +1,5 @@
-"""Sequence layers: RNN, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer.
+"""Sequence layers: RNN, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer and torch's fused
+scaled_dot_product_attention.
 
 Inputs are batch-first, `[T, features]` without the batch. A recurrent layer produces the output
 sequence, then its final hidden state(s) batch-first: `out, h = x -> GRU(64)`; in a chain only the
@@ -11,7 +12,8 @@ from typing import ClassVar, Literal, Optional
 
 from typing_extensions import Annotated
 
-from .base import Bool, Float, Inferred, NonNegInt, PosInt, Prob, ShapeError, need_float, need_rank
+from .base import Bool, Float, Inferred, NonNegInt, Op, PosFloat, PosInt, Prob, ShapeError, need_float, need_rank
+from .merge import broadcast
 from .linear import Weighted
 from .registry import register
 
@@ -227,3 +229,70 @@ class TransformerEncoderLayer(Weighted):
     def macs(self, ins, outs):
         t, d, f = ins[0].shape[0], self.d_model, self.dim_feedforward
         return t * (4 * d * d + 2 * d * f) + 2 * t * t * d
+
+
+@register
+class scaled_dot_product_attention(Op):
+    """`scaled_dot_product_attention(q, k, v, is_causal=true)`: attention as torch's fused
+    `F.scaled_dot_product_attention`, on [..., L, E] queries and [..., S, E] keys ([B, heads, T,
+    head_dim] as nanoGPT shapes them). A fourth input is the mask (bool: true attends; float:
+    added to the scores). `dropout` applies in training only, as nn.MultiheadAttention's does
+    (torch's own `dropout_p` would apply in eval too)."""
+
+    op: Literal["scaled_dot_product_attention"] = "scaled_dot_product_attention"
+    is_causal: Bool = False
+    dropout: Prob = 0.0
+    scale: Optional[PosFloat] = None
+
+    family = "attention"
+    prefix = "sdpa"
+    arity = (3, 4)
+    key_args = ("is_causal",)
+
+    def shape(self, ins):
+        q, k, v = ins[:3]
+        need_float(ins[:3], "scaled_dot_product_attention")
+        if len({q.rank, k.rank, v.rank}) > 1 or q.rank < 2:
+            raise ShapeError(f"query, key and value need the same rank of 2 or more (batch excluded), "
+                             f"but get {q}, {k} and {v}")
+        if q.shape[-1] != k.shape[-1]:
+            raise ShapeError(f"query and key must have the same last dimension, but get {q} and {k}")
+        if k.shape[-2] != v.shape[-2]:
+            raise ShapeError(f"key and value must have the same length, but get {k} and {v}")
+        if len({q.dtype, k.dtype, v.dtype}) > 1:
+            raise ShapeError(f"query, key and value must share a dtype: {q.dtype}, {k.dtype}, {v.dtype}",
+                             code="E303")
+        lead = broadcast(q.with_shape(q.shape[:-2]), k.with_shape(k.shape[:-2]))
+        lead = broadcast(q.with_shape(lead), v.with_shape(v.shape[:-2]))
+        if len(ins) == 4:
+            m = ins[3]
+            if self.is_causal:
+                raise ShapeError("a mask and is_causal=true together: torch takes one or the other",
+                                 arg="is_causal")
+            if m.dtype != "bool" and m.dtype != q.dtype:
+                raise ShapeError(f"the mask is bool (true attends) or {q.dtype} (added to the scores), "
+                                 f"not {m.dtype}", code="E303")
+            want = q.with_shape((*lead, q.shape[-2], k.shape[-2]))
+            try:
+                got = broadcast(want, m) if m.has_batch else broadcast(want, m.with_shape(m.shape[-want.rank:]))
+            except ShapeError:
+                got = None
+            if got != want.shape or (not m.has_batch and m.rank > want.rank + 1):
+                raise ShapeError(f"the mask {m} does not broadcast to the scores {want}")
+        return [q.with_shape((*lead, q.shape[-2], v.shape[-1]))]
+
+    def macs(self, ins, outs):
+        q, k = ins[0], ins[1]
+        return 2 * q.numel * k.shape[-2]
+
+    def forward_expr(self, module, ins):
+        args = list(ins[:3])
+        if len(ins) == 4:
+            args.append(f"attn_mask={ins[3]}")
+        if self.dropout:
+            args.append(f"dropout_p={self.dropout!r} if self.training else 0.0")
+        if self.is_causal:
+            args.append("is_causal=True")
+        if self.scale is not None:
+            args.append(f"scale={self.scale!r}")
+        return f"F.scaled_dot_product_attention({', '.join(args)})"

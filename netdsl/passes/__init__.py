@@ -10,7 +10,7 @@ from ..syntax import ast
 from .elaborate import Elaborator
 from .names import Definitions, collect
 from .inplace import check_inplace
-from .shapes import check_model_size, infer_graph
+from .shapes import check_model_size, check_outputs, infer_graph
 
 
 def analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
@@ -29,6 +29,7 @@ def _analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     for g in graphs.values():
         verify(g)
         infer_graph(g, None, rep)
+        check_outputs(g, rep)
     rep.check()
     for name, g in graphs.items():
         check_model_size(g, defs.models[name].name_span, rep)

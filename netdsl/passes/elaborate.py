@@ -9,6 +9,7 @@ from __future__ import annotations
 import keyword
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,8 +23,8 @@ from ..ops.custom import layer_names, lookup, not_allowed_hint
 from ..syntax import ast
 from . import names as N
 from .describe import describe_field, literal_values
-from .scalars import EvalError, Symbol, evaluate, plain, report
-from .shapes import MAX_ELEMENTS
+from .scalars import SHAPES, EvalError, Symbol, evaluate, plain, report
+from .shapes import MAX_ELEMENTS, infer_until
 
 # Attribute names an nn.Module already has: a layer named like one would break the module.
 MODULE_ATTRS = frozenset("""
@@ -52,6 +53,13 @@ DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "lo
 MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest reference network;
 # elaboration and shape inference of that many take about a second
 TENSOR_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "@": "MatMul"}  # `a - b` is Sub
+SIZE_METHODS = ("size", "dim")  # `x.size(1)` is a number (passes/scalars.py)
+# torch's tensor methods and the layers that do the same here, for the error's hint
+METHOD_LAYERS = {"transpose": "Transpose(1, 2)", "permute": "Permute(...)", "view": "Reshape(...)",
+                 "reshape": "Reshape(...)", "flatten": "Flatten", "softmax": "Softmax(dim=-1)",
+                 "mean": "Mean(dim=...)", "chunk": "Chunk(n, dim=...)", "split": "Split(sizes, dim=...)",
+                 "unflatten": "Unflatten(dim, sizes)", "relu": "ReLU", "sigmoid": "Sigmoid",
+                 "tanh": "Tanh"}
 MAX_BLOCK_DEPTH = 64  # blocks inside blocks; the later passes recurse once per level
 
 
@@ -90,6 +98,38 @@ class _Body:
     depth: int = 0  # how many block instances this body sits in
     instances: dict[str, Any] = field(default_factory=dict)  # `enc = Encoder(64)`: declared
     owners: dict[str, str] = field(default_factory=dict)  # instance -> the node built first
+    parent: "_Body | None" = None  # the body that applies this block instance
+    call_span: Any = None  # where the parent applies it
+
+    def __post_init__(self) -> None:
+        # what scalar expressions see: the block's parameters, and the shapes of its values
+        self.env = {**self.params, SHAPES: self._shape_of}
+
+    def context(self) -> list:
+        """The block instances this body sits in, outermost first (for shape errors' notes)."""
+        if self.parent is None:
+            return []
+        here = SimpleNamespace(block=self.definition.name, block_args=self.params, call_span=self.call_span)
+        return self.parent.context() + [here]
+
+    def _shape_of(self, name: str, span) -> TensorType | None:
+        """The type of value `name`, for `x.size(1)`: shapes are inferred here, as far as the
+        value needs (the shape pass later goes over the whole graph again)."""
+        v = self.values.get(name)
+        if v is None:
+            return None
+        t = self.type_of(v.refs[0])
+        if t is None:
+            raise EvalError("E301", f"the shape of '{name}' is not known here: the layers that "
+                            "make it have errors", span)
+        return t
+
+    def type_of(self, ref: Ref) -> TensorType | None:
+        def input_type(k: int) -> TensorType | None:
+            if self.parent is None or self.ins is None or k >= len(self.ins):
+                return None
+            return self.parent.type_of(self.ins[k])
+        return infer_until(self.graph, ref, input_type, self.rep, self.context())
 
     @property
     def rep(self) -> Reporter:
@@ -232,6 +272,19 @@ class _Body:
             # `enc = Encoder(64)`: one layer, applied wherever the spec writes `-> enc`
             self.instances[stmt.targets[0].name] = stmt.value
             return
+        if len(stmt.targets) == 1 and self._number(stmt.value):
+            # `c = x.size(1)`, `d = c // heads`: a number, for the arguments that follow
+            val = self._scalar(stmt.value)
+            if val is _ERR:
+                self.failed.add(stmt.targets[0].name)
+            elif _first_symbol(val) is not None:
+                sym = _first_symbol(val)
+                self.rep.error("E201", f"undefined name '{sym.name}'", sym.span or stmt.value.span,
+                               did_you_mean(sym.name, list(self.values) + list(self.params)))
+                self.failed.add(stmt.targets[0].name)
+            else:
+                self.env[stmt.targets[0].name] = val
+            return
         self.hint = stmt.targets[0].name
         v = self.value(stmt.value)
         self.hint = None
@@ -255,10 +308,23 @@ class _Body:
             if t.name != "_":  # `out, _, _ = x -> LSTM(8)` discards
                 self._bind(t.name, Value([r]))
 
+    def _number(self, e) -> bool:
+        """Whether an assignment's right-hand side is a number rather than a tensor: no value,
+        layer or chain in it, or a value's size (`x.size(1)`)."""
+        if self.is_tensor(e) or isinstance(e, ast.Chain):
+            return False
+        names = [x for x in N.walk(e) if isinstance(x, ast.Name)]
+        if any(self.elab.is_layer(n.id) or n.id in self.instances for n in names
+               if not isinstance(e, ast.Name) or n is e):
+            return False
+        return isinstance(e, ast.Num | ast.BinOp | ast.Neg | ast.Index | ast.Attribute | ast.Call
+                          | ast.Conditional | ast.Name | ast.Compare | ast.BoolOp | ast.Not) \
+            and not _held(_func_name(e) or "") and not (isinstance(e, ast.Name) and e.id in self.failed)
+
     def _declaration(self, e) -> bool:
         """A layer or block written without an input: declared here, applied later."""
         fn = _func_name(e) if isinstance(e, ast.Name | ast.Call | ast.Attribute) else None
-        if fn is None or fn in self.values or not self.elab.is_layer(fn):
+        if fn is None or fn in self.values or not self.elab.is_layer(fn) or _held(fn) or fn == "arange":
             return False
         return not (isinstance(e, ast.Call) and e.args and self.is_tensor(e.args[0]))
 
@@ -347,8 +413,8 @@ class _Body:
 
     # ---- tensor expressions ----------------------------------------------------------------------
     def is_tensor(self, e) -> bool:
-        if isinstance(e, ast.Name):
-            return e.id in self.values
+        if isinstance(e, ast.Name):  # a value whose statement failed is still one (said once)
+            return e.id in self.values or (e.id in self.failed and e.id not in self.env)
         if isinstance(e, ast.BinOp):
             return self.is_tensor(e.left) or self.is_tensor(e.right)
         if isinstance(e, ast.Neg):
@@ -358,6 +424,10 @@ class _Body:
         if isinstance(e, ast.Conditional):
             return self.is_tensor(e.then) or self.is_tensor(e.other)
         if isinstance(e, ast.Call):
+            if isinstance(e.func, ast.Attribute) and e.func.name not in SIZE_METHODS:
+                return self.is_tensor(e.func.value)  # `t.expand(...)`
+            if isinstance(e.func, ast.Name) and (e.func.id == "arange" or _held(e.func.id)):
+                return True
             return bool(e.args) and self.is_tensor(e.args[0])
         if isinstance(e, ast.TupleExpr):
             return any(self.is_tensor(i) for i in e.items)
@@ -378,8 +448,8 @@ class _Body:
                                    f"apply it to an input: x -> {e.id}",
                                    [("declared here", self.instances[e.id].span)]
                                    if e.id in self.instances else None)
-                elif e.id in self.params:
-                    self.rep.error("E209", f"'{e.id}' is a parameter (a number), not a tensor", e.span)
+                elif e.id in self.env:
+                    self.rep.error("E209", f"'{e.id}' is a number, not a tensor", e.span)
                 else:
                     hint = did_you_mean(e.id, list(self.values) + list(self.failed))
                     if hint:  # the misspelt value is used after all
@@ -398,6 +468,11 @@ class _Body:
             return None if v is None else self._apply_op("Neg", None, v.refs[:1], e.span)
         if isinstance(e, ast.BinOp) and self.is_tensor(e):
             return self._arithmetic(e)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.name not in SIZE_METHODS \
+                and self.is_tensor(e.func.value):
+            return self._method(e)
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "arange":
+            return self._arange(e)
         if isinstance(e, ast.Call) and _func_node(e) is not None and e.args and self.is_tensor(e.args[0]):
             n = 0
             while n < len(e.args) and self.is_tensor(e.args[n]):
@@ -418,19 +493,80 @@ class _Body:
             return v
         if isinstance(e, ast.Conditional):
             try:
-                test = evaluate(e.test, self.params)
+                test = evaluate(e.test, self.env)
                 if not isinstance(test, bool):
                     raise EvalError("E104", f"a condition must be true or false, got {test!r}", e.test.span)
             except EvalError as exc:
                 report(self.rep, exc, list(self.params))
                 return None
             return self.value(e.then if test else e.other)
+        if isinstance(e, ast.Name | ast.Call) and _held(_func_name(e) or ""):
+            # `pos = Parameter(1, 197, 768)`: a tensor of the module's own, named as the spec binds it
+            alias = self.hint if self.hint and self.hint not in self.taken else None
+            return self._apply_op(_func_name(e), e if isinstance(e, ast.Call) else None, [], e.span,
+                                  alias, e.span if alias else None)
         if isinstance(e, ast.Name | ast.Call | ast.Attribute) and self.elab.is_layer(_func_name(e) or ""):
             self.rep.error("E209", "a layer needs an input", e.span,
                            f"write: x -> {_func_name(e)}(...), or {_func_name(e)}(x, ...)")
             return None
         self.rep.error("E209", "expected a tensor (an input, a named value or a chain) here", e.span)
         return None
+
+    def _size_of(self, e) -> tuple[ast.Name, Any] | None:
+        """`x.size(d)` or `x.shape[d]` on a value: (x, d's expression)."""
+        if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.name == "size" \
+                and len(e.args) == 1 and not e.kwargs:
+            base, dim = e.func.value, e.args[0]
+        elif isinstance(e, ast.Index) and isinstance(e.value, ast.Attribute) and e.value.name == "shape":
+            base, dim = e.value.value, e.index
+        else:
+            return None
+        return (base, dim) if isinstance(base, ast.Name) and base.id in self.values else None
+
+    def _method(self, e: ast.Call) -> Value | None:
+        """`t.expand(x.size(0), -1, -1)`: torch's Tensor.expand over a batch. Other tensor
+        methods are layers here, and the error says which."""
+        name = e.func.name
+        if name != "expand":
+            layer = METHOD_LAYERS.get(name)
+            self.rep.error("E209", f"'.{name}(...)' is not a tensor method netdsl knows", e.func.span,
+                           f"write it as a layer: x -> {layer}" if layer else
+                           "tensors take .expand(...) and .size(d) here; other operations are layers")
+            return None
+        first = self._size_of(e.args[0]) if e.args else None
+        if first is None or e.kwargs:
+            self.rep.error("E209", "expand repeats a tensor over the batch of a value: its first size "
+                           "is that value's batch", e.span, "write: t.expand(x.size(0), -1, -1)")
+            return None
+        try:
+            dim = evaluate(first[1], self.env)
+        except EvalError as exc:
+            report(self.rep, exc, list(self.params))
+            return None
+        if dim != 0:
+            self.rep.error("E209", "expand's first size is the batch: x.size(0)", e.args[0].span,
+                           "a learned tensor is expanded over the batch and keeps its other sizes: "
+                           "t.expand(x.size(0), -1, -1)")
+            return None
+        t, x = self.value(e.func.value), self.value(first[0])
+        if t is None or x is None:
+            return None
+        call = ast.Call(e.span, ast.Name(e.func.span, "expand"), e.args[1:], [])
+        return self._apply_op("expand", call, [t.refs[0], x.refs[0]], e.span)
+
+    def _arange(self, e: ast.Call) -> Value | None:
+        """`arange(x.size(1))`: positions along a dimension of a value, on its device."""
+        size = self._size_of(e.args[0]) if len(e.args) == 1 and not e.kwargs else None
+        if size is None:
+            self.rep.error("E209", "arange counts along a dimension of a value: arange(x.size(1))",
+                           e.span, "the value gives its length and its device, as "
+                           "torch.arange(x.size(1), device=x.device)")
+            return None
+        x = self.value(size[0])
+        if x is None:
+            return None
+        call = ast.Call(e.span, ast.Name(e.func.span, "arange"), [], [ast.Kwarg(size[1].span, "dim", size[1].span, size[1])])
+        return self._apply_op("arange", call, x.refs[:1], e.span)
 
     def _arithmetic(self, e: ast.BinOp) -> Value | None:
         """`a - b`, `a @ b` (two tensors), `x * 0.5`, `1 - x` (a tensor and a number)."""
@@ -472,7 +608,7 @@ class _Body:
         if isinstance(e, ast.BinOp) and e.op == "*" and not self.is_tensor(e.right) \
                 and _func_name(e.left) and _func_name(e.left) not in self.values:
             try:
-                count = evaluate(e.right, self.params)
+                count = evaluate(e.right, self.env)
             except EvalError as exc:
                 report(self.rep, exc, list(self.params))
                 return None
@@ -674,7 +810,8 @@ class _Body:
                 ok = False
                 continue
             named[kw.name] = kw.name_span
-            val = self._scalar(kw.value)
+            val = self._tied(kw.value) if kw.name == "weight" and "weight" in cls.extra_fields() \
+                else self._scalar(kw.value)
             if val is _ERR:
                 ok = False
                 continue
@@ -729,13 +866,30 @@ class _Body:
             msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
             self.rep.error("E104", f"{cls.kind}: {msg}", span)
 
+    def _tied(self, e):
+        """`weight=wte.weight`: the layer named `wte` in this body, built before this one."""
+        if isinstance(e, ast.Attribute) and e.name == "weight" and isinstance(e.value, ast.Name):
+            owner = self.owners.get(e.value.id, e.value.id)
+            node = self.graph._index().get(owner)
+            if node is not None and node.kind != "input":
+                return f"{node.name}.weight"
+            layers = [n.name for n in self.graph.nodes if n.kind != "input"]
+            self.rep.error("E201", f"no layer named '{e.value.id}' before this one", e.value.span,
+                           did_you_mean(e.value.id, layers) or
+                           "name the layer that owns the weight with 'as' (-> Embedding(V, D) as wte), "
+                           "on a line before this one")
+            return _ERR
+        self.rep.error("E104", "weight= ties this layer's weight to another layer's: weight=wte.weight",
+                       e.span, "the other layer is named with 'as': -> Embedding(V, D) as wte")
+        return _ERR
+
     def _scalar(self, e):
         if self.is_tensor(e):
             self.rep.error("E209", "a tensor cannot be a layer argument", e.span,
                            "inputs go first: Layer(x, ...), or use x -> Layer(...)")
             return _ERR
         try:
-            return evaluate(e, self.params)
+            return evaluate(e, self.env)
         except EvalError as exc:
             report(self.rep, exc, list(self.params))
             return _ERR
@@ -780,7 +934,8 @@ class _Body:
                            "flatten some of the blocks into their callers")
             return None
         sub = Graph(name=bdef.name, kind="block", span=bdef.span)
-        if not _Body(self.elab, sub, env, list(ins), bdef, depth=self.depth + 1).run():
+        if not _Body(self.elab, sub, env, list(ins), bdef, depth=self.depth + 1, parent=self,
+                     call_span=span).run():
             return None
         prefix = bdef.name.lower()
         if prefix.startswith("__"):  # `self.__x1` would be name-mangled by Python
@@ -872,6 +1027,12 @@ def _func_node(e) -> ast.Name | None:
     if parts and isinstance(cur, ast.Name):
         return ast.Name(e.span, ".".join([cur.id, *reversed(parts)]))
     return None
+
+
+def _held(name: str) -> bool:
+    """A Parameter or Buffer: applied where it is written, with no input."""
+    cls = get_op(name)
+    return cls is not None and cls.arity == (0, 0)
 
 
 def _func_name(e) -> str | None:

@@ -92,6 +92,9 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
         return evaluate(expr.then if test else expr.other, env)
     if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id in FUNCTIONS:
         return _call(expr, env)
+    size = tensor_size(expr, env)
+    if size is not None:
+        return size
     raise EvalError("E209", "expected a constant (a number, string, bool or list) here", expr.span)
 
 
@@ -115,6 +118,56 @@ def _call(expr: ast.Call, env: dict[str, Any]):
     if isinstance(v, int) and abs(v) > 2**63:
         raise EvalError("E104", "number out of range (more than 64 bits)", expr.span)
     return _finite(v, expr)
+
+
+# The env key of a function from a value's name to its type: set while a body is elaborated, so
+# that `x.size(1)`, `x.shape[-1]` and `x.ndim` read the shape of the value `x` (a name cannot
+# hold '<', so no spec name meets it).
+SHAPES = "<shapes>"
+BATCH_HINT = ("the batch size is known only when the model runs; a value's other dimensions are "
+              "fixed: x.size(1), x.shape[-1]")
+
+
+def tensor_size(expr, env: dict[str, Any]) -> int | None:
+    """`x.size(d)`, `x.shape[d]`, `x.ndim`, `x.dim()` as torch counts them (dim 0 the batch),
+    when `x` names a value; None when `expr` is none of these."""
+    shape_of = env.get(SHAPES)
+    if shape_of is None:
+        return None
+    if isinstance(expr, ast.Index) and isinstance(expr.value, ast.Attribute) and expr.value.name == "shape":
+        base, dim = expr.value.value, expr.index
+    elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.name == "size" \
+            and not expr.kwargs and len(expr.args) <= 1:
+        base, dim = expr.func.value, (expr.args[0] if expr.args else None)
+    elif isinstance(expr, ast.Attribute) and expr.name in ("shape", "ndim"):
+        base, dim = expr.value, expr.name
+    elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.name == "dim" \
+            and not expr.args and not expr.kwargs:
+        base, dim = expr.func.value, "ndim"
+    else:
+        return None
+    if not isinstance(base, ast.Name):
+        return None
+    t = shape_of(base.id, base.span)
+    if t is None:
+        return None
+    full = t.rank + t.has_batch
+    if dim == "ndim":
+        return full
+    if dim is None or dim == "shape":
+        raise EvalError("E104", f"{base.id}'s whole shape includes the batch size, which is not a "
+                        "number in a spec", expr.span, "take one dimension: "
+                        f"{base.id}.size(1), {base.id}.shape[-1]")
+    d = evaluate(dim, env)
+    if type(d) is not int:
+        raise EvalError("E104", f"a dimension is a whole number, not {d!r}", dim.span)
+    if not -full <= d < full:
+        raise EvalError("E104", f"dimension {d} is out of range for {base.id}, which has {full} "
+                        f"dimensions{' (batch included)' if t.has_batch else ''}", dim.span)
+    d %= full
+    if t.has_batch and d == 0:
+        raise EvalError("E104", f"dimension 0 of {base.id} is the batch", dim.span, BATCH_HINT)
+    return t.shape[d - t.has_batch]
 
 
 def _finite(v, expr):

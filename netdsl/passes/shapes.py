@@ -39,6 +39,30 @@ def infer_graph(graph: Graph, input_types: list[TensorType] | None, rep: Reporte
     return [graph.type_of(o.ref) if _known(graph, o.ref) else None for o in graph.outputs]
 
 
+def infer_until(graph: Graph, ref, input_type, rep: Reporter, context: list) -> TensorType | None:
+    """The type of `ref` while the graph is still being elaborated (`x.size(1)` in a block):
+    infers the nodes before it that have no type yet; `input_type(k)` gives input k's."""
+    target = graph.node(ref.node)
+    k = 0
+    for node in graph.nodes:
+        if node.kind == "input":
+            if not node.types:
+                t = input_type(k)
+                node.types = [t] if t is not None else []
+            k += 1
+        elif not node.types:
+            types = [graph.type_of(r) for r in node.inputs]
+            if all(t is not None for t in types):
+                if node.kind == "block":
+                    outs = infer_graph(node.graph, types, rep, context + [node])
+                    node.types = outs if all(t is not None for t in outs) else []
+                else:
+                    _infer_op(graph, node, types, rep, context)
+        if node is target:
+            break
+    return graph.type_of(ref) if _known(graph, ref) else None
+
+
 def _known(graph: Graph, ref) -> bool:
     return ref.index < len(graph.node(ref.node).types)
 
@@ -133,14 +157,21 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         bad = _dtype_error(op, ins)
         if bad is not None:
             raise bad
-        inferred = op.infer(ins)
+        views, lead = _batch_views(op, ins)
+        inferred = op.infer(views)
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
         bad = _state_dtype_error(op, ins)
         if bad is not None:
             raise bad
-        outs = op.shape(ins)
+        outs = op.shape(views)
+        bad = _tie_error(graph, op)
+        if bad is not None:
+            raise bad
+        if lead is not None:  # the first dimension stood where a batch would: put it back
+            outs = [TensorType(shape=(lead, *t.shape), dtype=t.dtype, why=t.why, has_batch=False)
+                    for t in outs]
         big = _size_error(op, outs)
         if big is not None:
             raise big
@@ -169,6 +200,64 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         return
     node.op = op
     node.types = list(outs)
+
+
+def _tie_error(graph: Graph, op) -> ShapeError | None:
+    """`weight=wte.weight`: the owner must hold one weight of exactly this layer's shape."""
+    tied = getattr(op, "weight", None) if "weight" in type(op).extra_fields() else None
+    if not tied:
+        return None
+    owner = graph.node(tied.split(".")[0])
+    if owner.kind != "op" or not hasattr(owner.op, "weight_shape") or owner.op.weight:
+        what = owner.op.kind if owner.kind == "op" else f"block {owner.block}"
+        why = "borrows its weight itself" if owner.kind == "op" and getattr(owner.op, "weight", None) \
+            else "has no single weight to share"
+        return ShapeError(f"{tied.split('.')[0]} ({what}) {why}", arg="weight",
+                          hint="tie to a Linear's or an Embedding's own weight")
+    if not owner.types:
+        return None
+    mine, theirs = op.weight_shape(), owner.op.weight_shape()
+    if mine != theirs:
+        return ShapeError(f"{op.kind}'s weight is {list(mine)}, but {tied} is {list(theirs)}: a tied "
+                          "weight is one tensor, of one shape", arg="weight",
+                          hint="an LM head tied to Embedding(V, D) is Linear(V) on D features")
+    return None
+
+
+def _batch_views(op, ins: list[TensorType]) -> tuple[list[TensorType], int | None]:
+    """What a layer's shape rule sees, and the leading size to give back to its outputs.
+
+    Values without a batch (learned tensors, `arange`) reach a layer as torch's layers take
+    them: the first dimension is read where the batch would be (`arange(T) -> Embedding(V, D)`
+    is [T, D]). An op that mixes batched and unbatched values by itself (`x + pos`,
+    `class_token.expand(...)`) takes the types as they are; any other op needs them all alike."""
+    if all(t.has_batch for t in ins) or getattr(op, "mixes_batch", False):
+        return ins, None
+    if any(t.has_batch for t in ins):
+        loose = next(t for t in ins if not t.has_batch)
+        raise ShapeError(f"{op.kind} takes values of one batch, but {loose} is a tensor without a "
+                         "batch dimension (a Parameter, a Buffer or an arange)",
+                         hint="expand it over the batch first: t.expand(x.size(0), -1, ...), as in torch")
+    if any(t.rank == 0 for t in ins):
+        raise ShapeError(f"{op.kind} reads its input's first dimension as the batch, but a scalar "
+                         "tensor has none")
+    leads = {t.shape[0] for t in ins}
+    if len(leads) > 1:
+        raise ShapeError(f"{op.kind} reads its inputs' first dimension as the batch, but they differ: "
+                         f"{', '.join(map(str, ins))}")
+    views = [TensorType(shape=t.shape[1:], dtype=t.dtype, why=t.why) for t in ins]
+    return views, leads.pop()
+
+
+def check_outputs(graph: Graph, rep: Reporter) -> None:
+    """A model's outputs carry the batch: a learned tensor or an arange returned as it is
+    would come back without one."""
+    for o in graph.outputs:
+        t = graph.type_of(o.ref) if _known(graph, o.ref) else None
+        if t is not None and not t.has_batch:
+            rep.error("E306", f"output '{o.name}' is {t}: a model's outputs carry the batch",
+                      o.span, "combine it with a batched value (x + pos), or expand it: "
+                      "t.expand(x.size(0), -1, ...)")
 
 
 def _same_module(graph: Graph, node: Node, rep: Reporter) -> None:

@@ -208,7 +208,7 @@ class Lowering:
             slots, values = op_slots(op) if op.torch is not None else ([], [])
             if index and type(op).ctor_args is Op.ctor_args:
                 slots = [_with_expr(s, n, index) for s in slots]
-            members.append(Member(n, op.torch, slots, values,
+            members.append(Member(n, op.constructor(), slots, values,
                                   setup_statements(n) if op.torch is not None else [],
                                   placeholder_template(n, used), tuple(op.imports)))
         return Program(graph, env, members, node)

@@ -25,6 +25,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "dropout": ("#f5f5f5", "#9a9a9a"),
     "backbone": ("#dde3c8", "#6b7a35"),
     "custom": ("#f7f2d0", "#8a7d2a"),
+    "parameter": ("#fff4e0", "#c08a2a"),
     "other": ("#ffffff", "#808080"),
 }
 

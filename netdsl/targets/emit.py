@@ -24,11 +24,14 @@ def emit(plan: Plan, reserved: frozenset) -> ClassDef:
         imports.update(m.imports)
         args, kwargs = plan.ctor[item.id]
         parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
-        init.append((item.guard, Stmt(f"self.{m.name} = {m.ctor}({', '.join(parts)})")))
+        init.append((item.guard, Stmt(m.node.op.init_statement(m.name, f"{m.ctor}({', '.join(parts)})")
+                                      if m.node.kind == "op" else f"self.{m.name} = {m.ctor}({', '.join(parts)})")))
         init += [(item.guard, st) for st in m.setup]
     inputs, body, uses_torch = _forward(plan, reserved)
-    if uses_torch:
+    if uses_torch or any("torch." in st.code for _, st in init):
         imports.add("import torch")
+    if any("F." in st.code for _, st in body):
+        imports.add("import torch.nn.functional as F")
     return ClassDef(
         name=plan.name,
         doc=plan.doc,
@@ -100,12 +103,13 @@ def _forward(plan: Plan, reserved: frozenset):
 
     lines: list[tuple[bool | None, Stmt]] = []
     uses_torch = False
+    attrs: set[tuple] = set()  # values read straight from the module (`self.pos`): never reassigned
     for i, item in enumerate(items):
         if item.phi:
             # a side's own variable may become the phi's, when nothing reads it afterwards
             side_vars = [var[r] for r in item.inputs]
             reuse = next((var[r] for r in item.inputs if r in var and dies(r, i, None)
-                          and r not in coalesce), None)
+                          and r not in coalesce and r not in attrs), None)
             v = phi_variable(item.id, reuse)
             var[(item.id, 0)] = v
             for side, ref, sv in zip((True, False), item.inputs, side_vars):
@@ -113,6 +117,10 @@ def _forward(plan: Plan, reserved: frozenset):
                     lines.append((side, Stmt(f"{v} = {sv}")))
             continue
         node = item.first.node
+        if node.kind == "op" and node.op.arity == (0, 0):  # a Parameter: read where it is used
+            var[(item.id, 0)] = f"self.{node.shares or node.name}"
+            attrs.add((item.id, 0))
+            continue
         ins = [var[r] for r in item.inputs]
         first_in = item.inputs[0] if item.inputs else None
         outs: list[str | None] = []
@@ -122,7 +130,8 @@ def _forward(plan: Plan, reserved: frozenset):
                 outs.append(None)
                 continue
             dying = j == 0 and first_in is not None and item.inputs.count(first_in) == 1 \
-                and dies(first_in, i, item.guard)
+                and dies(first_in, i, item.guard) and first_in not in attrs \
+                and (node.kind != "op" or node.op.renames)
             if ref in coalesce:
                 v = phi_variable(coalesce[ref], var[first_in] if dying else None)
             else:

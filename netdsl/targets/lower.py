@@ -209,7 +209,15 @@ def setup_statements(node: Node) -> list[Stmt]:
     """`init=`, `bias_init=` and `trainable=false` as statements after the constructor. (Only
     netdsl's own `init=` names an init function: PReLU's `init` is torch's starting slope.)"""
     op, attr, out = node.op, f"self.{node.name}", []
+    own = op.setup_lines(node.name)
+    if own is not None:  # a Parameter's fill
+        out = [Stmt(line) for line in own]
+        if getattr(op, "trainable", True) is False:
+            out.append(Stmt(f"{attr}.requires_grad_(False)"))
+        return out
     extra = type(op).extra_fields()
+    if "weight" in extra and op.weight:  # tied: the owner's tensor, built before this layer
+        out.append(Stmt(f"{attr}.weight = self.{op.weight}"))
     init = op.init if "init" in extra else None
     bias_init = op.bias_init if "bias_init" in extra else None
     if init or bias_init:

@@ -170,7 +170,7 @@ def _comments(plan: Plan, cands: list[_Candidate]) -> dict[tuple, str]:
             if len(types) != len(item.members) or len({t.rank for t in types.values()}) != 1:
                 continue
             rank = next(iter(types.values())).rank
-            dims = ["B"]
+            dims = ["B"] if all(t.has_batch for t in types.values()) else []  # a Parameter has none
             for d in range(rank):
                 vec = {i: t.shape[d] for i, t in types.items()}
                 if len(set(vec.values())) == 1:
@@ -179,7 +179,7 @@ def _comments(plan: Plan, cands: list[_Candidate]) -> dict[tuple, str]:
                 # an input's dimension at the same position first: W for W, not H
                 ranked = sorted(named, key=lambda c: 0 if c[2] == d else 1 if c[2] is None else 2)
                 dims.append(next((c for c, v, _ in ranked if _match(v, vec)), "?"))
-            out[(item.id, j)] = "(" + ", ".join(dims) + ")"
+            out[(item.id, j)] = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
     return out
 
 
