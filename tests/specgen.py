@@ -161,6 +161,10 @@ SHAPED = (
     "  {v} = {src} + arange({src}.size({dim})) * {number}",
     "  {v} = scaled_dot_product_attention({src}, {src}, {src}{sdpa})",
     "  {v} = {src} -> Linear({src}.size(-1) * {k})",
+    "  {v} = {src} -> TransformerEncoder(TransformerEncoderLayer({k}, dim_feedforward=8, dropout=0.0), 2{norm})",
+    "  {v} = ({src}, {src}) -> TransformerDecoder(TransformerDecoderLayer({k}, dim_feedforward=4), 1{causal})",
+    "  {v} = ({src}, {src}) -> TransformerDecoderLayer({k}, dim_feedforward=4{causal})",
+    "  {v} = {src} -> MultiheadAttention({k}, is_causal=true)",
 )
 
 
@@ -173,7 +177,8 @@ def _shaped(rng: random.Random, s: int, values: list[str]):
         v=f"v{s}", src=src, op=rng.choice(["+", "*", "-", "/"]), held=rng.choice(HELD),
         shape=", ".join(map(str, sizes)), init=init, minus=", ".join(["-1"] * len(sizes)),
         dim=rng.choice([1, 2, -1]), number=rng.choice(["1.0", "0.5", "2"]), k=rng.randint(1, 3),
-        sdpa=rng.choice(["", ", is_causal=true", ", scale=0.5", ", dropout=0.3"]))
+        sdpa=rng.choice(["", ", is_causal=true", ", scale=0.5", ", dropout=0.3"]),
+        norm=rng.choice(["", ", norm=LayerNorm", ", is_causal=true"]), causal=rng.choice(["", ", tgt_is_causal=true"]))
     if "Buffer" in line and "trainable" in line:
         line = line.replace(", trainable=false", "")
     return line, [src], [f"v{s}"]

@@ -85,7 +85,10 @@ TOKENS = [
     "==", "!=", "<", "+", "-", "*", "/", "//", "%", "**", "(", ")", "[", "]", "{", "}", ",", ":",
     ".", "_", "\n", "\n", "\n", "#c\n", "\\\n", "int64", "float64", "[1, 28, 28]", "stride=2",
     "dim=1", "in_features=3", "bias=false", "@", "abs", "sqrt", "Chunk", "Split", "Permute",
-    "Transpose", "(2, 2)",
+    "Transpose", "(2, 2)", "Parameter", "Buffer", "arange", "expand", "size", "shape", "ndim",
+    "x.size(1)", "x.shape[-1]", "x.size(0)", "weight", "weight=x.weight", "key_padding_mask",
+    "is_causal=true", "tgt_is_causal", "bool", "TransformerEncoder", "TransformerEncoderLayer",
+    "TransformerDecoderLayer", "scaled_dot_product_attention", "MultiheadAttention", "init=normal",
 ]
 
 
@@ -105,7 +108,9 @@ def test_token_soup_inside_a_model(tokens):
 NUM = st.one_of(st.integers(-2, 40), st.sampled_from([0.0, 0.5, 1.5, -1.0, 1e-3]))
 VALUE = st.one_of(NUM, st.booleans().map(lambda b: "true" if b else "false"),
                   st.sampled_from(["none", '"same"', '"valid"', '"reflect"', "c", "(2, 2)", "[3, 1]",
-                                   "c * 2", "c // 2 + 1", "kaiming_normal", "(1, 2, 3)"]))
+                                   "c * 2", "c // 2 + 1", "kaiming_normal", "(1, 2, 3)", "x.size(1)",
+                                   "x.shape[-1]", "x.size(0)", "x.ndim", "x.size(1) // 2", "x",
+                                   "TransformerEncoderLayer(2)", "LayerNorm"]))
 LAYERS = {
     "Linear": ["out_features", "bias", "in_features", "init"],
     "Conv2d": ["out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
@@ -121,6 +126,9 @@ LAYERS = {
     "LSTM": ["hidden_size", "num_layers", "batch_first", "bidirectional"], "GRU": ["hidden_size"],
     "Embedding": ["num_embeddings", "embedding_dim"], "Reshape": [], "Select": ["dim", "index"],
     "Mean": ["dim"], "Upsample": ["scale_factor", "mode"], "Lineer": ["out"],
+    "MultiheadAttention": ["num_heads", "is_causal", "key_padding_mask"],
+    "TransformerEncoderLayer": ["nhead", "dim_feedforward", "is_causal", "src_key_padding_mask"],
+    "TransformerEncoder": ["encoder_layer", "num_layers", "norm"],
 }
 
 
@@ -169,8 +177,27 @@ def spec_text(draw):
     for i in range(draw(st.integers(1, 4))):
         src = draw(st.sampled_from(names))
         target = f"v{i}"
-        form = draw(st.integers(0, 3))
-        if form == 0:
+        form = draw(st.integers(0, 7))
+        if form == 4:  # a learned tensor, broadcast or expanded over the batch
+            size = ", ".join(str(draw(st.integers(1, 16))) for _ in range(draw(st.integers(0, 3))))
+            held = f"{draw(st.sampled_from(['Parameter', 'Buffer']))}({size}{draw(st.sampled_from(['', ', init=normal, std=0.02', ', init=constant, value=2', ', init=bogus']))})"
+            lines.append(draw(st.sampled_from([
+                f"  {target} = {src} + {held}", f"  {target} = {held}",
+                f"  {target} = ({held}.expand({src}.size(0), -1, -1), {src}) -> Concat(dim=1)"])))
+        elif form == 5:  # sizes as numbers, positions
+            lines.append(draw(st.sampled_from([
+                f"  {target} = {src}.size({draw(st.integers(-3, 3))})",
+                f"  {target} = {src} -> Linear({src}.shape[-1] * 2)",
+                f"  {target} = {src} + arange({src}.size({draw(st.integers(-2, 2))}))",
+                f"  {target} = arange({src}.size(1)) -> Embedding(16, 4)"])))
+        elif form == 6:  # tied weights and masks
+            lines.append(draw(st.sampled_from([
+                f"  {target} = {src} -> Embedding(20, 8) as emb -> Linear(20, weight=emb.weight)",
+                f"  {target} = {src} -> Linear(8, weight=x.weight)",
+                f"  {target} = {src} -> MultiheadAttention(2, key_padding_mask={src}, is_causal=true)",
+                f"  {target} = scaled_dot_product_attention({src}, {src}, {src}, is_causal=true)",
+                f"  {target} = ({src}, {src}) -> TransformerDecoderLayer(2, tgt_is_causal=true)"])))
+        elif form == 0:
             lines.append(f"  {draw(chain(src, blocks))} -> {target}")
         elif form == 1:
             lines.append(f"  {target} = {draw(chain(src, blocks))}")

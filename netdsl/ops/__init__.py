@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 from .base import Op, ShapeError  # noqa: F401
 from .registry import OPS, get_op, op_names, register  # noqa: F401
 from . import activation, arith, conv, linear, merge, norm, pool, recurrent, shape_ops, spatial  # noqa: F401,E402
-from . import tensors  # noqa: F401,E402
+from . import tensors, transformer  # noqa: F401,E402
 from . import backbone  # noqa: F401,E402  (torchvision models; torch only when used)
 
 _ADAPTER = None

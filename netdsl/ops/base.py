@@ -105,6 +105,7 @@ class Op(BaseModel):
     imports: ClassVar[tuple[str, ...]] = ()  # extra import lines the constructor needs
     varargs: ClassVar[str | None] = None  # a field that collects all positional arguments
     renames: ClassVar[bool] = True  # its output may take over its input's variable (x = conv(x))
+    tensor_kwargs: ClassVar[tuple[str, ...]] = ()  # forward arguments that take values (masks)
     mixes_batch: ClassVar[bool] = False  # takes values with and without a batch as they are
     #                                      (`x + pos`); others read an unbatched value's first
     #                                      dimension as its batch (passes/shapes.py)
@@ -153,7 +154,7 @@ class Op(BaseModel):
     @_per_class
     def spec_fields(cls) -> list[str]:
         """Argument names a spec may use, in torch's order (op itself excluded)."""
-        return [n for n in cls.model_fields if n != "op"]
+        return [n for n in cls.model_fields if n not in ("op", "masks")]
 
     @classmethod
     @_per_class
@@ -253,6 +254,8 @@ class Op(BaseModel):
         parts = [head]
         extra = cls.extra_fields()  # netdsl's own (init=, trainable=) after torch's
         for name in [n for n in fields if n not in extra] + extra:
+            if name == "masks":  # inputs, drawn as edges
+                continue
             v, f = getattr(self, name), fields[name]
             if name not in shown and v != f.default:
                 parts.append(f"{_SHORT.get(name, name)}={_fmt(v)}")
@@ -264,6 +267,8 @@ _SHORT = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d", "n
 
 
 def _fmt(v) -> str:
+    if isinstance(v, Op):  # a layer given to a layer: TransformerEncoder's encoder_layer
+        return f"{v.kind}({v.label_args()})"
     if isinstance(v, bool) or v is None:
         return {True: "true", False: "false", None: "none"}[v]
     if isinstance(v, tuple):

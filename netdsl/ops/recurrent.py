@@ -1,5 +1,5 @@
-"""Sequence layers: RNN, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer and torch's fused
-scaled_dot_product_attention.
+"""Sequence layers: RNN, LSTM, GRU, MultiheadAttention and torch's fused
+scaled_dot_product_attention (the transformer layers are in transformer.py).
 
 Inputs are batch-first, `[T, features]` without the batch. A recurrent layer produces the output
 sequence, then its final hidden state(s) batch-first: `out, h = x -> GRU(64)`; in a chain only the
@@ -12,10 +12,11 @@ from typing import ClassVar, Literal, Optional
 
 from typing_extensions import Annotated
 
-from .base import Bool, Float, Inferred, NonNegInt, Op, PosFloat, PosInt, Prob, ShapeError, need_float, need_rank
+from .base import Bool, Extra, Float, Inferred, NonNegInt, Op, PosFloat, PosInt, Prob, ShapeError, need_float, need_rank
 from .merge import broadcast
 from .linear import Weighted
 from .registry import register
+from .transformer import _Masked, check_masks, mask_args
 
 
 class _Recurrent(Weighted):
@@ -111,8 +112,10 @@ GRU = _rnn("GRU", 3)
 
 
 @register
-class MultiheadAttention(Weighted):
-    """Self-attention on one input (`x -> MultiheadAttention(8)`), or query, key, value on three."""
+class MultiheadAttention(_Masked):
+    """Self-attention on one input (`x -> MultiheadAttention(8)`), or query, key, value on three.
+    Masks as torch's forward takes them: `key_padding_mask=pad` ([B, S] bool, true: padding),
+    and `is_causal=true` (netdsl makes the causal attn_mask)."""
 
     op: Literal["MultiheadAttention"] = "MultiheadAttention"
     embed_dim: Annotated[Optional[PosInt], Inferred()] = None
@@ -123,9 +126,11 @@ class MultiheadAttention(Weighted):
     add_zero_attn: Bool = False
     kdim: Optional[PosInt] = None
     vdim: Optional[PosInt] = None
+    is_causal: Annotated[Bool, Extra()] = False  # forward's: a causal attn_mask
 
     family = "attention"
     prefix = "attn"
+    tensor_kwargs = ("key_padding_mask",)
     torch = "nn.MultiheadAttention"
     fixed = {"batch_first": True}
     arity = (1, 3)
@@ -133,6 +138,7 @@ class MultiheadAttention(Weighted):
     key_args = ("num_heads",)
 
     def infer(self, ins):
+        ins, _ = self.split(ins)
         if len(ins) == 2:
             raise ShapeError("MultiheadAttention takes one input (self-attention) or three "
                              "(query, key, value)")
@@ -159,7 +165,9 @@ class MultiheadAttention(Weighted):
         return {"embed_dim": e}
 
     def shape(self, ins):
+        ins, masks = self.split(ins)
         q = ins[0]
+        check_masks(self, masks, q.shape[0], ins[1].shape[0] if len(ins) == 3 else q.shape[0])
         # the weights span the keys, plus one for each of bias_k and the zero attention column
         s = (ins[1].shape[0] if len(ins) == 3 else q.shape[0]) + self.add_bias_kv + self.add_zero_attn
         return [q, q.with_shape((q.shape[0], s))]
@@ -174,61 +182,18 @@ class MultiheadAttention(Weighted):
         return n
 
     def macs(self, ins, outs):
+        ins, _ = self.split(ins)
         t, s, e = ins[0].shape[0], outs[1].shape[1], self.embed_dim
         keys = ins[1].shape[0] if len(ins) == 3 else t
         k, v = self.kdim or e, self.vdim or e
         return t * e * e * 2 + keys * (k + v) * e + 2 * t * s * e  # q and out; k and v; scores, sum
 
     def forward_lines(self, module, ins, outs):
-        q, k, v = (ins * 3) if len(ins) == 1 else ins
+        main, _ = self.split(ins)
+        q, k, v = (main * 3) if len(main) == 1 else main
         weights = outs[1] is not None
-        call = f"{module}({q}, {k}, {v}, need_weights={weights})"
+        call = f"{module}({', '.join([q, k, v, f'need_weights={weights}', *mask_args(self, ins, q)])})"
         return [f"{outs[0] or '_'}, {outs[1] or '_'} = {call}"]
-
-
-@register
-class TransformerEncoderLayer(Weighted):
-    op: Literal["TransformerEncoderLayer"] = "TransformerEncoderLayer"
-    d_model: Annotated[Optional[PosInt], Inferred()] = None
-    nhead: PosInt
-    dim_feedforward: PosInt = 2048
-    dropout: Prob = 0.1
-    activation: Literal["relu", "gelu"] = "relu"
-    layer_norm_eps: Float = 1e-5
-    norm_first: Bool = False
-    bias: Bool = True
-
-    family = "attention"
-    prefix = "encoder"
-    torch = "nn.TransformerEncoderLayer"
-    fixed = {"batch_first": True}
-    fixed_before = {"batch_first": "norm_first"}
-    key_args = ("nhead", "dim_feedforward")
-
-    def infer(self, ins):
-        x = need_rank(ins, 2, what=" (time, features)")
-        need_float(ins, "TransformerEncoderLayer")
-        e = x.shape[-1]
-        if self.d_model is not None and self.d_model != e:
-            raise ShapeError(f"TransformerEncoderLayer expects d_model {self.d_model} but gets {e}",
-                             arg="d_model")
-        if e % self.nhead:
-            raise ShapeError(f"d_model {e} is not divisible by nhead {self.nhead}", arg="nhead")
-        return {"d_model": e}
-
-    def shape(self, ins):
-        return [ins[0]]
-
-    def param_count(self):
-        d, f, b = self.d_model, self.dim_feedforward, self.bias
-        attn = 4 * d * d + (4 * d if b else 0)
-        ff = d * f + f * d + ((f + d) if b else 0)
-        norms = 2 * (d + (d if b else 0))
-        return attn + ff + norms
-
-    def macs(self, ins, outs):
-        t, d, f = ins[0].shape[0], self.d_model, self.dim_feedforward
-        return t * (4 * d * d + 2 * d * f) + 2 * t * t * d
 
 
 @register

@@ -10,7 +10,7 @@ import keyword
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -711,10 +711,10 @@ class _Body:
         """Apply layer `kind`, its arguments bound from `call`, or `made` = (op, arg spans)
         where the syntax itself says what it is (`x * 0.5`)."""
         cls = lookup(kind)
-        bound = made or self._bind_op_args(cls, call, span)
+        bound = (*made, []) if made else self._bind_op_args(cls, call, span)
         if bound is None:
             return None
-        op, arg_spans = bound
+        op, arg_spans, masks = bound
         lo, hi = cls.arity
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
@@ -726,14 +726,16 @@ class _Body:
             return None
         self.elab.nodes_made += 1
         outputs = op.outputs  # Chunk(3) makes three
-        node = Node(name=name, kind="op", op=op, inputs=list(ins), n_outputs=len(outputs), span=span,
+        node = Node(name=name, kind="op", op=op, inputs=[*ins, *masks], n_outputs=len(outputs), span=span,
                     arg_spans=arg_spans, hint=self.hint, bound=[None] * len(outputs))
         self.graph.nodes.append(node)
         return Value([node.out(i) for i in range(node.n_outputs)], producer=kind, names=outputs)
 
-    def _bind_op_args(self, cls: type[Op], call: ast.Call | None, span) -> tuple[Op, dict] | None:
+    def _bind_op_args(self, cls: type[Op], call: ast.Call | None, span) -> tuple[Op, dict, list] | None:
+        """The op `call` makes, the spans of its arguments, and the values its masks name."""
         values: dict[str, Any] = {}
         spans: dict[str, Any] = {}
+        masks: list[tuple[str, Ref]] = []  # `src_key_padding_mask=pad`: inputs given by name
         ok = True
         args = call.args if call else []
         kwargs = call.kwargs if call else []
@@ -756,7 +758,7 @@ class _Body:
                 break
             else:
                 field_name = positional[i]
-            val = self._scalar(a)
+            val = self._argument(cls, field_name, a)
             if val is _ERR:
                 ok = False
                 continue
@@ -784,10 +786,31 @@ class _Body:
         allowed = cls.spec_fields()
         named: dict[str, Any] = {}  # keyword arguments seen, for "given twice"
         for kw in kwargs:
+            if kw.name in cls.tensor_kwargs:
+                if kw.name in named:
+                    self.rep.error("E106", f"argument '{kw.name}' is given twice", kw.name_span,
+                                   "remove one of the two", [("first given here", named[kw.name])])
+                    ok = False
+                    continue
+                named[kw.name] = kw.name_span
+                v = self.value(kw.value) if self.is_tensor(kw.value) else None
+                if v is None:
+                    if not self.is_tensor(kw.value):
+                        self.rep.error("E104", f"{cls.kind}: {kw.name} is a value (a tensor), not a "
+                                       "constant", kw.value.span, f"give a value: {kw.name}=pad, where "
+                                       "pad is an input or a value of the model")
+                    ok = False
+                    continue
+                masks.append((kw.name, v.refs[0]))
+                spans[kw.name] = kw.value.span
+                continue
             if kw.name in cls.fixed and self._scalar(kw.value) == cls.fixed[kw.name]:
                 continue  # torch's spelling of what netdsl always does
             if kw.name not in allowed or kw.name == varargs:
-                hint = did_you_mean(kw.name, allowed)
+                hint = did_you_mean(kw.name, allowed + list(cls.tensor_kwargs))
+                if hint is None and kw.name.endswith("mask") and cls.tensor_kwargs:
+                    hint = (f"masks here are key padding masks ({cls.tensor_kwargs[0]}=pad) and "
+                            f"{getattr(cls, 'causal_flag', 'is_causal')}=true")
                 fixed = cls.fixed.get(kw.name)
                 if fixed is not None:
                     hint = f"netdsl always sets {kw.name}={_show(fixed)}"
@@ -810,14 +833,15 @@ class _Body:
                 ok = False
                 continue
             named[kw.name] = kw.name_span
-            val = self._tied(kw.value) if kw.name == "weight" and "weight" in cls.extra_fields() \
-                else self._scalar(kw.value)
+            val = self._argument(cls, kw.name, kw.value)
             if val is _ERR:
                 ok = False
                 continue
             values[kw.name], spans[kw.name] = val, kw.value.span
         if not ok:
             return None
+        if masks:
+            values["masks"] = tuple(n for n, _ in masks)
         missing = [f for f in cls.required_fields() if f not in values]
         if missing:
             sig = ", ".join(positional[: max(len(cls.required_fields()), 1)])
@@ -830,7 +854,7 @@ class _Body:
             by_position = set(positional[:len(args)]) if torch_form and not varargs else set()
             self._validation_errors(cls, exc, values, spans, span, by_position)
             return None
-        return op, spans
+        return op, spans, [r for _, r in masks]
 
     def _validation_errors(self, cls, exc: ValidationError, values, spans, span,
                            torch_order: set[str] = frozenset()) -> None:
@@ -865,6 +889,28 @@ class _Body:
         if not seen:
             msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
             self.rep.error("E104", f"{cls.kind}: {msg}", span)
+
+    def _argument(self, cls: type[Op], name: str, e):
+        """An argument's value: a number or constant, a layer where the field is one
+        (`TransformerEncoder(TransformerEncoderLayer(512, 8), 6)`), a tied weight."""
+        layer = _layer_field(cls, name)
+        if layer is not None:
+            fn = _func_name(e) if isinstance(e, ast.Name | ast.Call) else None
+            if fn != layer.kind:
+                self.rep.error("E104", f"{cls.kind}: {name} is a layer, {layer.kind}(...)", e.span,
+                               f"as in torch: {cls.kind}({layer.kind}(...), ...)")
+                return _ERR
+            bound = self._bind_op_args(layer, e if isinstance(e, ast.Call) else None, e.span)
+            if bound is None:
+                return _ERR
+            if bound[2]:
+                self.rep.error("E209", f"masks go to the {cls.kind}, not to its {layer.kind}", e.span,
+                               f"give them to {cls.kind}(..., {bound[0].masks[0]}=...)")
+                return _ERR
+            return bound[0]
+        if name == "weight" and "weight" in cls.extra_fields():
+            return self._tied(e)
+        return self._scalar(e)
 
     def _tied(self, e):
         """`weight=wte.weight`: the layer named `wte` in this body, built before this one."""
@@ -1026,6 +1072,17 @@ def _func_node(e) -> ast.Name | None:
         cur = cur.value
     if parts and isinstance(cur, ast.Name):
         return ast.Name(e.span, ".".join([cur.id, *reversed(parts)]))
+    return None
+
+
+def _layer_field(cls: type[Op], name: str) -> type[Op] | None:
+    """The op class a field holds, where a layer's argument is a layer (else None)."""
+    f = cls.model_fields.get(name)
+    if f is None:
+        return None
+    for tp in (f.annotation, *get_args(f.annotation)):
+        if isinstance(tp, type) and issubclass(tp, Op):
+            return tp
     return None
 
 

@@ -154,7 +154,7 @@ def _count(params: int) -> str:
 def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
     op = node.op
     try:
-        bad = _dtype_error(op, ins)
+        bad = _dtype_error(op, ins[:len(ins) - len(getattr(op, "masks", ()))])  # masks are bool
         if bad is not None:
             raise bad
         views, lead = _batch_views(op, ins)
@@ -162,7 +162,7 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
-        bad = _state_dtype_error(op, ins)
+        bad = _state_dtype_error(op, ins[:len(ins) - len(getattr(op, "masks", ()))])
         if bad is not None:
             raise bad
         outs = op.shape(views)
@@ -231,8 +231,12 @@ def _batch_views(op, ins: list[TensorType]) -> tuple[list[TensorType], int | Non
     them: the first dimension is read where the batch would be (`arange(T) -> Embedding(V, D)`
     is [T, D]). An op that mixes batched and unbatched values by itself (`x + pos`,
     `class_token.expand(...)`) takes the types as they are; any other op needs them all alike."""
+    masks = ins[len(ins) - len(getattr(op, "masks", ())):] if getattr(op, "masks", ()) else []
+    ins = ins[:len(ins) - len(masks)]  # masks are checked by the layer's own rule
     if all(t.has_batch for t in ins) or getattr(op, "mixes_batch", False):
-        return ins, None
+        return ins + masks, None
+    if masks:
+        raise ShapeError(f"{op.kind} with masks takes values with a batch")
     if any(t.has_batch for t in ins):
         loose = next(t for t in ins if not t.has_batch)
         raise ShapeError(f"{op.kind} takes values of one batch, but {loose} is a tensor without a "

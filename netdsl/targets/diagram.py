@@ -225,6 +225,11 @@ class _Drawer:
             if isinstance(owner, str):  # the same weights: a dashed line between the two uses
                 dg.edge(owner, targets[0], style="dashed", dir="none", constraint="false",
                         color="#8a8a8a", tooltip="same module, same weights")
+            tied = n.op.weight if n.kind == "op" and "weight" in type(n.op).extra_fields() else None
+            if tied and isinstance(ends.get(tied.split(".")[0]), str):  # `weight=wte.weight`
+                dg.edge(ends[tied.split(".")[0]], targets[0], style="dashed", dir="none",
+                        constraint="false", color="#8a8a8a", label="tied", fontsize="8",
+                        tooltip="one weight tensor, shared by the two layers")
         return end
 
     def _node(self, dg, q: str, label: str, style: dict) -> str:

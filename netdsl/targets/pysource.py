@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..ops.base import Op
 from .lower import NO_DEFAULT, ClassDef, Code, Stmt
 from .pyformat import format_header, format_statement
 
@@ -32,6 +33,9 @@ def literal(v: Any) -> str:
         return repr(float(v)).replace("e+", "e")  # 1e308, as ruff writes it
     if isinstance(v, str):
         return py_str(v)
+    if isinstance(v, Op):  # a layer given to a layer: nn.TransformerEncoderLayer(512, 8, ...)
+        args, kwargs = v.ctor_args()
+        return f"{v.torch}({', '.join([*map(literal, args), *(f'{k}={literal(x)}' for k, x in kwargs.items())])})"
     if isinstance(v, tuple | list):
         items = [literal(x) for x in v]
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
