@@ -56,14 +56,9 @@ class _Elementwise(Op):
 
     def shape(self, ins):
         ins, batched = align_batch(ins)
-        if not batched:  # tensors without a batch meet as torch's: aligned from the right
-            acc = ins[0]
-            for other in ins[1:]:
-                acc = acc.with_shape(broadcast(acc, other))
-            if len({t.dtype for t in ins}) > 1:
-                raise ShapeError(f"cannot combine dtypes {', '.join(t.dtype for t in ins)}")
-            return [acc]
-        if len({t.rank for t in ins}) > 1:  # torch aligns from the right, so batch would meet a feature dim
+        # torch aligns from the right: values with a batch must agree in rank, or the batch would
+        # meet a feature dimension (tensors without one meet as torch's, any ranks)
+        if batched and len({t.rank for t in ins}) > 1:
             raise ShapeError(f"cannot combine values of different ranks: {', '.join(map(str, ins))} "
                              f"(batch excluded); reshape one so the dimensions line up",
                              hint="size-1 dimensions broadcast: [16, 8, 8] + [16, 1, 1] works")

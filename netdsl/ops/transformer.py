@@ -87,9 +87,9 @@ def _ff_params(d: int, f: int, bias: bool) -> int:
     return 2 * d * f + ((f + d) if bias else 0)
 
 
-@register
-class TransformerEncoderLayer(_Masked):
-    op: Literal["TransformerEncoderLayer"] = "TransformerEncoderLayer"
+class _Layer(_Masked):
+    """The parameters torch's encoder and decoder layers share, in torch's order."""
+
     d_model: Annotated[Optional[PosInt], Inferred()] = None
     nhead: PosInt
     dim_feedforward: PosInt = 2048
@@ -98,14 +98,20 @@ class TransformerEncoderLayer(_Masked):
     layer_norm_eps: Float = 1e-5
     norm_first: Bool = False
     bias: Bool = True
-    is_causal: Annotated[Bool, Extra()] = False  # forward's: a causal src_mask
 
     family = "attention"
-    prefix = "encoder"
-    torch = "nn.TransformerEncoderLayer"
     fixed = {"batch_first": True}
     fixed_before = {"batch_first": "norm_first"}
     key_args = ("nhead", "dim_feedforward")
+
+
+@register
+class TransformerEncoderLayer(_Layer):
+    op: Literal["TransformerEncoderLayer"] = "TransformerEncoderLayer"
+    is_causal: Annotated[Bool, Extra()] = False  # forward's: a causal src_mask
+
+    prefix = "encoder"
+    torch = "nn.TransformerEncoderLayer"
     tensor_kwargs = ("src_key_padding_mask",)
     causal_mask = "src_mask"
 
@@ -131,28 +137,16 @@ class TransformerEncoderLayer(_Masked):
 
 
 @register
-class TransformerDecoderLayer(_Masked):
+class TransformerDecoderLayer(_Layer):
     """`(tgt, memory) -> TransformerDecoderLayer(8)`: self-attention over the target, attention
     to the memory (the encoder's output), then the feed-forward block."""
 
     op: Literal["TransformerDecoderLayer"] = "TransformerDecoderLayer"
-    d_model: Annotated[Optional[PosInt], Inferred()] = None
-    nhead: PosInt
-    dim_feedforward: PosInt = 2048
-    dropout: Prob = 0.1
-    activation: Literal["relu", "gelu"] = "relu"
-    layer_norm_eps: Float = 1e-5
-    norm_first: Bool = False
-    bias: Bool = True
     tgt_is_causal: Annotated[Bool, Extra()] = False  # forward's: a causal tgt_mask
 
-    family = "attention"
     prefix = "decoder"
     torch = "nn.TransformerDecoderLayer"
     arity = (2, 2)
-    fixed = {"batch_first": True}
-    fixed_before = {"batch_first": "norm_first"}
-    key_args = ("nhead", "dim_feedforward")
     tensor_kwargs = ("tgt_key_padding_mask", "memory_key_padding_mask")
     causal_flag = "tgt_is_causal"
     causal_mask = "tgt_mask"
