@@ -261,6 +261,26 @@ model M {
     assert labels[("gru1", "output/out")] == "out: 12×32"
 
 
+def test_learned_tensors_are_nodes_and_tied_weights_a_dashed_line():
+    s = netdsl.loads("""
+model LM {
+  input idx: [8] int64
+  pos = Parameter(1, 8, 16, init=normal, std=0.02)
+  x = (idx -> Embedding(40, 16) as wte) + pos
+  logits = x -> Linear(40, bias=false, weight=wte.weight) as lm_head
+  output logits
+}
+""")
+    nodes, edges = parse_dot(render(s).source)
+    assert "pos · 128 params" in label_text(html_attr(nodes["pos"], "label"))
+    labels = {(t, h): label_text(html_attr(a, "label") or "") for t, h, a in edges}
+    assert labels[("pos", "add1")] == "1×8×16"  # no batch: the whole tensor
+    tied = [a for t, h, a in edges if (t, h) == ("wte", "lm_head") and "style=dashed" in a]
+    assert len(tied) == 1 and "tied" in tied[0]
+    head = label_text(html_attr(nodes["lm_head"], "label"))
+    assert "weight=wte.weight" in head and "params" not in head  # its weight is counted at wte
+
+
 # ---- blocks: clusters, collapsed nodes, repeats ------------------------------------------------
 
 def test_resnet18_collapsed_draws_repeats_once_with_their_count():

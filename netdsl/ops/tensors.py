@@ -4,6 +4,7 @@ state_dict, not learned). Each is the whole tensor, as torch has it: it has no b
     class_token = Parameter(1, 1, 768)                     # nn.Parameter(torch.zeros(1, 1, 768))
     pos = Parameter(1, 197, 768, init=normal, std=0.02)    # torch.empty(...) + nn.init.normal_
     gamma = Parameter(96, 1, 1, init=constant, value=1e-6) # ConvNeXt's layer scale
+    seen = Buffer(10, dtype=bool)                          # kept with the weights, not learned
 
 The state_dict key is the name the spec binds (`class_token`). Such a value meets batched ones as
 torch broadcasts (`x + pos`, `gamma * x`), and is expanded over the batch where a layer needs one
@@ -15,10 +16,11 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal
 
-from ..ir.types import TensorType
+from ..ir.types import DTYPES, TensorType
 from .base import Bool, Extra, Float, Int, Op, PosFloat, PosInt, ShapeError, dim_index
 from .registry import register
 
+FLOATS = ("float32", "float64", "float16", "bfloat16")
 FILLS = ("zeros", "ones", "constant", "normal", "trunc_normal", "uniform", "xavier_uniform",
          "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
 
@@ -32,15 +34,24 @@ class _Held(Op):
     std: PosFloat = 1.0  # init=normal, trunc_normal
     a: Float = 0.0  # init=uniform: the range [a, b)
     b: Float = 1.0
+    dtype: Literal[DTYPES] = "float32"  # type: ignore[valid-type]
 
     family = "parameter"
     arity = (0, 0)
     varargs = "size"
     holder: ClassVar[str] = ""
+    dtypes: ClassVar[tuple[str, ...]] = ()
 
     def shape(self, ins):
         if not self.size:
             raise ShapeError(f"{self.kind} needs a shape: {self.kind}(1, 1, 768)", arg="size")
+        if self.dtype not in self.dtypes:
+            raise ShapeError(f"a {self.kind} is one of {', '.join(self.dtypes)}, not {self.dtype}",
+                             arg="dtype", code="E303",
+                             hint="only floating-point tensors learn" if self.kind == "Parameter" else None)
+        if self.dtype not in FLOATS and self.init not in ("zeros", "ones", "constant"):
+            raise ShapeError(f"init={self.init} draws floating-point numbers; a {self.dtype} tensor "
+                             "starts as zeros, ones or a constant", arg="init", code="E303")
         if self.init in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
                          "orthogonal") and len(self.size) < 2:
             raise ShapeError(f"init={self.init} needs a tensor of at least 2 dimensions (torch reads "
@@ -49,7 +60,7 @@ class _Held(Op):
         if self.init == "uniform" and not self.a < self.b:
             raise ShapeError(f"init=uniform draws from [a, b), but a={self.a} is not below b={self.b}",
                              arg="b")
-        return [TensorType(shape=self.size, dtype="float32", has_batch=False)]
+        return [TensorType(shape=self.size, dtype=self.dtype, has_batch=False)]
 
     def ctor_args(self):
         if self.init == "constant":
@@ -61,6 +72,8 @@ class _Held(Op):
             self.init, "torch.empty")
 
     def init_statement(self, attr: str, call: str) -> str:
+        if self.dtype != "float32":  # a validated dtype name: torch.float64, torch.bool
+            call = f"{call[:-1]}, dtype=torch.{self.dtype})"
         return self.holder.format(attr=attr, call=call)
 
     def setup_lines(self, attr: str) -> list[str]:
@@ -92,6 +105,7 @@ class Parameter(_Held):
 
     prefix = "param"
     torch = "nn.Parameter"
+    dtypes = FLOATS
     holder = "self.{attr} = nn.Parameter({call})"
 
     def param_count(self):
@@ -107,6 +121,7 @@ class Buffer(_Held):
 
     prefix = "buffer"
     torch = "buffer"
+    dtypes = DTYPES
     holder = 'self.register_buffer("{attr}", {call})'
 
 
