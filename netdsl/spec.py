@@ -92,9 +92,18 @@ def load(path: str | Path) -> Spec:
     """Parse and validate a `.net` file. Raises `NetdslError` carrying the diagnostics."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:  # read at most the limit: /dev/zero never ends
+            data = f.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            raise NetdslError([Diagnostic(
+                "E501", f"{path}: more than {MAX_SPEC_BYTES // 2**20} MiB, too large to be a spec",
+                hint="a spec of 20,000 layers is about 1 MiB; is this the file you meant?")])
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise NetdslError([Diagnostic("E501", f"{path}: no such file")]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as exc:
         raise NetdslError([Diagnostic("E501", f"{path}: cannot read: {exc}")]) from None
     return Spec(text, str(path))
+
+
+MAX_SPEC_BYTES = 64 * 2**20

@@ -3,6 +3,7 @@ never imports torch."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -74,6 +75,14 @@ def main(argv=None) -> None:
     """Entry point: spec mistakes exit 1 with diagnostics; anything else is a bug, said as one."""
     try:
         cli.main(args=argv, prog_name="netdsl", standalone_mode=False)
+        sys.stdout.flush()  # a full device says so here, not at interpreter exit
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise_internal(exc)
+        _quiet_stdout()
+        click.echo(f"netdsl: error[E410]: cannot write the output: {os.strerror(exc.errno).lower()}",
+                   err=True)
+        sys.exit(1)
     except NetdslError as exc:
         fail(exc)
     except click.exceptions.Abort:
@@ -90,9 +99,23 @@ def main(argv=None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        click.echo(f"netdsl: internal error[E900]: {type(exc).__name__}: {exc}\n"
-                   "This is a bug in netdsl, not in your spec. Please report it with the spec that "
-                   "caused it (set NETDSL_DEBUG=1 for the traceback).", err=True)
-        if os.environ.get("NETDSL_DEBUG"):
-            traceback.print_exc()
-        sys.exit(70)
+        raise_internal(exc)
+
+
+def raise_internal(exc: BaseException) -> None:
+    """E900: a bug in netdsl, said as one line (the traceback with NETDSL_DEBUG=1)."""
+    click.echo(f"netdsl: internal error[E900]: {type(exc).__name__}: {exc}\n"
+               "This is a bug in netdsl, not in your spec. Please report it with the spec that "
+               "caused it (set NETDSL_DEBUG=1 for the traceback).", err=True)
+    if os.environ.get("NETDSL_DEBUG"):
+        traceback.print_exception(exc)
+    sys.exit(70)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that what is still buffered does not fail again at exit."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

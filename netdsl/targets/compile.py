@@ -50,6 +50,8 @@ def compile_spec(spec: "Spec | str | Path", model: str | None = None, *,
 
     s = spec if isinstance(spec, Spec) else load(spec)
     names = [s.graph(model).name] if model is not None else s.model_names
+    if not names:  # blocks alone, or an empty file: no class to write
+        s.graph()  # E502: "... defines no model"
     graphs = [s.graph(n) for n in names]
     source_name = Path(s.filename).name
     classes = lower_models(graphs)
