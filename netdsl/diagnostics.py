@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -113,6 +114,27 @@ class Diagnostic:
         return d
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SGR = re.compile(r"(\x1b\[[0-9;]*m)")  # colour codes: netdsl's own, when it writes colour
+PLACEHOLDER = "\N{REPLACEMENT CHARACTER}"
+
+
+def printable(text: str, keep: str = "\n\r\t", colours: bool = False) -> str:
+    """`text` as it may reach a terminal: every character Python does not call printable
+    (controls, bidirectional overrides, ...) but those in `keep` becomes a visible placeholder,
+    so that a file name, an option value or a string from a spec cannot move the cursor, set
+    the title or write the clipboard. With `colours`, SGR colour codes pass (netdsl's own
+    diagnostics use them)."""
+    def one(part: str) -> str:
+        if part.isascii():
+            return _ASCII_CONTROL.sub(lambda m: m.group() if m.group() in keep else PLACEHOLDER, part)
+        return "".join(c if c.isprintable() or c in keep else PLACEHOLDER for c in part)
+
+    if not colours:
+        return one(text)
+    return "".join(p if i % 2 else one(p) for i, p in enumerate(_SGR.split(text)))
+
+
 def _excerpt(span: Span, color: str, gutter_color: str, reset: str) -> list[str]:
     text = span.source.line(span.line)
     end = span.end_col if span.end_line == span.line else len(text) + 1
@@ -121,8 +143,7 @@ def _excerpt(span: Span, color: str, gutter_color: str, reset: str) -> list[str]
     pad = " " * (len(gutter) - 2) + "| "
     # one column per character, as the caret counts them: tabs become a space, and control
     # characters a visible placeholder (they would move the terminal's cursor)
-    expanded = "".join(c if c.isprintable() else " " if c == "\t" else "\N{REPLACEMENT CHARACTER}"
-                       for c in text)
+    expanded = printable(text.replace("\t", " "), keep="")
     return [
         f"{gutter_color}{gutter}{reset}{expanded}",
         f"{gutter_color}{pad}{reset}{' ' * (span.col - 1)}{color}{'^' * width}{reset}",

@@ -12,7 +12,7 @@ import traceback
 import click
 
 from .._version import __version__
-from ..diagnostics import NetdslError, use_color
+from ..diagnostics import NetdslError, printable, use_color
 from ._allow import allow_layer_option, with_allow_layer
 
 # command name -> module under netdsl.cli defining a click command called `command`
@@ -71,8 +71,34 @@ def fail(exc: NetdslError) -> None:
     sys.exit(1)
 
 
+class Shown:
+    """A text stream whose writes pass through `diagnostics.printable`: a control character in
+    a file name, an option value or a spec's string is shown, never acted on by the terminal.
+    Everything else (isatty, buffer, encoding, flush) is the stream's own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, colours=True))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> None:
-    """Entry point: spec mistakes exit 1 with diagnostics; anything else is a bug, said as one."""
+    """Entry point: spec mistakes exit 1 with diagnostics; anything else is a bug, said as one.
+    What it prints goes through `Shown`."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Shown(out), Shown(err)
+    try:
+        _main(argv)
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv) -> None:
     try:
         cli.main(args=argv, prog_name="netdsl", standalone_mode=False)
         sys.stdout.flush()  # a full device says so here, not at interpreter exit
