@@ -17,6 +17,9 @@ fit(build_model, data, cfg, *, device, checkpoint_dir=None, resume=None, progres
 evaluate(model, data, cfg, *, device, split="test") -> dict of metrics (`test.loss`, ...).
 seed_everything(seed, deterministic) -> restore function.
 save_checkpoint(path, state) (atomic) / load_checkpoint(path, device) -> dict.
+load_tensors(path, device) reads any file torch.save wrote, after `verify_archive` has
+checked the CRC-32 of every entry of its zip archive (torch.load does not): a damaged file
+raises `DamagedArchive` naming the entry (`data/3`) and the tensor it holds.
 
 The settings dict
 -----------------
@@ -256,9 +259,131 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class DamagedArchive(ValueError):
+    """A file torch.save wrote fails its integrity check: an entry of its zip archive does
+    not match its CRC-32, or the archive's directory cannot be read. `.entry` names the
+    entry (`data/3`, `data.pkl`; None for the directory), `.tensor` what it holds."""
+
+    def __init__(self, path, entry, tensor=None, why="does not match its CRC-32"):
+        where = f"entry {entry}" if entry else "zip directory"
+        what = f" ({tensor})" if tensor else ""
+        super().__init__(f"{path} is damaged: its {where}{what} {why}")
+        self.path, self.entry, self.tensor = str(path), entry, tensor
+
+
+def verify_archive(path) -> None:
+    """Check every entry of the zip archive torch.save writes against its CRC-32 (torch.load
+    reads damaged bytes as they are). A file that is not a zip archive (torch's legacy
+    format, a bare pickle) is left to torch.load. Raises `DamagedArchive`."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        return
+    try:
+        archive = zipfile.ZipFile(path)
+    except Exception as exc:  # noqa: BLE001 -- BadZipFile, NotImplementedError, ...
+        raise DamagedArchive(path, None, why=f"cannot be read ({exc})") from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename.split("/", 1)[-1]
+            if info.external_attr & 0x10:  # torch reads a "folder" as zeros
+                tensor = _stored_tensor(archive, info.filename)
+                raise DamagedArchive(path, name, tensor, "is marked as a folder")
+            try:
+                with archive.open(info) as entry:
+                    while entry.read(1 << 20):
+                        pass
+            except Exception as exc:  # noqa: BLE001 -- a bad CRC, a bad header, ...
+                crc = "CRC" in str(exc)
+                raise DamagedArchive(
+                    path,
+                    name,
+                    _stored_tensor(archive, info.filename),
+                    "does not match its CRC-32" if crc else f"cannot be read ({exc})",
+                ) from None
+
+
+def _stored_tensor(archive, entry: str):
+    """Where the tensor stored in `entry` (`archive/data/3`) sits in the saved object, e.g.
+    `model.fc1.weight` or `optimizer.state.0.exp_avg`; None when unknown. The pickle is read
+    with stand-ins for every class it names: nothing in it runs."""
+    import io
+    import pickle
+
+    top, _, rest = entry.partition("/")
+    if not rest.startswith("data/"):
+        return None
+    key = rest[len("data/") :]
+
+    class Stored:
+        def __init__(self, pid):
+            self.key = pid[2] if isinstance(pid, tuple) and len(pid) > 2 else None
+
+    class Stub:
+        def __new__(cls, *args, **kwargs):
+            return object.__new__(cls)
+
+        def __init__(self, *args, **kwargs):
+            self.parts = [args, kwargs]
+
+        def __setitem__(self, k, v):
+            self.parts.append({k: v})
+
+        def __setstate__(self, state):
+            self.parts.append(state)
+
+        def append(self, v):
+            self.parts.append(v)
+
+        def extend(self, vs):
+            self.parts.extend(vs)
+
+    class Reader(pickle.Unpickler):
+        def find_class(self, module, name):
+            return type(name, (Stub,), {})
+
+        def persistent_load(self, pid):
+            return Stored(pid)
+
+    def find(obj, trail, depth):
+        if depth > 64:
+            return None
+        if isinstance(obj, Stored):
+            return trail if obj.key == key else None
+        if isinstance(obj, Stub):
+            for part in obj.parts:  # a tensor's storage is among its arguments
+                found = find(part, trail, depth + 1)
+                if found is not None:
+                    return found
+            return None
+        if isinstance(obj, dict):
+            items = obj.items()
+        elif isinstance(obj, (list, tuple)):
+            items = enumerate(obj)
+        else:
+            return None
+        for k, v in items:
+            step = trail if isinstance(obj, tuple) else [*trail, str(k)]
+            found = find(v, step, depth + 1)
+            if found is not None:
+                return found
+        return None
+
+    try:
+        obj = Reader(io.BytesIO(archive.read(f"{top}/data.pkl"))).load()
+        trail = find(obj, [], 0)
+    except Exception:  # noqa: BLE001 -- the pickle itself may be what is damaged
+        return None
+    return "tensor " + ".".join(trail) if trail else None
+
+
 def load_tensors(path, device="cpu"):
     """torch.load with weights_only=True (no code from the file runs), and without torch's
-    warnings about the file: a refusal is one line, the caller's."""
+    warnings about the file: a refusal is one line, the caller's. The archive's CRCs are
+    checked first (`verify_archive`): a damaged file raises `DamagedArchive`."""
+    verify_archive(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location=device, weights_only=True)

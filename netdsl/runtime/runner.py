@@ -348,6 +348,9 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
             out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
                             checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
                             model_name=plan.model)
+    except loop.DamagedArchive as exc:  # best.pt, read on resuming to restore the best epoch
+        raise damaged(exc, "the run cannot restore its best epoch from it: start the run "
+                      "again without --resume") from None
     except loop.TrainingInterrupted as exc:
         r = exc.result
         exc.result = {**result, **r, **headline(r, settings, data)}
@@ -438,9 +441,18 @@ def _read_resume(resume, device, plan: Plan):
         raise NetdslError([Diagnostic("E501", f"{path}: no such checkpoint")])
     try:
         state = loop.load_checkpoint(str(path), device)
+    except loop.DamagedArchive as exc:
+        raise damaged(exc, "resume from another checkpoint of the run (checkpoints/best.pt, "
+                      "last.pt, interrupted.pt) or start it again without --resume") from None
     except Exception as exc:  # unreadable, truncated or foreign files
         raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {_why(exc)}")]) from None
     return state, path
+
+
+def damaged(exc: loop.DamagedArchive, advice: str) -> NetdslError:
+    """E409 for a file whose zip CRCs do not match (loop.verify_archive): the file, the
+    damaged entry and the tensor in it, and what to do, in one line."""
+    return NetdslError([Diagnostic("E409", f"{exc}; {advice}")])
 
 
 def _resume_notes(state: dict, settings: dict, path: Path) -> list[Note]:
@@ -478,6 +490,9 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
         raise NetdslError([Diagnostic("E501", f"{path}: no such weights file")])
     try:
         state = loop.load_tensors(path, device)
+    except loop.DamagedArchive as exc:
+        raise damaged(exc, "evaluate another copy of the weights (a run's weights.pt, "
+                      "checkpoints/best.pt or last.pt) or train again") from None
     except Exception as exc:  # truncated, foreign or pickled-object files
         raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:

@@ -1,0 +1,260 @@
+"""Integrity (issue 18): nothing silently wrong.
+
+Damaged weights and checkpoints are E409 when read (the zip CRCs torch.load does not check),
+naming the file and the damaged entry; a file plain torch.save wrote still loads.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from netdsl.cli import main
+from netdsl.runtime import loop
+
+NET = """\
+model Net {
+  input x: [8]
+  x -> Linear(32) -> ReLU -> Linear(3) -> logits
+  output logits
+}
+train Net {
+  data = synthetic(shape=8, num_classes=3, n=256, n_test=64, val=32)
+  batch_size = 32
+  epochs = 2
+  optimizer = Adam(lr=0.01)
+  checkpoint = Checkpoint(keep="best", monitor="val.accuracy")
+  seed = 5
+}
+"""
+
+
+def cli(args, monkeypatch, capsys, cwd: Path) -> tuple[int, str, str]:
+    """`netdsl ARGS` in this process: (exit status, stdout, stderr)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("NO_COLOR", "1")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real run: (spec file, run folder) with weights.pt and checkpoints/last.pt, best.pt."""
+    from netdsl.runtime import runner
+    import netdsl
+
+    where = tmp_path_factory.mktemp("trained")
+    spec = where / "net.net"
+    spec.write_text(NET, encoding="utf-8")
+    r = runner.run(netdsl.load(spec), out=where / "runs", progress=False)
+    return spec, Path(r["run_dir"])
+
+
+def entries(path: Path) -> dict[str, tuple[int, int, str | None]]:
+    """Entry name (without the archive's folder) -> (offset of its data, size, the tensor it
+    holds). torch.save numbers storages in the order it first meets them, so the n-th
+    distinct storage met walking the loaded object is `data/n`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obj = torch.load(path, weights_only=True)
+    names: dict[int, str] = {}
+
+    def walk(o, trail):
+        if isinstance(o, torch.Tensor):
+            names.setdefault(o.untyped_storage().data_ptr(), ".".join(trail))
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                walk(v, [*trail, str(k)])
+        elif isinstance(o, list | tuple):
+            for i, v in enumerate(o):
+                walk(v, trail if isinstance(o, tuple) else [*trail, str(i)])
+
+    walk(obj, [])
+    order = list(names.values())
+    blob = path.read_bytes()
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            n, m = struct.unpack("<HH", blob[info.header_offset + 26:info.header_offset + 30])
+            start = info.header_offset + 30 + n + m
+            name = info.filename.split("/", 1)[1]
+            key = int(name[5:]) if name.startswith("data/") else None
+            out[name] = (start, info.file_size, None if key is None else order[key])
+    return out
+
+
+def flip(path: Path, at: int, count: int = 64) -> None:
+    blob = bytearray(path.read_bytes())
+    for i in range(at, min(at + count, len(blob))):
+        blob[i] ^= 0xA5
+    path.write_bytes(bytes(blob))
+
+
+def damage(path: Path, where: str) -> str:
+    """Flip 64 bytes of `path` at `where`; the entry named in the message expected."""
+    table = entries(path)
+    if where == "data.pkl":
+        start, size, _ = table["data.pkl"]
+        flip(path, start + size // 2, min(64, size // 2))
+        return "data.pkl"
+    if where == "directory":  # the CRC-32 in the central directory's record of a tensor
+        name = max((k for k in table if k.startswith("data/")), key=lambda k: table[k][1])
+        blob = path.read_bytes()
+        with zipfile.ZipFile(path) as z:
+            at = z.start_dir
+        while not blob[at + 46:].split(b"/", 1)[1].startswith(name.encode() + b"PK"):
+            n, m, k = struct.unpack("<HHH", blob[at + 28:at + 34])
+            at += 46 + n + m + k
+        flip(path, at + 16, 4)
+        return name
+    # inside tensor data: the largest tensor whose name has `where` in it
+    name = max((k for k, v in table.items() if k.startswith("data/") and v[2] and where in v[2]),
+               key=lambda k: table[k][1])
+    start, size, _ = table[name]
+    flip(path, start + size // 3, min(64, size // 3))
+    return name
+
+
+def refused(code: int, err: str, file: Path, entry: str) -> str:
+    assert code == 1, err
+    assert "Traceback" not in err and "E900" not in err, err
+    first = err.splitlines()[0]
+    assert first.startswith("error[E409]: ") and str(file) in first, err
+    assert f"is damaged: its entry {entry}" in first, err
+    assert err.count("error[") == 1 and "= hint" not in err, err  # one line, one error
+    return first
+
+
+# ---- damaged weights and checkpoints are E409 ------------------------------------------------
+@pytest.mark.parametrize("where", ["weight", "data.pkl", "directory"])
+def test_a_damaged_weights_file_is_e409_for_eval(where, trained, tmp_path, monkeypatch, capsys):
+    spec, folder = trained
+    weights = tmp_path / "weights.pt"
+    shutil.copyfile(folder / "weights.pt", weights)
+    entry = damage(weights, where)
+    code, out, err = cli(["eval", spec, "--weights", weights], monkeypatch, capsys, tmp_path)
+    first = refused(code, err, weights, entry)
+    assert "accuracy" not in out  # no score of damaged weights
+    if where == "weight":
+        assert "(tensor fc1.weight)" in first and "does not match its CRC-32" in first
+        assert "train again" in first  # what to do
+
+
+@pytest.mark.parametrize("where", ["optimizer.state", "model.", "data.pkl", "directory"])
+def test_a_damaged_last_checkpoint_is_e409_for_resume_and_eval(where, trained, tmp_path,
+                                                               monkeypatch, capsys):
+    spec, folder = trained
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    last = copy / "checkpoints" / "last.pt"
+    entry = damage(last, where)
+    before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    code, out, err = cli(["run", spec, "--resume", copy, "--epochs", "3"], monkeypatch, capsys,
+                         tmp_path)
+    first = refused(code, err, last, entry)
+    if where not in ("data.pkl", "directory"):  # e.g. (tensor optimizer.state.0.exp_avg)
+        assert f"(tensor {entries(folder / 'checkpoints' / 'last.pt')[entry][2]})" in first
+    assert "start it again without --resume" in first
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before  # untouched
+    code, out, err = cli(["eval", spec, "--weights", last], monkeypatch, capsys, tmp_path)
+    refused(code, err, last, entry)
+
+
+def test_a_damaged_best_checkpoint_is_e409_for_eval(trained, tmp_path, monkeypatch, capsys):
+    spec, folder = trained
+    best = tmp_path / "best.pt"
+    shutil.copyfile(folder / "checkpoints" / "best.pt", best)
+    entry = damage(best, "model.fc2")
+    code, _, err = cli(["eval", spec, "--weights", best], monkeypatch, capsys, tmp_path)
+    refused(code, err, best, entry)
+
+
+def test_intact_files_and_files_of_plain_torch_save_still_load(trained, tmp_path, monkeypatch,
+                                                               capsys):
+    spec, folder = trained
+    code, out, err = cli(["eval", spec, "--weights", folder / "weights.pt"], monkeypatch, capsys,
+                         tmp_path)
+    assert code == 0 and "test.accuracy" in out, err
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    for name, kwargs in (("plain.pt", {}), ("legacy.pt", {"_use_new_zipfile_serialization": False})):
+        torch.save(state, tmp_path / name, **kwargs)  # no netdsl in the writing
+        code, out2, err = cli(["eval", spec, "--weights", tmp_path / name], monkeypatch, capsys,
+                              tmp_path)
+        assert code == 0 and out2 == out, err
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    code, out, err = cli(["run", spec, "--resume", copy, "--epochs", "3"], monkeypatch, capsys,
+                         tmp_path)
+    assert code == 0 and "epoch 3/3" in out, err
+
+
+def test_no_damaged_byte_reads_back_as_other_tensors(trained, tmp_path):
+    """Each byte of a real last.pt, flipped alone: the file is refused as damaged, or torch
+    cannot read it (E409 too), or it reads back exactly (bytes torch ignores, such as the
+    padding before aligned data). Never different tensors."""
+    _, folder = trained
+    blob = (folder / "checkpoints" / "last.pt").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = torch.load(io.BytesIO(blob), weights_only=True)
+    bad = tmp_path / "bad.pt"
+    seen = {"damaged": 0, "unreadable": 0, "same": 0}
+    for at in range(0, len(blob), max(1, len(blob) // 700)):
+        flipped = bytearray(blob)
+        flipped[at] ^= 0xFF
+        bad.write_bytes(bytes(flipped))
+        try:
+            loop.verify_archive(bad)
+        except loop.DamagedArchive as exc:
+            assert str(bad) in str(exc) and "is damaged" in str(exc)
+            seen["damaged"] += 1
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = torch.load(io.BytesIO(bytes(flipped)), weights_only=True)
+        except Exception:  # noqa: BLE001 -- E409 "cannot read" in netdsl
+            seen["unreadable"] += 1
+            continue
+        assert _same(got, want), f"byte {at} changed what the file holds, unnoticed"
+        seen["same"] += 1
+    assert seen["damaged"] > 2 * (seen["same"] + seen["unreadable"]), seen
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape \
+            and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
+def test_the_compiled_script_refuses_a_damaged_checkpoint(trained, tmp_path):
+    """A compiled script's --resume reads checkpoints with the same check (loop.py is inlined)."""
+    from netdsl.targets.compile import compile_spec
+
+    spec, folder = trained
+    script = tmp_path / "train_net.py"
+    script.write_text(compile_spec(spec), encoding="utf-8")
+    last = tmp_path / "last.pt"
+    shutil.copyfile(folder / "checkpoints" / "last.pt", last)
+    entry = damage(last, "optimizer.state")
+    p = subprocess.run([sys.executable, str(script), "--epochs", "3", "--out", str(tmp_path / "o"),
+                        "--resume", str(last)], capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and not (tmp_path / "o" / "weights.pt").exists()
+    assert f"{last} is damaged: its entry {entry}" in p.stderr, p.stderr
