@@ -258,3 +258,21 @@ def test_the_compiled_script_refuses_a_damaged_checkpoint(trained, tmp_path):
                         "--resume", str(last)], capture_output=True, text=True, timeout=300)
     assert p.returncode != 0 and not (tmp_path / "o" / "weights.pt").exists()
     assert f"{last} is damaged: its entry {entry}" in p.stderr, p.stderr
+
+
+def test_a_damaged_best_checkpoint_read_on_resume_is_e409(tmp_path, monkeypatch, capsys):
+    """With early_stopping's restore_best, resuming reads best.pt as well."""
+    spec = tmp_path / "net.net"
+    spec.write_text(NET.replace("  seed = 5", "  early_stopping = EarlyStopping(monitor="
+                                "\"val.accuracy\", patience=5, restore_best=true)\n  seed = 5"))
+    code, out, err = cli(["run", spec, "--out", tmp_path / "runs"], monkeypatch, capsys, tmp_path)
+    assert code == 0, err
+    folder = next((tmp_path / "runs").iterdir())
+    best = folder / "checkpoints" / "best.pt"
+    entry = damage(best, "model.")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    code, out, err = cli(["run", spec, "--resume", folder, "--epochs", "3"], monkeypatch, capsys,
+                         tmp_path)
+    first = refused(code, err, best, entry)
+    assert "cannot restore its best epoch" in first
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before

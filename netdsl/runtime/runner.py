@@ -322,6 +322,7 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         folder = ckpt_file.parent.parent if (ckpt_file.parent.parent / "plan.json").exists() \
             and ckpt_file.parent.name == "checkpoints" else None
         notes.extend(_resume_notes(state, settings, ckpt_file))
+        _verify_best(ckpt_file.parent, settings)
         with out_of_memory(f"building {plan.model}"):
             own = spec.build(plan.model).state_dict()
         _fits(own, state["model"], ckpt_file, plan.model)
@@ -447,6 +448,18 @@ def _read_resume(resume, device, plan: Plan):
     except Exception as exc:  # unreadable, truncated or foreign files
         raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {_why(exc)}")]) from None
     return state, path
+
+
+def _verify_best(ckpt_dir: Path, settings: dict) -> None:
+    """Resuming with early_stopping's restore_best reads best.pt too (loop.Trainer.load_state):
+    check it before anything in the run folder is written."""
+    best = ckpt_dir / "best.pt"
+    if (settings.get("early_stopping") or {}).get("restore_best") and best.is_file():
+        try:
+            loop.verify_archive(best)
+        except loop.DamagedArchive as exc:
+            raise damaged(exc, "the run cannot restore its best epoch from it: start the run "
+                          "again without --resume") from None
 
 
 def damaged(exc: loop.DamagedArchive, advice: str) -> NetdslError:
