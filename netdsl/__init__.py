@@ -9,12 +9,16 @@ from __future__ import annotations
 import importlib
 
 from ._version import __version__
-from .diagnostics import Diagnostic, NetdslError
-from .spec import Spec, load, loads
 
-# Entry points that need torch or graphviz load on first use, so `import netdsl` stays light.
+# Everything loads on first use, so that `import netdsl` stays light (torch and graphviz only
+# where needed) and the command line is in charge of Ctrl-C from its first line (netdsl.cli).
 # name -> "module:attribute"
 _LAZY = {
+    "Diagnostic": "netdsl.diagnostics:Diagnostic",
+    "NetdslError": "netdsl.diagnostics:NetdslError",
+    "Spec": "netdsl.spec:Spec",
+    "load": "netdsl.spec:load",
+    "loads": "netdsl.spec:loads",
     "fit": "netdsl.runtime.api:fit",
     "evaluate": "netdsl.runtime.api:evaluate",
     "compile": "netdsl.targets.compile:compile_spec",
@@ -22,7 +26,7 @@ _LAZY = {
     "register_layer": "netdsl.ops.custom:register_layer",
 }
 
-__all__ = ["__version__", "Diagnostic", "NetdslError", "Spec", "load", "loads", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str):

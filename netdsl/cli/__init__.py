@@ -3,13 +3,46 @@ never imports torch."""
 
 from __future__ import annotations
 
-import errno
-import importlib
 import os
+import signal
 import sys
-import traceback
+import threading
 
-import click
+
+def _interrupted_at_once(signum, frame):
+    """Ctrl-C outside training: stop now, in one line, exit status 130. An exception is not
+    safe to raise here: unwinding an import half way (torch's above all) can abort the
+    interpreter at exit, or fail the next import of the same module."""
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a flush interrupted inside a write: nothing to save
+        pass
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+def _take_ctrl_c():
+    """Make Ctrl-C stop at once (training installs its own graceful handler on top); returns
+    the handler to give back, or None where signals cannot be handled (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGINT, _interrupted_at_once)
+    except (ValueError, OSError):
+        return None
+
+
+# As the program itself (`netdsl ...`, `python -m netdsl ...`), from the first line that netdsl
+# runs: before click, pydantic, lark and torch are imported.
+_ARGV0 = sys.argv[0] if sys.argv else ""
+if os.path.basename(_ARGV0) == "netdsl" or _ARGV0.endswith(os.path.join("netdsl", "__main__.py")):
+    _take_ctrl_c()
+
+import errno  # noqa: E402
+import importlib  # noqa: E402
+import traceback  # noqa: E402
+
+import click  # noqa: E402
 
 from .._version import __version__
 from ..diagnostics import NetdslError, printable, use_color
@@ -92,10 +125,13 @@ def main(argv=None) -> None:
     What it prints goes through `Shown`."""
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = Shown(out), Shown(err)
+    previous = _take_ctrl_c()
     try:
         _main(argv)
     finally:
         sys.stdout, sys.stderr = out, err
+        if previous is not None:  # a caller in the same process gets its own back
+            signal.signal(signal.SIGINT, previous)
 
 
 def _main(argv) -> None:
