@@ -52,8 +52,8 @@ def cli(args, monkeypatch, capsys, cwd: Path) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One real run: (spec file, run folder) with weights.pt and checkpoints/last.pt, best.pt."""
-    from netdsl.runtime import runner
     import netdsl
+    from netdsl.runtime import runner
 
     where = tmp_path_factory.mktemp("trained")
     spec = where / "net.net"
@@ -161,14 +161,14 @@ def test_a_damaged_last_checkpoint_is_e409_for_resume_and_eval(where, trained, t
     last = copy / "checkpoints" / "last.pt"
     entry = damage(last, where)
     before = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
-    code, out, err = cli(["run", spec, "--resume", copy, "--epochs", "3"], monkeypatch, capsys,
+    code, _, err = cli(["run", spec, "--resume", copy, "--epochs", "3"], monkeypatch, capsys,
                          tmp_path)
     first = refused(code, err, last, entry)
     if where not in ("data.pkl", "directory"):  # e.g. (tensor optimizer.state.0.exp_avg)
         assert f"(tensor {entries(folder / 'checkpoints' / 'last.pt')[entry][2]})" in first
     assert "start it again without --resume" in first
     assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == before  # untouched
-    code, out, err = cli(["eval", spec, "--weights", last], monkeypatch, capsys, tmp_path)
+    code, _, err = cli(["eval", spec, "--weights", last], monkeypatch, capsys, tmp_path)
     refused(code, err, last, entry)
 
 
@@ -188,7 +188,8 @@ def test_intact_files_and_files_of_plain_torch_save_still_load(trained, tmp_path
                          tmp_path)
     assert code == 0 and "test.accuracy" in out, err
     state = torch.load(folder / "weights.pt", weights_only=True)
-    for name, kwargs in (("plain.pt", {}), ("legacy.pt", {"_use_new_zipfile_serialization": False})):
+    legacy = {"_use_new_zipfile_serialization": False}
+    for name, kwargs in (("plain.pt", {}), ("legacy.pt", legacy)):
         torch.save(state, tmp_path / name, **kwargs)  # no netdsl in the writing
         code, out2, err = cli(["eval", spec, "--weights", tmp_path / name], monkeypatch, capsys,
                               tmp_path)
@@ -255,7 +256,8 @@ def test_the_compiled_script_refuses_a_damaged_checkpoint(trained, tmp_path):
     shutil.copyfile(folder / "checkpoints" / "last.pt", last)
     entry = damage(last, "optimizer.state")
     p = subprocess.run([sys.executable, str(script), "--epochs", "3", "--out", str(tmp_path / "o"),
-                        "--resume", str(last)], capture_output=True, text=True, timeout=300)
+                        "--resume", str(last)], capture_output=True, text=True, timeout=300,
+                       check=False)
     assert p.returncode != 0 and not (tmp_path / "o" / "weights.pt").exists()
     assert f"{last} is damaged: its entry {entry}" in p.stderr, p.stderr
 
@@ -265,13 +267,13 @@ def test_a_damaged_best_checkpoint_read_on_resume_is_e409(tmp_path, monkeypatch,
     spec = tmp_path / "net.net"
     spec.write_text(NET.replace("  seed = 5", "  early_stopping = EarlyStopping(monitor="
                                 "\"val.accuracy\", patience=5, restore_best=true)\n  seed = 5"))
-    code, out, err = cli(["run", spec, "--out", tmp_path / "runs"], monkeypatch, capsys, tmp_path)
+    code, _, err = cli(["run", spec, "--out", tmp_path / "runs"], monkeypatch, capsys, tmp_path)
     assert code == 0, err
     folder = next((tmp_path / "runs").iterdir())
     best = folder / "checkpoints" / "best.pt"
     entry = damage(best, "model.")
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    code, out, err = cli(["run", spec, "--resume", folder, "--epochs", "3"], monkeypatch, capsys,
+    code, _, err = cli(["run", spec, "--resume", folder, "--epochs", "3"], monkeypatch, capsys,
                          tmp_path)
     first = refused(code, err, best, entry)
     assert "cannot restore its best epoch" in first
