@@ -2,11 +2,15 @@
 
 Damaged weights and checkpoints are E409 when read (the zip CRCs torch.load does not check),
 naming the file and the damaged entry; a file plain torch.save wrote still loads.
+Checkpoints carry hashes of the network and the plan: resuming under another one is E409
+(or, asked for, a note), and a resumed run never overwrites the run folder's spec.net and
+plan.json.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import struct
 import subprocess
@@ -278,3 +282,130 @@ def test_a_damaged_best_checkpoint_read_on_resume_is_e409(tmp_path, monkeypatch,
     first = refused(code, err, best, entry)
     assert "cannot restore its best epoch" in first
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+# ---- checkpoints carry hashes of the network and the plan -------------------------------------
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()
+            and p.name not in ("metrics.jsonl", "result.json", "curves.png", "weights.pt")}
+
+
+@pytest.mark.parametrize("change,words", [
+    (("ReLU", "Tanh"), ("the network changed since {ck} was written (relu1 = ReLU() of fc1 then, "
+                        "tanh1 = Tanh() of fc1 now, and 1 more difference): resume with the spec "
+                        "that trained it ({folder}/spec.net), or start a new run without --resume")),
+    (("-> ReLU", "-> ReLU(inplace=true)"), ("(relu1 = ReLU() of fc1 then, relu1 = "
+                                            "ReLU(inplace=true) of fc1 now)")),
+    (("lr=0.01", "lr=0.02"), ("the training plan changed since {ck} was written "
+                              "(optimizer.kwargs.lr: 0.01 then, 0.02 now): resume with the plan "
+                              "that trained it ({folder}/plan.json; only epochs, device and the "
+                              "data's root may change), or start a new run without --resume")),
+    (("batch_size = 32", "batch_size = 16"), "(batch_size: 32 then, 16 now; also eval_batch_size)"),
+], ids=["relu-tanh", "argument", "lr", "batch_size"])
+def test_resuming_under_another_network_or_plan_is_e409(change, words, trained, tmp_path,
+                                                        monkeypatch, capsys):
+    """Shapes kept (the weights fit): still refused, in one line that says what changed and
+    what to do; nothing in the run folder is written."""
+    _, folder = trained
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    other = tmp_path / "other.net"
+    assert change[0] in NET
+    other.write_text(NET.replace(change[0], change[1]), encoding="utf-8")
+    before = _folder_files(copy)
+    code, _, err = cli(["run", other, "--resume", copy, "--epochs", "3"], monkeypatch, capsys,
+                       tmp_path)
+    assert code == 1 and err.count("error[") == 1 and "Traceback" not in err, err
+    first = err.splitlines()[0]
+    ck = copy / "checkpoints" / "last.pt"
+    assert first.startswith("error[E409]: ") and words.format(ck=ck, folder=copy) in first, first
+    assert _folder_files(copy) == before
+
+
+def test_checkpoints_carry_the_hashes(trained):
+    import netdsl
+    from netdsl.runtime import runner
+
+    spec, folder = trained
+    s = netdsl.load(spec)
+    state = loop.load_checkpoint(str(folder / "checkpoints" / "last.pt"))
+    assert state["network"] == runner.network_record(s.graph())
+    assert state["plan_hash"] == loop.plan_hash(s.plan().settings())
+    assert len(state["network"]["hash"]) == len(state["plan_hash"]) == 64
+    # the same in another process (nothing in it depends on ids or hash seeds)
+    code = ("import sys, netdsl; from netdsl.runtime import runner, loop; s = netdsl.load(sys.argv[1]); "
+            "print(runner.network_record(s.graph())['hash'], loop.plan_hash(s.plan().settings()))")
+    p = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True,
+                       check=True, env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
+    assert p.stdout.split() == [state["network"]["hash"], state["plan_hash"]]
+    # what a resume may change leaves the plan's hash alone
+    moved = s.plan(epochs=9, device="cpu").settings()
+    moved["data"]["root"] = "elsewhere"
+    assert loop.plan_hash(moved) == state["plan_hash"]
+    assert loop.plan_hash(s.plan(seed=6).settings()) != state["plan_hash"]
+
+
+def test_allowed_changes_are_a_note_and_the_folder_keeps_its_first_spec(trained, tmp_path):
+    import netdsl
+
+    spec, folder = trained
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    first = {n: (copy / n).read_bytes() for n in ("spec.net", "plan.json")}
+    other = tmp_path / "tanh.net"
+    other.write_text(NET.replace("ReLU", "Tanh"), encoding="utf-8")
+    with pytest.raises(netdsl.NetdslError) as exc:  # the Python API names its own way out
+        netdsl.fit(other, resume=copy, epochs=3, progress=False)
+    assert "allow_changes=True continues with the change" in str(exc.value)
+    r = netdsl.fit(other, resume=copy, epochs=3, progress=False, allow_changes=True)
+    assert r["epochs"] == 3 and r["run_dir"] == str(copy)
+    assert any("the network differs from the checkpoint's (relu1 = ReLU() of fc1 then, "
+               "tanh1 = Tanh() of fc1 now" in n for n in r["notes"]), r["notes"]
+    assert {n: (copy / n).read_bytes() for n in first} == first  # never overwritten
+    assert (copy / "spec.resumed-1.net").read_text() == other.read_text()
+    plan = json.loads((copy / "plan.resumed-1.json").read_text())
+    assert plan["settings"]["epochs"] == 3
+    assert any("the network differs" in n for n in plan["notes"])  # the note is recorded
+    assert r["files"]["spec"] == str(copy / "spec.resumed-1.net")
+    # the checkpoint now records the new network: resuming with it needs no permission, and
+    # an unchanged resume writes no more copies
+    r = netdsl.fit(other, resume=copy, epochs=3, progress=False)
+    assert r["epochs"] == 3 and not (copy / "spec.resumed-2.net").exists()
+    assert r["files"]["plan"] == str(copy / "plan.resumed-1.json")
+    # the first spec is the latest no more
+    with pytest.raises(netdsl.NetdslError) as exc:
+        netdsl.fit(spec, resume=copy, epochs=4, progress=False)
+    assert f"resume with the spec that trained it ({copy}/spec.resumed-1.net)" in str(exc.value)
+
+
+def test_a_resume_that_changes_only_epochs_keeps_the_first_files(trained, tmp_path):
+    import netdsl
+
+    spec, folder = trained
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    first = {n: (copy / n).read_bytes() for n in ("spec.net", "plan.json")}
+    r = netdsl.fit(spec, resume=copy, epochs=2, progress=False)  # nothing changed
+    assert sorted(p.name for p in copy.glob("*.resumed-*")) == []
+    assert r["files"]["spec"] == str(copy / "spec.net")
+    r = netdsl.fit(spec, resume=copy, epochs=3, progress=False)
+    assert r["epochs"] == 3
+    assert {n: (copy / n).read_bytes() for n in first} == first
+    assert sorted(p.name for p in copy.glob("*.resumed-*")) == ["plan.resumed-1.json",
+                                                                 "spec.resumed-1.net"]
+    assert json.loads((copy / "plan.resumed-1.json").read_text())["settings"]["epochs"] == 3
+
+
+def test_a_checkpoint_without_hashes_still_resumes_with_a_note(trained, tmp_path):
+    import netdsl
+
+    spec, folder = trained
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    last = copy / "checkpoints" / "last.pt"
+    state = loop.load_checkpoint(str(last))
+    del state["network"], state["plan_hash"]  # as netdsl wrote them before
+    loop.save_checkpoint(str(last), state)
+    r = netdsl.fit(spec, resume=copy, epochs=3, progress=False)
+    assert r["epochs"] == 3
+    assert any("records no hash of its network" in n for n in r["notes"]), r["notes"]

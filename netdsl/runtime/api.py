@@ -32,13 +32,16 @@ def _root(data_root) -> list:
 def fit(spec_or_path: Spec | str | os.PathLike, model: str | None = None, *,
         data_root: str | os.PathLike | None = None, out: str | os.PathLike = "runs",
         resume: str | os.PathLike | None = None, progress: bool = True,
-        **overrides: Any) -> RunResult:
+        allow_changes: bool = False, **overrides: Any) -> RunResult:
     """Train `model` (default: the spec's model with a `train` section) and return the result
     dict that `netdsl run --json` prints; `.model` is the trained module. `data_root` replaces
     the data's root, `out` is where run folders go, `resume` a checkpoint or run folder.
+    Resuming under another network or plan than the checkpoint's raises E409, unless
+    `allow_changes=True` (then a note says what changed).
     Ctrl-C raises `netdsl.runtime.loop.TrainingInterrupted` after saving a checkpoint."""
     return _run(_spec(spec_or_path), model, _root(data_root), out=out, resume=resume,
-                progress=progress, settings_kw=overrides)
+                progress=progress, settings_kw=overrides, allow_changes=allow_changes,
+                allow_flag="allow_changes=True")
 
 
 def evaluate(spec_or_path: Spec | str | os.PathLike, weights: str | os.PathLike,

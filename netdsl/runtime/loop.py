@@ -20,6 +20,8 @@ save_checkpoint(path, state) (atomic) / load_checkpoint(path, device) -> dict.
 load_tensors(path, device) reads any file torch.save wrote, after `verify_archive` has
 checked the CRC-32 of every entry of its zip archive (torch.load does not): a damaged file
 raises `DamagedArchive` naming the entry (`data/3`) and the tensor it holds.
+plan_hash(cfg) -> the hash of a settings dict that checkpoints carry (`plan_hash`), next to
+the caller's `network` (e.g. {"hash": ..., "layers": [...]}, passed to `fit`).
 
 The settings dict
 -----------------
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import math
 import os
 import random
@@ -402,6 +406,23 @@ def load_checkpoint(path: str, device="cpu") -> dict:
     return state
 
 
+# settings a resumed run may change: how long it trains, where, and where its data lives
+RESUMABLE = ("epochs", "device")
+RESUMABLE_DATA = ("root", "download")
+
+
+def plan_hash(cfg: dict) -> str:
+    """A hash of what a settings dict trains (`RESUMABLE` settings left out), which
+    checkpoints carry as `plan_hash`: resuming under another plan can be told apart."""
+    plan = {k: v for k, v in cfg.items() if k not in RESUMABLE}
+    if isinstance(plan.get("data"), dict):
+        plan["data"] = {
+            k: v for k, v in plan["data"].items() if k not in RESUMABLE_DATA
+        }
+    text = json.dumps(plan, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 # ---- progress -------------------------------------------------------------------------------
 class Progress:
     """Plain-text progress: one line per epoch (thinned out when there are many) and messages.
@@ -450,9 +471,17 @@ class Trainer:
     """Trains one model under one settings dict. `fit()` below is the usual way in."""
 
     def __init__(
-        self, model, data, cfg: dict, device, checkpoint_dir=None, progress=None
+        self,
+        model,
+        data,
+        cfg: dict,
+        device,
+        checkpoint_dir=None,
+        progress=None,
+        network=None,
     ):
         self.model, self.data, self.cfg = model, data, cfg
+        self.network = network  # what checkpoints record of the model (see `fit`)
         self.device = torch.device(device)
         self.checkpoint_dir = checkpoint_dir
         if checkpoint_dir:
@@ -830,6 +859,8 @@ class Trainer:
             "early": self.early,
             "elapsed": self.elapsed,
             "settings": self.cfg,
+            "plan_hash": plan_hash(self.cfg),
+            "network": self.network,
         }
 
     def load_state(self, state: dict) -> None:
@@ -986,13 +1017,18 @@ def fit(
     resume=None,
     progress=None,
     model_name: str = "model",
+    network=None,
 ) -> dict:
     """Seed, build the model, train it and evaluate it. `resume` is a checkpoint dict
-    (`load_checkpoint`). Returns the result dict; `result["model"]` is the trained module."""
+    (`load_checkpoint`). `network` (plain values, e.g. a hash of the model's graph) is
+    recorded in every checkpoint. Returns the result dict; `result["model"]` is the
+    trained module."""
     restore = seed_everything(cfg["seed"], cfg.get("deterministic", False))
     try:
         model = build_model().to(device)
-        trainer = Trainer(model, data, cfg, device, checkpoint_dir, progress)
+        trainer = Trainer(
+            model, data, cfg, device, checkpoint_dir, progress, network=network
+        )
         if resume is not None:
             trainer.load_state(resume)
         trainer.progress.start(

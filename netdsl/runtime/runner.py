@@ -5,6 +5,13 @@ A run folder (`runs/MODEL-YYYYmmdd-HHMMSS/`) holds: `spec.net` (the spec as run)
 (the resolved settings and notes), `metrics.jsonl` (one line per epoch), `checkpoints/`
 (`last.pt`, `best.pt`, `interrupted.pt`; atomic writes), `weights.pt` (the final
 state_dict), `curves.png` (loss and metric curves) and `result.json` (what `--json` prints).
+
+Checkpoints carry a hash of the network (`network_record`: every node's op and arguments and
+inputs, in order) and of the plan (`loop.plan_hash`, without the settings a resume may change:
+epochs, device, the data's root). Resuming under another network or plan is E409 unless the
+caller allows it (`allow_changes`), and then a note. A resumed run never overwrites the folder's
+`spec.net` and `plan.json`: when its spec or settings differ from the latest copies there, it
+writes `spec.resumed-N.net` and `plan.resumed-N.json` beside them.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -284,11 +290,16 @@ def plot(history: list[dict], path: Path, title: str) -> Path | None:
 # ---- run ------------------------------------------------------------------------------------
 def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike = "runs",
         resume: str | os.PathLike | None = None, progress: bool = True, stream=None,
-        bar: bool | None = None, settings_kw: dict | None = None) -> RunResult:
-    """Train one model of a loaded spec; see the module docstring for the run folder."""
+        bar: bool | None = None, settings_kw: dict | None = None, allow_changes: bool = False,
+        allow_flag: str | None = None) -> RunResult:
+    """Train one model of a loaded spec; see the module docstring for the run folder.
+    `allow_changes`: resume even when the network or the plan differs from the checkpoint's
+    (a note says so); `allow_flag` is how the caller's user asks for that, named in the
+    E409 that refuses it (e.g. "--allow-changes")."""
     with out_of_space():
         return _run(spec, model, overrides, out=out, resume=resume, progress=progress,
-                    stream=stream, bar=bar, settings_kw=settings_kw)
+                    stream=stream, bar=bar, settings_kw=settings_kw,
+                    allow=(allow_changes, allow_flag))
 
 
 @contextlib.contextmanager
@@ -309,29 +320,32 @@ def out_of_space():
                  "checkpoints continues with --resume RUN_FOLDER")]) from None
 
 
-def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings_kw) -> RunResult:
+def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings_kw,
+         allow=(False, None)) -> RunResult:
     plan = spec.plan(model, overrides, **(settings_kw or {}))
     graph = spec.graph(plan.model)
     notes = list(plan.notes)
     settings = plan.settings()
     device = resolve_device(plan, notes)
     check_memory(plan, graph, device)
+    network = network_record(graph)
     state, folder = None, None
     if resume is not None:
         state, ckpt_file = _read_resume(resume, device, plan)
         folder = ckpt_file.parent.parent if (ckpt_file.parent.parent / "plan.json").exists() \
             and ckpt_file.parent.name == "checkpoints" else None
-        notes.extend(_resume_notes(state, settings, ckpt_file))
         _verify_best(ckpt_file.parent, settings)
         with out_of_memory(f"building {plan.model}"):
             own = spec.build(plan.model).state_dict()
         _fits(own, state["model"], ckpt_file, plan.model)
+        notes.extend(_resume_notes(state, settings, ckpt_file, network, folder, spec, *allow))
     data = load(plan, settings)
     check_loaded(plan, graph, data, settings, notes)
     if folder is None:
         folder = run_folder(out, plan.model)
     ckpt_dir = folder / "checkpoints"
-    _write_start(folder, spec, plan, settings, notes)
+    spec_copy, plan_copy = _write_start(folder, spec, plan, settings, notes,
+                                        resumed=state is not None)
     log = folder / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in (state or {}).get("history", [])),
                    encoding="utf-8")
@@ -348,7 +362,7 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         with out_of_memory(f"training {plan.model}"):
             out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
                             checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
-                            model_name=plan.model)
+                            model_name=plan.model, network=network)
     except loop.DamagedArchive as exc:  # best.pt, read on resuming to restore the best epoch
         raise damaged(exc, "the run cannot restore its best epoch from it: start the run "
                       "again without --resume") from None
@@ -363,8 +377,7 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     result.update(headline(result, settings, data))
     result["parameters"] = sum(p.numel() for p in trained.parameters())
     result["data"] = {"source": data.info.source, **data.info.sizes}
-    files = {"spec": str(folder / "spec.net"), "plan": str(folder / "plan.json"),
-             "metrics": str(log)}
+    files = {"spec": str(spec_copy), "plan": str(plan_copy), "metrics": str(log)}
     if result["status"] != "diverged":
         loop.save_checkpoint(str(folder / "weights.pt"), trained.state_dict())  # atomic
         files["weights"] = str(folder / "weights.pt")
@@ -412,15 +425,40 @@ def headline(result: dict, settings: dict, data) -> dict:
             if seconds and history else None}
 
 
-def _write_start(folder: Path, spec, plan: Plan, settings: dict, notes: list[Note]) -> None:
+def _write_start(folder: Path, spec, plan: Plan, settings: dict, notes: list[Note],
+                 resumed: bool = False) -> tuple[Path, Path]:
+    """The spec and the resolved plan as run: `spec.net` and `plan.json` in a new folder. A
+    resumed run keeps the folder's copies: when its spec or settings differ from the latest
+    ones there, it writes `spec.resumed-N.net` and `plan.resumed-N.json` (N from 1). Returns
+    the (spec, plan) files that describe this run."""
     src = Path(spec.filename)
-    if src.is_file():
-        shutil.copyfile(src, folder / "spec.net")
-    else:
-        (folder / "spec.net").write_text(spec.source.text, encoding="utf-8")
-    _write_json(folder / "plan.json", {"spec": str(spec.filename), "settings": settings,
-                                       "plan": plan.describe().splitlines(),
-                                       "notes": [n.format() for n in notes]})
+    text = src.read_bytes() if src.is_file() else spec.source.text.encode("utf-8")
+    spec_file, plan_file = folder / "spec.net", folder / "plan.json"
+    if resumed:
+        n, spec_file, plan_file = _latest_copies(folder)
+        same = spec_file.is_file() and spec_file.read_bytes() == text
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            old = json.loads(plan_file.read_text(encoding="utf-8")).get("settings")
+            same = same and old == json.loads(json.dumps(settings, default=str))
+        if same and plan_file.is_file():
+            return spec_file, plan_file
+        spec_file = folder / f"spec.resumed-{n + 1}.net"
+        plan_file = folder / f"plan.resumed-{n + 1}.json"
+    spec_file.write_bytes(text)
+    _write_json(plan_file, {"spec": str(spec.filename), "settings": settings,
+                            "plan": plan.describe().splitlines(),
+                            "notes": [n.format() for n in notes]})
+    return spec_file, plan_file
+
+
+def _latest_copies(folder: Path) -> tuple[int, Path, Path]:
+    """(N, spec file, plan file) of the latest copies in a run folder: N = 0 for `spec.net`
+    and `plan.json`, else the highest N of `spec.resumed-N.net`."""
+    numbers = (p.name[len("spec.resumed-"):-len(".net")] for p in folder.glob("spec.resumed-*.net"))
+    n = max((int(k) for k in numbers if k.isdigit()), default=0)
+    if n == 0:
+        return 0, folder / "spec.net", folder / "plan.json"
+    return n, folder / f"spec.resumed-{n}.net", folder / f"plan.resumed-{n}.json"
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -468,25 +506,136 @@ def damaged(exc: loop.DamagedArchive, advice: str) -> NetdslError:
     return NetdslError([Diagnostic("E409", f"{exc}; {advice}")])
 
 
-def _resume_notes(state: dict, settings: dict, path: Path) -> list[Note]:
+def _resume_notes(state: dict, settings: dict, path: Path, network: dict, folder: Path | None,
+                  spec, allow: bool = False, flag: str | None = None) -> list[Note]:
+    """Notes for a resumed run; E409 when the network or the plan (without the settings a
+    resume may change, loop.RESUMABLE) differs from the checkpoint's, unless `allow`."""
     notes = [Note(f"resuming from {path}: {state['epoch']} epoch(s)"
                   + (f" and {state['step']} step(s)" if state["step"] else "") + " done")]
     old = state.get("settings") or {}
-    for key in sorted(set(old) | set(settings)):
-        if key in ("epochs", "device") or old.get(key) == settings.get(key):
-            continue
-        if key == "data":
-            a = {k: v for k, v in old.get(key, {}).items() if k not in ("root", "download")}
-            b = {k: v for k, v in settings[key].items() if k not in ("root", "download")}
-            if a == b:
-                continue
+    changed = _plan_changes(old, settings)
+    then = _latest_copies(folder)[1:] if folder is not None else None
+    how = f"; {flag} continues with the change" if flag else ""
+    recorded = state.get("network")
+    if isinstance(recorded, dict) and recorded.get("hash"):
+        if recorded["hash"] != network["hash"]:
+            what = _network_change(recorded.get("layers") or [], network["layers"])
+            if not allow:
+                raise NetdslError([Diagnostic(
+                    "E409", f"the network changed since {path} was written ({what}): resume "
+                    f"with the spec that trained it{f' ({then[0]})' if then else ''}, or start "
+                    f"a new run without --resume{how}")])
+            notes.append(Note(f"the network differs from the checkpoint's ({what}); the run "
+                              "continues with the new network, as asked"))
+    else:
+        notes.append(Note(f"{path} records no hash of its network (a compiled script or an "
+                          "older netdsl wrote it): the network was not compared"))
+    if state.get("plan_hash") is not None and state["plan_hash"] != loop.plan_hash(settings) \
+            and not allow:
+        if changed:
+            key, a, b = _first_difference(changed[0], old.get(changed[0]),
+                                          settings.get(changed[0]))
+            what = (f"{key}: {_short(a)} then, {_short(b)} now"
+                    + (f"; also {', '.join(changed[1:])}" if changed[1:] else ""))
+        else:
+            what = "its settings differ"
+        where = f" ({then[1]}" if then else " ("
+        raise NetdslError([Diagnostic(
+            "E409", f"the training plan changed since {path} was written ({what}): resume "
+            f"with the plan that trained it{where}{'; ' if then else ''}only epochs, device and "
+            f"the data's root may change), or start a new run without --resume{how}")])
+    for key in changed:
         notes.append(Note(f"{key} differs from the checkpoint's ({json.dumps(old.get(key))} "
                           f"then, {json.dumps(settings.get(key))} now); the run continues with "
-                          "the new value"))
+                          "the new value" + (", as asked" if allow else "")))
     if state["epoch"] >= settings["epochs"] and not state["step"]:
         notes.append(Note(f"the checkpoint already has {state['epoch']} epoch(s) and epochs = "
                           f"{settings['epochs']}: nothing to train (raise --epochs to continue)"))
     return notes
+
+
+def _plan_changes(old: dict, new: dict) -> list[str]:
+    """The settings that differ, leaving out those a resumed run may change."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key in loop.RESUMABLE or old.get(key) == new.get(key):
+            continue
+        if key == "data":
+            a = {k: v for k, v in (old.get(key) or {}).items() if k not in loop.RESUMABLE_DATA}
+            b = {k: v for k, v in (new.get(key) or {}).items() if k not in loop.RESUMABLE_DATA}
+            if a == b:
+                continue
+        out.append(key)
+    return out
+
+
+def _first_difference(key: str, a, b) -> tuple[str, object, object]:
+    """The first setting below `key` where `a` and `b` differ: ("optimizer.kwargs.lr", 0.01,
+    0.02); the whole values where they are not both dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(f"{key}.{k}", a.get(k), b.get(k))
+    return key, a, b
+
+
+def _short(value, width: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def network_record(graph) -> dict:
+    """What checkpoints record of a network: `hash`, of every node in order through its
+    blocks (kind, op with every argument, inputs, shared weights; the types of inputs) and
+    the outputs, and `layers`, one [line, hash] per node, to say where two networks differ."""
+    import hashlib
+
+    layers = []
+    for qual, node, _ in graph.walk():
+        prefix = qual[:len(qual) - len(node.name)]
+        ins = [f"{prefix}{r}" for r in node.inputs]
+        full = {"name": qual, "kind": node.kind, "block": node.block, "inputs": ins,
+                "shares": node.shares, "n_outputs": node.n_outputs,
+                "op": node.op.model_dump(mode="json") if node.op is not None else None,
+                "types": [str(t) for t in node.types] if node.kind == "input" else None}
+        if node.kind == "input":
+            line = f"input {qual}: {', '.join(full['types'])}"
+        elif node.kind == "block":
+            line = f"{qual} = {node.block}(...)"
+        else:
+            try:
+                args = node.op.label_args()
+            except Exception:  # noqa: BLE001 -- a description only; the hash has the arguments
+                args = "..."
+            line = f"{qual} = {node.op.kind}({args})"
+        if ins:
+            line += f" of {', '.join(ins)}"
+        text = json.dumps(full, sort_keys=True, default=str)
+        layers.append([line, hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]])
+    for o in graph.outputs:
+        line = f"output {o.name} = {o.ref}"
+        layers.append([line, hashlib.sha256(line.encode("utf-8")).hexdigest()[:16]])
+    whole = hashlib.sha256("\n".join(h for _, h in layers).encode("utf-8")).hexdigest()
+    return {"hash": whole, "layers": layers}
+
+
+def _network_change(then: list, now: list) -> str:
+    """Where two networks' `layers` first differ, as `relu1 = ReLU() then, tanh1 = Tanh()
+    now`, and how many more layers differ."""
+    pairs = list(zip(then, now))
+    diff = [i for i, (a, b) in enumerate(pairs) if list(a)[1:] != list(b)[1:]]
+    extra = abs(len(then) - len(now))
+    if diff:
+        a, b = then[diff[0]][0], now[diff[0]][0]
+        what = f"{a} then, {b} now" if a != b else f"{a}: an argument or input differs"
+    elif len(then) > len(now):
+        what = f"{then[len(now)][0]} is gone"
+    elif len(now) > len(then):
+        what = f"{now[len(then)][0]} is new"
+    else:
+        return "its structure differs"
+    more = len(diff) - 1 + extra if diff else extra - 1
+    return what + (f", and {more} more difference{'s' if more != 1 else ''}" if more > 0 else "")
 
 
 # ---- eval -----------------------------------------------------------------------------------
