@@ -4,7 +4,8 @@ Damaged weights and checkpoints are E409 when read (the zip CRCs torch.load does
 naming the file and the damaged entry; a file plain torch.save wrote still loads.
 Checkpoints carry hashes of the network and the plan: resuming under another one is E409
 (or, asked for, a note), and a resumed run never overwrites the run folder's spec.net and
-plan.json.
+plan.json. CSV data errors are located (file, line, column) before training: a column named
+twice, an empty label, NaN or infinite cells.
 """
 
 from __future__ import annotations
@@ -409,3 +410,90 @@ def test_a_checkpoint_without_hashes_still_resumes_with_a_note(trained, tmp_path
     r = netdsl.fit(spec, resume=copy, epochs=3, progress=False)
     assert r["epochs"] == 3
     assert any("records no hash of its network" in n for n in r["notes"]), r["notes"]
+
+
+# ---- CSV data errors are located ------------------------------------------------------------
+CSV_NET = """\
+model M {{
+  input x: [2]
+  x -> Linear(8) -> ReLU -> Linear(3) -> logits
+  output logits
+}}
+train M {{
+  data = CSV(path="{path}", targets="{target}")
+  loss = {loss}
+  batch_size = 4
+  epochs = 1
+  device = "cpu"
+}}
+"""
+
+GOOD = ["0.1,0.2,1", "0.3,0.4,0", "0.5,0.6,2", "0.7,0.8,1"]
+
+
+@pytest.mark.parametrize("header,rows,where,words", [
+    ("a,a,label", GOOD, 1, "column 'a' appears twice in the header (columns 1 and 2)"),
+    ("a,b,label", GOOD[:2] + ["0.5,0.6,"] + GOOD[3:], 4, "the target in column 'label' is empty"),
+    ("a,b,label", GOOD[:2] + ["0.5,0.6, "] + GOOD[3:], 4, "the target in column 'label' is empty"),
+    ("a,b,label", GOOD[:3] + ["nan,0.8,1"], 5, "column 'a' holds nan, not a finite number"),
+    ("a,b,label", GOOD[:1] + ["0.3,-inf,0"] + GOOD[2:], 3,
+     "column 'b' holds -inf, not a finite number"),
+    ("a,b,label", GOOD[:1] + ["0.3,1e999,0"] + GOOD[2:], 3,
+     "column 'b' holds 1e999, not a finite number"),
+    ("a,b,label", GOOD[:1] + ["0.3,0.4,NaN"] + GOOD[2:], 3,
+     "column 'label' holds NaN, not a finite number"),
+    ("a,b,label", GOOD[:1] + ["0.3,,0"] + GOOD[2:], 3, "column 'b' is empty"),
+], ids=["duplicate", "empty-label", "blank-label", "nan", "-inf", "overflow", "nan-label",
+        "empty-feature"])
+def test_csv_cells_and_headers_are_located_data_errors(header, rows, where, words, tmp_path,
+                                                       monkeypatch, capsys):
+    data = tmp_path / "t.csv"
+    data.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    spec = tmp_path / "m.net"
+    spec.write_text(CSV_NET.format(path=data, target="label",
+                                   loss="CrossEntropyLoss(logits, label)"), encoding="utf-8")
+    code, out, err = cli(["run", spec, "--out", tmp_path / "runs"], monkeypatch, capsys, tmp_path)
+    assert code == 1 and err.count("error[") == 1 and "Traceback" not in err, err
+    first = err.splitlines()[0]
+    assert "error[E406]: " in first and f"{data}:{where}: {words}" in first, err
+    assert "= hint: " in err and "diverged" not in err + out
+    assert not (tmp_path / "runs").exists()  # refused when loading, before any run folder
+
+
+def test_csv_errors_name_the_line_of_the_file(tmp_path):
+    """Blank lines and a quoted cell over two lines count: the line is the file's."""
+    from netdsl.runtime.data import DataError, load_data
+
+    data = tmp_path / "t.csv"
+    data.write_text('a,b,label\n0.1,0.2,"x\ny"\n\n0.3,0.4,z\n0.5,inf,z\n', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_data("CSV", path=str(data), targets="label")
+    assert exc.value.message == f"{data}:6: column 'b' holds inf, not a finite number"
+    assert exc.value.code == "E406"
+
+
+def test_a_regression_target_that_is_inf_is_located(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "r.csv"
+    data.write_text("a,b,y\n0.1,0.2,0.5\n0.3,0.4,inf\n0.5,0.6,1.5\n", encoding="utf-8")
+    spec = tmp_path / "m.net"
+    spec.write_text(CSV_NET.format(path=data, target="y", loss="MSELoss(logits, target)")
+                    .replace("Linear(3)", "Linear(1)"), encoding="utf-8")
+    code, _, err = cli(["run", spec, "--out", tmp_path / "runs"], monkeypatch, capsys, tmp_path)
+    assert code == 1 and f"error[E406]: {data}:3: column 'y' holds inf" in err, err
+    assert "E408" not in err and "diverged" not in err
+
+
+def test_the_compiled_script_gives_the_csv_error_too(tmp_path):
+    from netdsl.targets.compile import compile_spec
+
+    data = tmp_path / "t.csv"
+    data.write_text("a,a,label\n" + "\n".join(GOOD) + "\n", encoding="utf-8")
+    spec = tmp_path / "m.net"
+    spec.write_text(CSV_NET.format(path=data, target="label",
+                                   loss="CrossEntropyLoss(logits, label)"), encoding="utf-8")
+    script = tmp_path / "m.py"
+    script.write_text(compile_spec(spec), encoding="utf-8")
+    p = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.startswith(f"error: {data}:1: column 'a' appears twice in the header")

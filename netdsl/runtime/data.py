@@ -1475,11 +1475,22 @@ def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
 
 
 def _read_csv(path: Path, features, targets, delimiter: str):
+    """(features, targets as strings, feature names, target names) of a CSV file. Every
+    problem is located as `FILE:LINE`, with the column: a header naming a column twice, a
+    row with another number of fields, an empty or non-numeric feature, an empty target,
+    a NaN or infinite value (before training, never a diverged loss)."""
     if not path.is_file():
         raise DataError(f"CSV file {str(path)!r} does not exist")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
+            reader = csv.reader(f, delimiter=delimiter)
+            # each row with the line it starts on (a quoted cell may span lines)
+            rows, lines, start = [], [], 1
+            for r in reader:
+                if r and any(c.strip() for c in r):
+                    rows.append(r)
+                    lines.append(start)
+                start = reader.line_num + 1
     except UnicodeDecodeError as e:
         raise DamagedFileError(
             f"{path}: this is not a text CSV file (byte {e.start:,} is 0x{e.object[e.start]:02X}, "
@@ -1490,10 +1501,19 @@ def _read_csv(path: Path, features, targets, delimiter: str):
         raise DamagedFileError(f"{path}: cannot read it as CSV ({e})") from None
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    rows = [r for r in rows if r and any(c.strip() for c in r)]
     if len(rows) < 2:
         raise DataError(f"{path}: expected a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    first: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in first:
+            what = f"column {name!r}" if name else "a column without a name"
+            raise DataError(
+                f"{path}:{lines[0]}: {what} appears twice in the header (columns "
+                f"{first[name] + 1} and {i + 1})",
+                "give every column its own name: which one is meant would be a guess",
+            )
+        first[name] = i
     targets = [targets] if isinstance(targets, str) else list(targets or [])
     if not targets:
         raise DataError(f"{path}: say which column(s) hold the targets (targets=...)")
@@ -1508,16 +1528,43 @@ def _read_csv(path: Path, features, targets, delimiter: str):
     fi = [header.index(c) for c in features]
     ti = [header.index(c) for c in targets]
     xs, ys = [], []
-    for n, r in enumerate(rows[1:], start=2):
+    for r, n in zip(rows[1:], lines[1:]):
         if len(r) != len(header):
             raise DataError(f"{path}:{n}: {len(r)} fields, header has {len(header)}")
         try:
             xs.append([float(r[i]) for i in fi])
         except ValueError:
-            bad = next(header[i] for i in fi if not _is_float(r[i]))
-            raise DataError(f"{path}:{n}: column {bad!r} is not numeric") from None
+            bad = next(i for i in fi if not _is_float(r[i]))
+            if not r[bad].strip():
+                raise DataError(
+                    f"{path}:{n}: column {header[bad]!r} is empty",
+                    "fill in every feature, or remove the row",
+                ) from None
+            raise DataError(
+                f"{path}:{n}: column {header[bad]!r} is not numeric"
+            ) from None
         ys.append([r[i].strip() for i in ti])
+        for i, v in zip(fi, xs[-1]):
+            if not math.isfinite(v):
+                _not_finite(path, n, header[i], r[i])
+        for i in ti:
+            text = r[i].strip()
+            if not text:
+                raise DataError(
+                    f"{path}:{n}: the target in column {header[i]!r} is empty",
+                    "fill in every label (an empty one would be read as one more class), "
+                    "or remove the row",
+                )
+            if _is_float(text) and not math.isfinite(float(text)):
+                _not_finite(path, n, header[i], text)
     return xs, ys, features, targets
+
+
+def _not_finite(path, line: int, column: str, cell: str):
+    raise DataError(
+        f"{path}:{line}: column {column!r} holds {cell.strip()}, not a finite number",
+        "fill in a finite value, or remove the row (netdsl fills in no missing values)",
+    )
 
 
 def _is_float(s: str) -> bool:
