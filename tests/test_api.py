@@ -394,3 +394,46 @@ def test_an_installed_entry_point_is_an_opt_in(monkeypatch):
     finally:
         if "Triple" in custom.LAYERS:
             unregister_layer("Triple")
+
+
+def test_build_releases_its_generated_module_when_the_model_is_garbage(monkeypatch):
+    """A process that builds thousands of specs keeps only what it still uses (issue 18)."""
+    import gc
+    import inspect
+    import linecache
+    import sys
+
+    from netdsl.targets import module
+
+    def generated():
+        return {n for n in sys.modules if n.startswith("netdsl.generated.")}, \
+            {f for f in linecache.cache if f.startswith("<netdsl:")}
+
+    def spec(i):
+        return netdsl.loads(f"block B{i} {{\n input x\n output x -> Linear({i + 1})\n}}\n"
+                            f"model Released{i} {{\n input x: [4]\n x -> B{i} -> y\n output y\n}}")
+
+    gc.collect()
+    mods, lines = generated()
+    # what outlives its model (a block's module, a deep copy) stays usable while recent
+    part = spec(900).build().b9001
+    assert "class B900" in inspect.getsource(type(part))
+    monkeypatch.setattr(module, "RECENT", 2)
+    kept = spec(500).build()
+    twin = spec(500).build()  # the same source: one registration, two users
+    for i in range(50):
+        spec(i).build()(torch.randn(1, 4))
+    del twin
+    gc.collect()
+    now_mods, now_lines = generated()
+    assert len(now_mods - mods) == len(now_lines - lines) == 1 + 2  # `kept`'s and the 2 recent
+    assert kept(torch.randn(2, 4)).shape == (2, 501)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.compile
+        assert "def forward" in torch.jit.script(kept).code  # TorchScript still reads its source
+    monkeypatch.setattr(module, "RECENT", 0)
+    del kept, part
+    spec(0).build()  # a build makes room; nothing is in use now
+    gc.collect()
+    left_mods, left_lines = generated()
+    assert not left_mods - mods and not left_lines - lines  # (earlier tests' may be gone too)
