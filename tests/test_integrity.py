@@ -264,7 +264,8 @@ def test_the_compiled_script_refuses_a_damaged_checkpoint(trained, tmp_path):
                         "--resume", str(last)], capture_output=True, text=True, timeout=300,
                        check=False)
     assert p.returncode != 0 and not (tmp_path / "o" / "weights.pt").exists()
-    assert f"{last} is damaged: its entry {entry}" in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()  # one line, no traceback
+    assert len(lines) == 1 and lines[0].startswith(f"error: {last} is damaged: its entry {entry}"), p.stderr
 
 
 def test_a_damaged_best_checkpoint_read_on_resume_is_e409(tmp_path, monkeypatch, capsys):
@@ -320,7 +321,13 @@ def test_resuming_under_another_network_or_plan_is_e409(change, words, trained, 
     first = err.splitlines()[0]
     ck = copy / "checkpoints" / "last.pt"
     assert first.startswith("error[E409]: ") and words.format(ck=ck, folder=copy) in first, first
+    assert first.endswith("; --allow-changes continues with the change"), first
     assert _folder_files(copy) == before
+    # the flag the message names: the change goes on, recorded, and the first spec is kept
+    code, _, err = cli(["run", other, "--resume", copy, "--epochs", "3", "--allow-changes"],
+                       monkeypatch, capsys, tmp_path)
+    assert code == 0, err
+    assert (copy / "spec.net").read_text(encoding="utf-8") == NET
 
 
 def test_checkpoints_carry_the_hashes(trained):

@@ -52,9 +52,13 @@ def _metrics_line(metrics: dict) -> str:
               " Repeatable.")
 @click.option("--resume", type=click.Path(exists=False),
               help="Continue from a checkpoint file or a run folder.")
+@click.option("--allow-changes", is_flag=True,
+              help="With --resume: continue although the network or the training plan differs "
+                   "from the checkpoint's (recorded as a note in the run folder).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON on stdout (progress goes to stderr).")
-def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume, as_json):
+def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume, allow_changes,
+                as_json):
     """Train a model under its `train` section and evaluate it on the test split.
 
     Each run gets a folder under --out holding spec.net, plan.json, metrics.jsonl,
@@ -85,7 +89,8 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
     overrides = _overrides(epochs, seed, device, data_root, sets)
     stream = sys.stderr if as_json else sys.stdout
     try:
-        result = run(s, model, overrides, out=out, resume=resume, stream=stream)
+        result = run(s, model, overrides, out=out, resume=resume, stream=stream,
+                     allow_changes=allow_changes, allow_flag="--allow-changes")
     except TrainingInterrupted as exc:
         r = exc.result
         if as_json:

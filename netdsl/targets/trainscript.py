@@ -154,7 +154,8 @@ class Script:
             Stmt("try:", body=[Stmt('device = resolve_device(cfg["device"])'),
                                Stmt('data = load_data(**cfg["data"])')]),
             Stmt("except DataError as exc:", body=[Stmt('sys.exit(f"error: {exc}")')]),
-            Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None"),
+            Stmt("try:", body=[Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None")]),
+            Stmt("except ValueError as exc:  # a damaged or foreign file", body=[Stmt('sys.exit(f"error: {exc}")')]),
             Stmt("progress = Progress(sys.stderr if args.json else None)"),
             Stmt("try:", body=[Stmt(
                 f"result = fit({build}, data, cfg, device=device, "

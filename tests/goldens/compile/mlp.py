@@ -161,7 +161,10 @@ def main(argv=None):
         data = load_data(**cfg["data"])
     except DataError as exc:
         sys.exit(f"error: {exc}")
-    resume = load_checkpoint(args.resume, device) if args.resume else None
+    try:
+        resume = load_checkpoint(args.resume, device) if args.resume else None
+    except ValueError as exc:  # a damaged or foreign file
+        sys.exit(f"error: {exc}")
     progress = Progress(sys.stderr if args.json else None)
     try:
         result = fit(
