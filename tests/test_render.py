@@ -645,3 +645,19 @@ def test_cli_help_has_examples():
     for fragment in ("Examples:", "netdsl render specs/lenet.net", "--expand none", "--format dot",
                      "--direction", "--no-shapes", "all|none|BLOCK", "svg|png|pdf|dot"):
         assert fragment in r.output
+
+
+def test_a_drawing_too_large_for_dot_is_E505_not_E900(monkeypatch, tmp_path):
+    """dot runs out of memory on 20,000 layers (12 s here): say so, with what to do instead.
+    dot's failure is simulated; any other failure of dot stays an internal error."""
+    def out_of_memory(*args, **kwargs):
+        raise graphviz.CalledProcessError(1, ["dot"], stderr=b"dot: out of memory\n")
+
+    monkeypatch.setattr(graphviz, "pipe", out_of_memory)
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot is not installed")
+    with pytest.raises(NetdslError) as exc:
+        save(render(spec("lenet")), tmp_path / "lenet.svg")
+    d = exc.value.diagnostics[0]
+    assert d.code == "E505" and "ran out of memory laying out" in d.message and "--format dot" in d.hint
+    assert not (tmp_path / "lenet.svg").exists()

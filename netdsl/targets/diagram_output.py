@@ -53,6 +53,12 @@ def to_bytes(dg: graphviz.Digraph, fmt: str) -> bytes:
                          INSTALL_HINT) from None
     except graphviz.CalledProcessError as exc:  # a bug of ours or of dot; say what dot said
         msg = (exc.stderr or b"").decode("utf-8", "replace").strip() or str(exc)
+        if "out of memory" in msg.lower() or exc.returncode in (-9, 137):  # too large to lay out
+            nodes = sum(1 for line in dg.body if " [" in line and " -> " not in line)
+            raise unwritable(f"cannot write {fmt}: graphviz's `dot` ran out of memory laying out "
+                             f"{nodes:,} nodes",
+                             "draw blocks as single nodes (--expand none), or write DOT (--format "
+                             "dot) for a tool that lays out large graphs (sfdp, Gephi)") from None
         raise RuntimeError(f"graphviz `dot -T{fmt}` failed: {msg}") from None
 
 
