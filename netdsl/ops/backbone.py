@@ -8,8 +8,10 @@ torchvision). `trainable=false` freezes it. The generated code calls the torchvi
 
 Shapes, parameter counts and multiply-adds come from building the model on PyTorch's meta
 device and running it on a meta tensor: exact for every input size the model accepts, and a
-clear error for the ones it does not (too small an image, ViT's fixed 224x224). So torch is
-imported only when a spec uses a backbone; `netdsl check` stays torch-free otherwise.
+clear error for the ones it does not (too small an image, ViT's fixed 224x224). What one such
+trace finds is kept on disk (`facts()`: ~/.cache/netdsl/backbones-<torchvision version>.json,
+or $NETDSL_CACHE): a spec checked once is checked again without importing torch (0.9 GB and
+about 4 s of imports). torch is never imported for a spec without a backbone.
 
 Pretrained weights are never downloaded during a check: `weights="DEFAULT"` (or a name such as
 "IMAGENET1K_V1") needs the file in torch's hub cache already, and says how to get it otherwise.
@@ -17,11 +19,15 @@ Pretrained weights are never downloaded during a check: `weights="DEFAULT"` (or 
 
 from __future__ import annotations
 
+import json
 import os
+from importlib import metadata
+from pathlib import Path
 from typing import ClassVar, Literal, Optional
 
 from typing_extensions import Annotated
 
+from ..ir.types import TensorType
 from .base import Bool, Extra, Op, PosInt, ShapeError
 from .custom import meta_module, meta_trace, register_extra
 
@@ -94,14 +100,26 @@ class Backbone(Op):
         return outs
 
     def _trace(self, ins):
-        key = (self.builder, self.num_classes, tuple(t.shape for t in ins))
-        if key not in _TRACES:
-            _TRACES[key] = meta_trace(self._build, ins, self.kind)
-        return _TRACES[key]
+        """(output types, multiply-adds) on these inputs: from the disk cache, or a meta trace."""
+        key = f"{self.builder}:{self.num_classes}:" + ";".join(f"{list(t.shape)} {t.dtype}" for t in ins)
+        fact = facts().get(key)
+        if fact is None:
+            try:
+                outs, macs = meta_trace(self._build, ins, self.kind)
+                fact = {"outs": [[list(t.shape), t.dtype] for t in outs], "macs": macs}
+            except ShapeError as exc:  # the input the model cannot take: as final as a shape
+                fact = {"error": exc.message}
+            remember(key, fact)
+        if "error" in fact:
+            raise ShapeError(fact["error"])
+        return [TensorType(shape=tuple(s), dtype=d) for s, d in fact["outs"]], fact["macs"]
 
     def param_count(self):
-        module = meta_module(self._build, self.kind, ("backbone", self.builder, self.num_classes))
-        return sum(p.numel() for p in module.parameters())
+        key = f"{self.builder}:{self.num_classes}:parameters"
+        if key not in facts():
+            module = meta_module(self._build, self.kind, ("backbone", self.builder, self.num_classes))
+            remember(key, sum(p.numel() for p in module.parameters()))
+        return facts()[key]
 
     def macs(self, ins, outs):
         return self._trace(ins)[1]
@@ -157,7 +175,49 @@ class Backbone(Op):
             )
 
 
-_TRACES: dict = {}
+_FACTS: dict | None = None
+
+
+def _cache_file() -> Path:
+    """Where traces are kept: one file per torchvision version (its models may change)."""
+    try:
+        version = metadata.version("torchvision")
+    except metadata.PackageNotFoundError:
+        version = "none"
+    root = os.environ.get("NETDSL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "netdsl")
+    return Path(root) / f"backbones-{version}.json"
+
+
+def facts() -> dict:
+    """What meta traces found, by builder, classes and input types (read once per process; a
+    file that cannot be read or parsed is as good as none)."""
+    global _FACTS
+    if _FACTS is None:
+        try:
+            _FACTS = json.loads(_cache_file().read_text(encoding="utf-8"))
+            if not isinstance(_FACTS, dict):
+                _FACTS = {}
+        except (OSError, ValueError):
+            _FACTS = {}
+    return _FACTS
+
+
+def remember(key: str, fact) -> None:
+    """Add a fact and write the file whole (a temporary file renamed into place); a cache that
+    cannot be written is skipped: it only saves time."""
+    facts()[key] = fact
+    path = _cache_file()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(facts(), sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _declare(name: str) -> type[Op]:
