@@ -309,17 +309,12 @@ class _Body:
                 self._bind(t.name, Value([r]))
 
     def _number(self, e) -> bool:
-        """Whether an assignment's right-hand side is a number rather than a tensor: no value,
-        layer or chain in it, or a value's size (`x.size(1)`)."""
+        """Whether an assignment's right-hand side is a constant (`c = x.size(1)`,
+        `d = c // heads`): no tensor, chain or layer in it; a value only for its size."""
         if self.is_tensor(e) or isinstance(e, ast.Chain):
             return False
-        names = [x for x in N.walk(e) if isinstance(x, ast.Name)]
-        if any(self.elab.is_layer(n.id) or n.id in self.instances for n in names
-               if not isinstance(e, ast.Name) or n is e):
-            return False
-        return isinstance(e, ast.Num | ast.BinOp | ast.Neg | ast.Index | ast.Attribute | ast.Call
-                          | ast.Conditional | ast.Name | ast.Compare | ast.BoolOp | ast.Not) \
-            and not _held(_func_name(e) or "") and not (isinstance(e, ast.Name) and e.id in self.failed)
+        return not any(self.elab.is_layer(n.id) or n.id in self.instances
+                       for n in N.walk(e) if isinstance(n, ast.Name))
 
     def _declaration(self, e) -> bool:
         """A layer or block written without an input: declared here, applied later."""
