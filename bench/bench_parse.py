@@ -1,10 +1,11 @@
 """Front-end cost on large generated specs: parse, analyse (names, elaboration, shapes) and build
-(lowering, code generation, exec, module construction), for a long chain and a block-heavy spec
-of 250 to 2,000 layers. Prints one row per size with the cost per layer, so linear growth shows
+(lowering, code generation, exec, module construction), for a long chain, a block-heavy spec
+and one statement per layer, of 250 to 2,000 layers (more with --sizes). Prints one row per size with the cost per layer, so linear growth shows
 as a flat last column.
 
     python bench/bench_parse.py              # the table
     python bench/bench_parse.py --sizes 500 4000 --repeat 5
+    python bench/bench_parse.py --sizes 2000 20000 --repeat 1   # issue 18's 20,000 statements
     python bench/bench_parse.py --profile 2000 blocks   # cProfile of one case, top functions
 """
 
@@ -46,7 +47,15 @@ def block_spec(layers: int) -> str:
     return BLOCK + f"\nmodel Blocks {{\n  input x: [{WIDTH}]\n  x -> {body}\n    -> y\n  output y\n}}\n"
 
 
-KINDS = {"chain": chain_spec, "blocks": block_spec}
+def statements_spec(layers: int) -> str:
+    """One statement per layer, each naming its value (`v7 = v6 -> ReLU`): what issue 18 found
+    quadratic (20,000 of them took 49.5 s), unlike one long chain."""
+    lines = [f"  v0 = x -> Linear({WIDTH})"]
+    lines += [f"  v{i} = v{i - 1} -> {'ReLU' if i % 2 else f'Linear({WIDTH})'}" for i in range(1, layers)]
+    return f"model Statements {{\n  input x: [{WIDTH}]\n" + "\n".join(lines) + f"\n  output v{layers - 1}\n}}\n"
+
+
+KINDS = {"chain": chain_spec, "blocks": block_spec, "statements": statements_spec}
 
 
 def measure(text: str, repeat: int) -> tuple[float, float, float, int]:
@@ -68,7 +77,7 @@ def measure(text: str, repeat: int) -> tuple[float, float, float, int]:
 
 
 def table(sizes, repeat: int) -> None:
-    head = f"{'spec':<7} {'layers':>6} {'lines':>6} {'parse ms':>9} {'analyse ms':>10} {'build ms':>9} " \
+    head = f"{'spec':<10} {'layers':>6} {'lines':>6} {'parse ms':>9} {'analyse ms':>10} {'build ms':>9} " \
            f"{'total ms':>9} {'µs/layer':>9}"
     print(head)
     print("-" * len(head))
@@ -77,7 +86,7 @@ def table(sizes, repeat: int) -> None:
             text = make(n)
             p, a, b, layers = measure(text, repeat)
             total = p + a + b
-            print(f"{kind:<7} {layers:>6} {text.count(chr(10)):>6} {p * 1e3:>9.1f} {a * 1e3:>10.1f} "
+            print(f"{kind:<10} {layers:>6} {text.count(chr(10)):>6} {p * 1e3:>9.1f} {a * 1e3:>10.1f} "
                   f"{b * 1e3:>9.1f} {total * 1e3:>9.1f} {total / layers * 1e6:>9.1f}")
 
 
