@@ -209,6 +209,10 @@ model M {
     assert codes(base.replace("SIZE", "x.size(4)")) == ["E104"]  # out of range
     assert codes(base.replace("SIZE", "x.shape")) == ["E104"]
     assert netdsl.loads(base.replace("SIZE", "x.ndim * x.size(-1)")).graph().node("fc1").op.out_features == 32
+    assert netdsl.loads(base.replace("SIZE", "x.size()[1]")).graph().node("fc1").op.out_features == 3
+    # torch's spellings of what is built in point at the built-in
+    assert codes(base.replace("x -> Flatten -> Linear(SIZE)", "F.relu(x)")) == ["E108"]
+    assert codes(base.replace("x -> Flatten -> Linear(SIZE)", "torch.cat((x, x), dim=1)")) == ["E108"]
 
 
 def test_without_batch_errors():

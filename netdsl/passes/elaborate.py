@@ -54,6 +54,7 @@ MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest ref
 # elaboration and shape inference of that many take about a second
 TENSOR_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "@": "MatMul"}  # `a - b` is Sub
 SIZE_METHODS = ("size", "dim")  # `x.size(1)` is a number (passes/scalars.py)
+TORCH_PATHS = ("torch", "nn", "F", "torchvision")  # `nn.Parameter(...)` as a PyTorch user writes it
 # torch's tensor methods and the layers that do the same here, for the error's hint
 METHOD_LAYERS = {"transpose": "Transpose(1, 2)", "permute": "Permute(...)", "view": "Reshape(...)",
                  "reshape": "Reshape(...)", "flatten": "Flatten", "softmax": "Softmax(dim=-1)",
@@ -419,6 +420,8 @@ class _Body:
         if isinstance(e, ast.Conditional):
             return self.is_tensor(e.then) or self.is_tensor(e.other)
         if isinstance(e, ast.Call):
+            if (_func_name(e) or "").split(".")[0] in TORCH_PATHS:
+                return True  # `nn.Parameter(...)`, `F.relu(x)`: said in value(), with a hint
             if isinstance(e.func, ast.Attribute) and e.func.name not in SIZE_METHODS:
                 return self.is_tensor(e.func.value)  # `t.expand(...)`
             if isinstance(e.func, ast.Name) and (e.func.id == "arange" or _held(e.func.id)):
@@ -463,6 +466,9 @@ class _Body:
             return None if v is None else self._apply_op("Neg", None, v.refs[:1], e.span)
         if isinstance(e, ast.BinOp) and self.is_tensor(e):
             return self._arithmetic(e)
+        if isinstance(e, ast.Call) and (_func_name(e) or "").split(".")[0] in TORCH_PATHS:
+            self._unknown_layer(_func_node(e))  # torch's path to what is built in: E108, with a hint
+            return None
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.name not in SIZE_METHODS \
                 and self.is_tensor(e.func.value):
             return self._method(e)
@@ -677,6 +683,11 @@ class _Body:
             hint = not_allowed_hint(fname.id)
             if get_op(last) is not None:
                 hint = f"'{last}' is built in: write {last}(...) without the path"
+                if last in ("Parameter", "Buffer"):  # nn.Parameter(torch.zeros(1, 1, 768))
+                    hint = (f"'{last}' is built in and takes the tensor's shape itself: "
+                            f"{last}(1, 1, 768) (zeros; init= fills it otherwise)")
+            elif last in ("cat", "concat", "stack"):
+                hint = "tensors join with a layer: (a, b) -> Concat(dim=1)"
             self.rep.error("E108", f"custom layer '{fname.id}' is not allowed", fname.span, hint)
             return
         if fname.id in self.elab.defs.models:
@@ -684,7 +695,8 @@ class _Body:
                            fname.span, f"write it as a block (block {fname.id} {{ ... }}) and use the block"
                            " in a model")
             return
-        hint = did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
+        hint = ("tensors join with a layer: (a, b) -> Concat(dim=1)" if fname.id in ("cat", "concat", "stack")
+                else None) or did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
             "not a built-in layer nor a block of this file; a layer of your own (an nn.Module) "
             "must be allowed explicitly: netdsl --allow-layer module:Class ...")
         self.rep.error("E101", f"unknown layer '{fname.id}'", fname.span, hint)

@@ -136,6 +136,9 @@ def tensor_size(expr, env: dict[str, Any]) -> int | None:
         return None
     if isinstance(expr, ast.Index) and isinstance(expr.value, ast.Attribute) and expr.value.name == "shape":
         base, dim = expr.value.value, expr.index
+    elif isinstance(expr, ast.Index) and isinstance(expr.value, ast.Call) and not expr.value.args \
+            and isinstance(expr.value.func, ast.Attribute) and expr.value.func.name == "size":
+        base, dim = expr.value.func.value, expr.index  # x.size()[1], as torch allows
     elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.name == "size" \
             and not expr.kwargs and len(expr.args) <= 1:
         base, dim = expr.func.value, (expr.args[0] if expr.args else None)
