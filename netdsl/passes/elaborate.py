@@ -23,7 +23,7 @@ from ..ops.custom import layer_names, lookup, not_allowed_hint
 from ..syntax import ast
 from . import names as N
 from .describe import describe_field, literal_values
-from .scalars import SHAPES, EvalError, Symbol, evaluate, plain, report
+from .scalars import SHAPES, EvalError, Symbol, evaluate, plain, report, size_parts
 from .shapes import MAX_ELEMENTS, infer_until
 
 # Attribute names an nn.Module already has: a layer named like one would break the module.
@@ -55,6 +55,8 @@ MAX_LAYERS = 20_000  # per spec, through blocks and repeats: 10x the deepest ref
 TENSOR_OPS = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "@": "MatMul"}  # `a - b` is Sub
 SIZE_METHODS = ("size", "dim")  # `x.size(1)` is a number (passes/scalars.py)
 TORCH_PATHS = ("torch", "nn", "F", "torchvision")  # `nn.Parameter(...)` as a PyTorch user writes it
+JOINS = ("cat", "concat", "stack")  # torch.cat(...) and its kin
+JOIN_HINT = "tensors join with a layer: (a, b) -> Concat(dim=1)"
 # torch's tensor methods and the layers that do the same here, for the error's hint
 METHOD_LAYERS = {"transpose": "Transpose(1, 2)", "permute": "Permute(...)", "view": "Reshape(...)",
                  "reshape": "Reshape(...)", "flatten": "Flatten", "softmax": "Softmax(dim=-1)",
@@ -514,15 +516,11 @@ class _Body:
         return None
 
     def _size_of(self, e) -> tuple[ast.Name, Any] | None:
-        """`x.size(d)` or `x.shape[d]` on a value: (x, d's expression)."""
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.name == "size" \
-                and len(e.args) == 1 and not e.kwargs:
-            base, dim = e.func.value, e.args[0]
-        elif isinstance(e, ast.Index) and isinstance(e.value, ast.Attribute) and e.value.name == "shape":
-            base, dim = e.value.value, e.index
-        else:
+        """`x.size(d)`, `x.shape[d]` on a value: (x, d's expression); else None."""
+        parts = size_parts(e)
+        if parts is None or not isinstance(parts[1], ast.Node) or parts[0].id not in self.values:
             return None
-        return (base, dim) if isinstance(base, ast.Name) and base.id in self.values else None
+        return parts
 
     def _method(self, e: ast.Call) -> Value | None:
         """`t.expand(x.size(0), -1, -1)`: torch's Tensor.expand over a batch. Other tensor
@@ -686,8 +684,8 @@ class _Body:
                 if last in ("Parameter", "Buffer"):  # nn.Parameter(torch.zeros(1, 1, 768))
                     hint = (f"'{last}' is built in and takes the tensor's shape itself: "
                             f"{last}(1, 1, 768) (zeros; init= fills it otherwise)")
-            elif last in ("cat", "concat", "stack"):
-                hint = "tensors join with a layer: (a, b) -> Concat(dim=1)"
+            elif last in JOINS:
+                hint = JOIN_HINT
             self.rep.error("E108", f"custom layer '{fname.id}' is not allowed", fname.span, hint)
             return
         if fname.id in self.elab.defs.models:
@@ -695,8 +693,7 @@ class _Body:
                            fname.span, f"write it as a block (block {fname.id} {{ ... }}) and use the block"
                            " in a model")
             return
-        hint = ("tensors join with a layer: (a, b) -> Concat(dim=1)" if fname.id in ("cat", "concat", "stack")
-                else None) or did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
+        hint = (JOIN_HINT if fname.id in JOINS else None) or did_you_mean(fname.id, layer_names() + list(self.elab.defs.blocks)) or (
             "not a built-in layer nor a block of this file; a layer of your own (an nn.Module) "
             "must be allowed explicitly: netdsl --allow-layer module:Class ...")
         self.rep.error("E101", f"unknown layer '{fname.id}'", fname.span, hint)

@@ -128,12 +128,10 @@ BATCH_HINT = ("the batch size is known only when the model runs; a value's other
               "fixed: x.size(1), x.shape[-1]")
 
 
-def tensor_size(expr, env: dict[str, Any]) -> int | None:
-    """`x.size(d)`, `x.shape[d]`, `x.ndim`, `x.dim()` as torch counts them (dim 0 the batch),
-    when `x` names a value; None when `expr` is none of these."""
-    shape_of = env.get(SHAPES)
-    if shape_of is None:
-        return None
+def size_parts(expr) -> tuple[ast.Name, Any] | None:
+    """What a size expression asks of which name: `x.size(d)`, `x.shape[d]`, `x.size()[d]`
+    give (x, d's expression); `x.ndim`, `x.dim()` give (x, "ndim"); `x.size()`, `x.shape`
+    give (x, None) (the whole shape); anything else None."""
     if isinstance(expr, ast.Index) and isinstance(expr.value, ast.Attribute) and expr.value.name == "shape":
         base, dim = expr.value.value, expr.index
     elif isinstance(expr, ast.Index) and isinstance(expr.value, ast.Call) and not expr.value.args \
@@ -143,21 +141,30 @@ def tensor_size(expr, env: dict[str, Any]) -> int | None:
             and not expr.kwargs and len(expr.args) <= 1:
         base, dim = expr.func.value, (expr.args[0] if expr.args else None)
     elif isinstance(expr, ast.Attribute) and expr.name in ("shape", "ndim"):
-        base, dim = expr.value, expr.name
+        base, dim = expr.value, (None if expr.name == "shape" else "ndim")
     elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.name == "dim" \
             and not expr.args and not expr.kwargs:
         base, dim = expr.func.value, "ndim"
     else:
         return None
-    if not isinstance(base, ast.Name):
+    return (base, dim) if isinstance(base, ast.Name) else None
+
+
+def tensor_size(expr, env: dict[str, Any]) -> int | None:
+    """`x.size(d)`, `x.shape[d]`, `x.ndim`, `x.dim()` as torch counts them (dim 0 the batch),
+    when `x` names a value; None when `expr` is none of these."""
+    shape_of = env.get(SHAPES)
+    parts = size_parts(expr) if shape_of is not None else None
+    if parts is None:
         return None
+    base, dim = parts
     t = shape_of(base.id, base.span)
     if t is None:
         return None
     full = t.rank + t.has_batch
     if dim == "ndim":
         return full
-    if dim is None or dim == "shape":
+    if dim is None:
         raise EvalError("E104", f"{base.id}'s whole shape includes the batch size, which is not a "
                         "number in a spec", expr.span, "take one dimension: "
                         f"{base.id}.size(1), {base.id}.shape[-1]")
