@@ -15,9 +15,8 @@ from typing import ClassVar, Literal, Optional
 from typing_extensions import Annotated
 
 from ..ir.types import TensorType
-from .base import Bool, Extra, Float, Inferred, Op, PosFloat, PosInt, Prob, ShapeError, need_float, need_rank
+from .base import Bool, Extra, Float, Inferred, Op, PosInt, Prob, ShapeError, need_float, need_rank
 from .linear import Weighted
-from .merge import broadcast
 from .norm import LayerNorm
 from .registry import register
 

@@ -153,8 +153,9 @@ def _count(params: int) -> str:
 
 def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
     op = node.op
+    data = _data_inputs(op, ins)  # masks (bool, checked by the layer's own rule) left out
     try:
-        bad = _dtype_error(op, ins[:len(ins) - len(getattr(op, "masks", ()))])  # masks are bool
+        bad = _dtype_error(op, data)
         if bad is not None:
             raise bad
         views, lead = _batch_views(op, ins)
@@ -162,7 +163,7 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
-        bad = _state_dtype_error(op, ins[:len(ins) - len(getattr(op, "masks", ()))])
+        bad = _state_dtype_error(op, data)
         if bad is not None:
             raise bad
         outs = op.shape(views)
@@ -202,6 +203,11 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
     node.types = list(outs)
 
 
+def _data_inputs(op, ins: list) -> list:
+    """A node's inputs but the masks given by name (`src_key_padding_mask=pad`), which come last."""
+    return ins[:len(ins) - len(getattr(op, "masks", ()))]
+
+
 def _tie_error(graph: Graph, op) -> ShapeError | None:
     """`weight=wte.weight`: the owner must hold one weight of exactly this layer's shape."""
     tied = getattr(op, "weight", None) if "weight" in type(op).extra_fields() else None
@@ -231,8 +237,8 @@ def _batch_views(op, ins: list[TensorType]) -> tuple[list[TensorType], int | Non
     them: the first dimension is read where the batch would be (`arange(T) -> Embedding(V, D)`
     is [T, D]). An op that mixes batched and unbatched values by itself (`x + pos`,
     `class_token.expand(...)`) takes the types as they are; any other op needs them all alike."""
-    masks = ins[len(ins) - len(getattr(op, "masks", ())):] if getattr(op, "masks", ()) else []
-    ins = ins[:len(ins) - len(masks)]  # masks are checked by the layer's own rule
+    data = _data_inputs(op, ins)
+    ins, masks = data, ins[len(data):]  # masks are checked by the layer's own rule
     if all(t.has_batch for t in ins) or getattr(op, "mixes_batch", False):
         return ins + masks, None
     if masks:
