@@ -9,9 +9,16 @@ both branches; when the branch's last layer can write it directly, it does.
 
 from __future__ import annotations
 
+import re
+
 from .plans import Plan
 from .lower import ClassDef, Namespace, Stmt
 from .pysource import literal
+
+
+# module names the generated code uses, as names of their own (not `mytorch.x`, `outF.size`)
+_TORCH = re.compile(r"(?<![\w.])torch\.")
+_F = re.compile(r"(?<![\w.])F\.")
 
 
 def emit(plan: Plan, reserved: frozenset) -> ClassDef:
@@ -24,13 +31,14 @@ def emit(plan: Plan, reserved: frozenset) -> ClassDef:
         imports.update(m.imports)
         args, kwargs = plan.ctor[item.id]
         parts = [literal(a) for a in args] + [f"{k}={literal(v)}" for k, v in kwargs]
-        init.append((item.guard, Stmt(m.node.op.init_statement(m.name, f"{m.ctor}({', '.join(parts)})")
-                                      if m.node.kind == "op" else f"self.{m.name} = {m.ctor}({', '.join(parts)})")))
+        call = f"{m.ctor}({', '.join(parts)})"
+        init.append((item.guard, Stmt(m.node.op.init_statement(m.name, call) if m.node.kind == "op"
+                                      else f"self.{m.name} = {call}")))
         init += [(item.guard, st) for st in m.setup]
     inputs, body, uses_torch = _forward(plan, reserved)
-    if uses_torch or any("torch." in st.code for _, st in init):
+    if uses_torch or any(_TORCH.search(st.code) for _, st in init):
         imports.add("import torch")
-    if any("F." in st.code for _, st in body):
+    if any(_F.search(st.code) for _, st in body):
         imports.add("import torch.nn.functional as F")
     return ClassDef(
         name=plan.name,
@@ -153,7 +161,7 @@ def _forward(plan: Plan, reserved: frozenset):
         else:
             module = f"self.{node.shares or node.name}" if node.op.torch is not None else None
             code = node.op.forward_lines(module, ins, outs)
-        uses_torch = uses_torch or any("torch." in c for c in code)
+        uses_torch = uses_torch or any(_TORCH.search(c) for c in code)
         for k, c in enumerate(code):
             lines.append((item.guard, Stmt(c, comment if k == 0 else "")))
     lines.append((None, Stmt("return " + ", ".join(var[r] for r in plan.outputs))))
