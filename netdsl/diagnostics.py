@@ -45,6 +45,8 @@ CODES = {
     "E304": "invalid input declaration",
     "E305": "too large",
     "E306": "value without a batch",
+    "E307": "needs a static size",
+    "E308": "annotation does not hold",
     "W311": "model may not fit in memory",
     # training plans (runtime/plan.py)
     "E401": "invalid training plan",

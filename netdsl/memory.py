@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from .diagnostics import Diagnostic
+from .ir.dims import lowest
 from .ir.graph import Graph, parameter_counts
 
 DTYPE_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2,
@@ -119,7 +120,8 @@ def activation_bytes(graph: Graph) -> int:
     total = 0
     for _, n, _ in graph.walk():
         if n.kind != "block":
-            total += sum(t.numel * DTYPE_BYTES.get(t.dtype, 4) for t in n.types)
+            # symbolic sizes count at their smallest: a warning never overstates
+            total += sum(lowest(t.numel) * DTYPE_BYTES.get(t.dtype, 4) for t in n.types)
     return total
 
 

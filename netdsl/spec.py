@@ -73,11 +73,13 @@ class Spec:
 
         return build_module(self.graph(model), Path(self.filename).name)
 
-    def summary(self, model: str | None = None):
-        """Per-layer shapes, parameter counts and multiply-adds (no torch needed)."""
+    def summary(self, model: str | None = None, at: dict[str, int] | None = None):
+        """Per-layer shapes, parameter counts and multiply-adds (no torch needed); a model
+        with symbolic shapes counts its multiply-adds at the sizes `at` ({"H": 224}), by
+        default each dimension's largest, or its smallest where it has no largest."""
         from .targets.summary import summarize
 
-        return summarize(self.graph(model))
+        return summarize(self.graph(model), at)
 
     def __repr__(self) -> str:
         return f"<Spec {self.filename}: {', '.join(self.graphs)}>"

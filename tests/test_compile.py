@@ -55,7 +55,7 @@ LARGE = {"vit_b_16.net": {"batch": 1}, "gpt2.net": {"batch": 1, "length": 8}}
 def example_inputs(graph, batch: int = 3, length: int | None = None) -> list[torch.Tensor]:
     xs = []
     for node in graph.inputs:
-        t = node.types[0]
+        t = node.types[0].concrete()  # symbolic sizes at their smallest
         shape = (batch, *t.shape) if length is None else (batch, length, *t.shape[1:])
         if t.dtype in ("int64", "int32", "uint8"):
             xs.append(torch.randint(0, 3, shape, dtype=getattr(torch, t.dtype)))

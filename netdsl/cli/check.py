@@ -48,9 +48,10 @@ def check_command(specs, quiet):
                        " that only a model's use would check)")
         for name in spec.model_names:
             s = summarize(spec.graph(name))
-            ins = ", ".join(f"{t['name']}{t['shape']}" for t in s.inputs)
-            outs = ", ".join(f"{t['name']}{t['shape']}" for t in s.outputs)
-            click.echo(f"{path}: {name}: ok ({ins} -> {outs}; {s.total_params:,} parameters)")
+            ins = ", ".join(f"{t['name']}[{', '.join(map(str, t['shape']))}]" for t in s.inputs)
+            outs = ", ".join(f"{t['name']}[{', '.join(map(str, t['shape']))}]" for t in s.outputs)
+            every = f" for every {', '.join(d.describe() for d in s.dims)}" if s.dims else ""
+            click.echo(f"{path}: {name}: ok{every} ({ins} -> {outs}; {s.total_params:,} parameters)")
     if failed:
         click.echo(f"{failed} of {len(specs)} spec{'s' if len(specs) != 1 else ''} failed", err=True)
         sys.exit(1)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 from ..ops.base import Op
 from ..source import Span
+from .dims import Dim
 from .types import TensorType
 
 
@@ -90,6 +91,10 @@ class Graph(BaseModel):
     nodes: list[Node] = Field(default_factory=list)
     outputs: list[Output] = Field(default_factory=list)
     span: Optional[Span] = Field(default=None, exclude=True, repr=False)
+    dims: list[Dim] = Field(default_factory=list)  # a model's declared dimensions (`H`, `T`)
+    # `h: [T, 256] = ...`, `output mask: [2, H, W]`: (name, ref, declared shape, span), checked
+    # once shapes are known
+    annotations: list[tuple] = Field(default_factory=list, exclude=True, repr=False)
 
     def node(self, name: str) -> Node:
         return self._index()[name]

@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from typing_extensions import Annotated
+
+from .dims import Dim, Sym, substitute
 
 DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "uint8", "bool")
 INT_DTYPES = ("int64", "int32", "uint8")
+
+
+def _size(v: Any) -> int | Sym:
+    """A dimension: a number, or a symbolic size over declared dimensions (`H/4`)."""
+    if isinstance(v, Sym):
+        return v
+    if isinstance(v, Fraction) and v.denominator == 1:
+        return v.numerator
+    if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError(f"a size is a whole number, not {v!r}")
+    return int(v)
+
+
+Size = Annotated[Any, BeforeValidator(_size)]
 
 
 class TensorType(BaseModel):
@@ -21,10 +40,12 @@ class TensorType(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    shape: tuple[int, ...]
+    shape: tuple[Size, ...]
     dtype: str = "float32"
     why: str | None = None
     has_batch: bool = True
+    top: Optional[Size] = None  # the largest value an integer tensor holds, where known
+    #                             (`arange(T)`: T - 1), for the Embedding it indexes
 
     @property
     def rank(self) -> int:
@@ -33,6 +54,48 @@ class TensorType(BaseModel):
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def symbolic(self) -> bool:
+        return any(isinstance(d, Sym) for d in self.shape)
+
+    def dims(self) -> set[Dim]:
+        """The declared dimensions its sizes depend on."""
+        return {d for s in self.shape if isinstance(s, Sym) for d in s.dims()}
+
+    def at(self, values: dict[Dim, Any]) -> "TensorType":
+        """This type with dimensions replaced (internal values: the size / step, or sizes)."""
+        return self.with_shape((substitute(d, values) for d in self.shape), self.why).model_copy(
+            update={"top": substitute(self.top, values)})
+
+    def concrete(self, sizes: dict[str, int] | None = None) -> "TensorType":
+        """This type at declared sizes by name (`{"H": 224}`); by default each dimension's
+        smallest admissible size."""
+        dims = self.dims()
+        if not dims:
+            return self
+        sizes = {**{d.name: d.first for d in dims}, **(sizes or {})}
+        bad = next((d for d in dims if not d.admits(sizes[d.name])), None)
+        if bad is not None:
+            raise ValueError(f"{bad.name} = {sizes[bad.name]} is not admissible ({bad.describe()})")
+        return self.at({d: sizes[d.name] // d.step for d in dims})
+
+    def match(self, shape) -> dict[Dim, int] | None:
+        """The dimensions' internal values (size / step) under which this type's shape is the
+        concrete `shape` (a data sample's), or None if no admissible sizes give it."""
+        if len(shape) != len(self.shape):
+            return None
+        bound: dict[Dim, int] = {}
+        for want, got in zip(self.shape, shape):
+            if not isinstance(want, Sym):
+                if want != got:
+                    return None
+                continue
+            (d,) = want.dims() if len(want.dims()) == 1 else (None,)
+            if d is None or want != d.size() or not d.admits(got) or bound.get(d, got // d.step) != got // d.step:
+                return None
+            bound[d] = got // d.step
+        return bound
 
     def with_shape(self, shape, why: str | None = None) -> "TensorType":
         return TensorType(shape=tuple(shape), dtype=self.dtype, why=why, has_batch=self.has_batch)

@@ -135,6 +135,11 @@ class Embedding(Tied):
         if self.padding_idx is not None and not -n <= self.padding_idx < n:
             raise ShapeError(f"padding_idx {self.padding_idx} is not an index into {self.num_embeddings} "
                              f"embeddings", arg="padding_idx")
+        if x.top is not None and x.top >= n:
+            raise ShapeError(f"Embedding has {n} rows (indices 0 to {n - 1}), but its input's indices "
+                             f"reach {x.top}", arg="num_embeddings",
+                             hint="a position embedding needs a row for every position: give it as "
+                                  "many rows as the longest sequence")
         if self.sparse and self.scale_grad_by_freq:
             raise ShapeError("scale_grad_by_freq=true cannot train with sparse=true: torch has no "
                              "backward pass for the two together", arg="scale_grad_by_freq")

@@ -30,7 +30,11 @@ class _PoolBase(Op):
                 raise ShapeError(f"padding {p[i]} must be at most half the kernel size {k[i]}", arg="padding")
             span = size + 2 * p[i] - d[i] * (k[i] - 1) - 1
             o = (math.ceil(span / s[i]) if self.ceil_mode else span // s[i]) + 1
-            if self.ceil_mode and (o - 1) * s[i] >= size + p[i]:
+            if self.ceil_mode and (o - 1) * s[i] >= size + p[i]:  # torch drops a window that
+                # would start in the right padding; on a symbolic size that must go one way for all
+                if (o - 1) * s[i] < size + p[i]:
+                    raise ShapeError(f"with ceil_mode=true, whether the last window of {size} is kept "
+                                     f"depends on the size's remainder by the stride {s[i]}", arg="ceil_mode")
                 o -= 1
             if o <= 0:
                 raise ShapeError(f"{self.kind}({k}) is larger than its input {tuple(spatial)}",

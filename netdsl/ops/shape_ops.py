@@ -44,7 +44,8 @@ class Flatten(Op):
         if a > b:
             raise ShapeError(f"start_dim ({self.start_dim}) comes after end_dim ({self.end_dim})")
         merged = x.shape[a:b + 1]
-        why = "*".join(map(str, merged)) if len(merged) > 1 else None
+        why = "*".join(f"({d})" if " " in str(d) or "/" in str(d) else str(d) for d in merged) \
+            if len(merged) > 1 else None
         return [x.with_shape(x.shape[:a] + (math.prod(merged),) + x.shape[b + 1:], why=why)]
 
 
@@ -85,7 +86,7 @@ class Reshape(Op):
             raise ShapeError(f"invalid shape {want}: sizes must be positive, with at most one -1")
         known = math.prod(d for d in want if d != -1)
         if -1 in want:
-            if x.numel % known:
+            if x.numel % known != 0:
                 raise ShapeError(f"cannot reshape {x} ({x.numel} values) to {want}")
             want[want.index(-1)] = x.numel // known
         if math.prod(want) != x.numel:
@@ -116,7 +117,7 @@ class Select(Op):
     def shape(self, ins):
         x = ins[0]
         d = dim_index(self.dim, x)
-        if not -x.shape[d] <= self.index < x.shape[d]:
+        if self.index >= x.shape[d] or self.index < -x.shape[d]:  # (for any admissible size)
             raise ShapeError(f"index {self.index} is out of range for size {x.shape[d]}", arg="index")
         return [x.with_shape(x.shape[:d] + x.shape[d + 1:])]
 
@@ -290,12 +291,13 @@ class Chunk(_Pieces):
 
     def pieces(self, size):
         each = -(-size // self.chunks)
-        made = -(-size // each)
-        if made != self.chunks:  # torch.chunk quietly returns fewer
-            raise ShapeError(f"x.chunk({self.chunks}) of size {size} gives {made} chunks in torch, not "
+        last = size - each * (self.chunks - 1)
+        if last <= 0:  # torch.chunk quietly returns fewer
+            made = f"{-(-size // each)} chunks" if isinstance(size, int) else "fewer chunks"
+            raise ShapeError(f"x.chunk({self.chunks}) of size {size} gives {made} in torch, not "
                              f"{self.chunks}", arg="chunks",
                              hint="give the sizes: Split((a, b, ...), dim) makes exactly those")
-        return [each] * (made - 1) + [size - each * (made - 1)]
+        return [each] * (self.chunks - 1) + [last]
 
     def forward_expr(self, module, ins):
         return f"{ins[0]}.chunk({self.chunks}, {self.dim})"

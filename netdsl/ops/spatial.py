@@ -24,7 +24,7 @@ class _Shuffle(Op):
                              f"batch), but gets {x.rank} dimensions: {x}")
         *lead, c, h, w = x.shape
         if self.down:
-            if h % r or w % r:
+            if h % r != 0 or w % r != 0:
                 raise ShapeError(f"{self.kind}({r}) needs a height and width divisible by {r}, but "
                                  f"gets {h}x{w} (input {x})", arg=arg)
             return [x.with_shape((*lead, c * r * r, h // r, w // r))]

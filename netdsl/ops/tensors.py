@@ -142,11 +142,12 @@ class arange(Op):
     def shape(self, ins):
         x = ins[0]
         if not x.has_batch:
-            n = x.rank
-            if not -n <= self.dim < n:
+            if not -x.rank <= self.dim < x.rank:
                 raise ShapeError(f"dim={self.dim} is out of range for {x}", arg="dim")
-            return [TensorType(shape=(x.shape[self.dim],), dtype="int64", has_batch=False)]
-        return [TensorType(shape=(x.shape[dim_index(self.dim, x)],), dtype="int64", has_batch=False)]
+            n = x.shape[self.dim]
+        else:
+            n = x.shape[dim_index(self.dim, x)]
+        return [TensorType(shape=(n,), dtype="int64", has_batch=False, top=n - 1)]
 
     def forward_expr(self, module, ins):
         return f"torch.arange({ins[0]}.size({self.dim}), device={ins[0]}.device)"

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..diagnostics import Reporter, did_you_mean
 from ..ir.graph import Graph, Node, Output, Ref
+from ..ir.dims import Sym
 from ..ir.types import DTYPES, TensorType
 from ..ops import get_op
 from ..ops.base import Op
@@ -23,7 +24,8 @@ from ..ops.custom import layer_names, lookup, not_allowed_hint
 from ..syntax import ast
 from . import names as N
 from .describe import describe_field, literal_values
-from .scalars import SHAPES, EvalError, Symbol, evaluate, plain, report, size_parts
+from .dimensions import declare
+from .scalars import FAILED, SHAPES, EvalError, Symbol, evaluate, plain, report, size_parts
 from .shapes import MAX_ELEMENTS, infer_until
 
 # Attribute names an nn.Module already has: a layer named like one would break the module.
@@ -72,10 +74,15 @@ class Elaborator:
     rep: Reporter
     nodes_made: int = 0
     layouts: dict = field(default_factory=dict)  # per body: bindings, spans, order, names used
+    dims: dict = field(default_factory=dict)  # the model's declared dimensions, by name
 
-    def model(self, mdef: ast.ModelDef) -> Graph | None:
-        graph = Graph(name=mdef.name, kind="model", span=mdef.span)
-        ok = _Body(self, graph, {}, None, mdef).run()
+    def model(self, mdef: ast.ModelDef, dims: dict | None = None) -> Graph | None:
+        """The model's graph (None after errors); `dims` replaces its declared dimensions (to
+        try other constraints)."""
+        self.dims = dims if dims is not None else declare(
+            mdef, set(self.defs.blocks) | {n for n in _dim_names(mdef) if lookup(n)}, self.rep)
+        graph = Graph(name=mdef.name, kind="model", span=mdef.span, dims=list(self.dims.values()))
+        ok = _Body(self, graph, {n: d.size() for n, d in self.dims.items()}, None, mdef).run()
         return graph if ok else None
 
     def is_layer(self, name: str) -> bool:
@@ -123,8 +130,7 @@ class _Body:
             return None
         t = self.type_of(v.refs[0])
         if t is None:
-            raise EvalError("E301", f"the shape of '{name}' is not known here: the layers that "
-                            "make it have errors", span)
+            raise EvalError("", f"the shape of '{name}' is not known here", span)  # said already
         return t
 
     def type_of(self, ref: Ref) -> TensorType | None:
@@ -156,7 +162,8 @@ class _Body:
             for name, span in N.bound_names(stmt, self.elab.is_layer):
                 if name in bindings or name in self.params:
                     first = spans.get(name)
-                    what = "a parameter of this block" if name in self.params else "already defined"
+                    what = ("a dimension of the model's input" if name in self.elab.dims and self.parent is None
+                            else "a parameter of this block") if name in self.params else "already defined"
                     rep.error("E202", f"'{name}' is {what}", span,
                               "a name is bound once; give this value another name",
                               notes=[("first defined here", first)] if first else None)
@@ -203,9 +210,9 @@ class _Body:
         for k, stmt in enumerate(inputs):
             ty = None
             if is_block:
-                if stmt.shape is not None:
+                if stmt.shape is not None or stmt.where:
                     self.rep.error("E304", "block inputs take their shape from the caller; leave it out",
-                                   stmt.shape.span)
+                                   stmt.shape.span if stmt.shape is not None else stmt.where[0].span)
             else:
                 ty = self._input_type(stmt)
             node = Node(name=stmt.name, kind="input", span=stmt.name_span, bound=[stmt.name],
@@ -223,17 +230,21 @@ class _Body:
                            f"for example: input {stmt.name}: [1, 28, 28]  (the batch dimension is implicit)")
             return None
         try:
-            shape = evaluate(stmt.shape, {})
+            shape = evaluate(stmt.shape, self.env)
         except EvalError as exc:
             report(self.rep, exc)
             return None
-        if isinstance(shape, int) and not isinstance(shape, bool):
+        if isinstance(shape, int | Sym) and not isinstance(shape, bool):
             shape = (shape,)
-        if not isinstance(shape, tuple) or not all(type(d) is int and d > 0 for d in shape):
-            self.rep.error("E304", "an input shape is a list of positive sizes, such as [1, 28, 28]",
-                           stmt.shape.span)
+        if not isinstance(shape, tuple) or not all(
+                (type(d) is int and d > 0) or (isinstance(d, Sym) and len(d.dims()) == 1 and d == _bare(d))
+                for d in shape):
+            if isinstance(shape, tuple) and any(isinstance(d, Symbol) for d in shape):
+                return None  # a name that is not a dimension: reported by declare()
+            self.rep.error("E304", "an input shape is a list of positive sizes or dimension names, "
+                           "such as [1, 28, 28] or [3, H, W]", stmt.shape.span)
             return None
-        if math.prod(shape) > MAX_ELEMENTS:
+        if math.prod(map(_lowest_dim, shape)) > MAX_ELEMENTS:
             self.rep.error("E305", f"input '{stmt.name}' holds {math.prod(shape):.3g} elements per "
                            "sample, more than netdsl's limit of 2**40", stmt.shape.span,
                            "check the sizes: a shape leaves out the batch dimension")
@@ -280,6 +291,7 @@ class _Body:
             val = self._scalar(stmt.value)
             if val is _ERR:
                 self.failed.add(stmt.targets[0].name)
+                self.env[stmt.targets[0].name] = FAILED  # a number: its uses fail quietly
             elif _first_symbol(val) is not None:
                 sym = _first_symbol(val)
                 self.rep.error("E201", f"undefined name '{sym.name}'", sym.span or stmt.value.span,
@@ -296,6 +308,7 @@ class _Body:
             return
         if len(stmt.targets) == 1:
             self._bind(stmt.targets[0].name, Value([v.refs[0]]) if not v.packed else v)
+            self._annotate(stmt.targets[0], v.refs[0])
             return
         if len(v.refs) != len(stmt.targets):
             what = f"{v.producer} produces {len(v.refs)} values ({', '.join(v.names)})" if v.producer \
@@ -310,6 +323,27 @@ class _Body:
         for t, r in zip(stmt.targets, v.refs):
             if t.name != "_":  # `out, _, _ = x -> LSTM(8)` discards
                 self._bind(t.name, Value([r]))
+                self._annotate(t, r)
+
+    def _annotate(self, target: ast.Target, ref: Ref, expr=None, name: str | None = None) -> None:
+        """`h: [T, 256] = ...`: the shape the author states, checked once shapes are known."""
+        expr = expr if expr is not None else target.annotation
+        if expr is None:
+            return
+        try:
+            shape = evaluate(expr, {**{n: d.size() for n, d in self.elab.dims.items()}, **self.env})
+        except EvalError as exc:
+            report(self.rep, exc)
+            return
+        shape = shape if isinstance(shape, tuple) else (shape,)
+        bad = next((d for d in shape if not ((type(d) is int and d >= 0) or isinstance(d, Sym))), None)
+        if bad is not None:
+            hint = did_you_mean(bad.name, list(self.elab.dims)) if isinstance(bad, Symbol) else None
+            self.rep.error("E308", f"an annotation is a list of sizes and declared dimensions, such as "
+                           f"[T, 256]; {bad} is neither", expr.span,
+                           hint or f"the model declares {', '.join(self.elab.dims) or 'no dimensions'}")
+            return
+        self.graph.annotations.append((name or target.name, ref, shape, expr.span))
 
     def _number(self, e) -> bool:
         """Whether an assignment's right-hand side is a constant (`c = x.size(1)`,
@@ -408,6 +442,8 @@ class _Body:
                 continue
             existing.add(name)
             self.graph.outputs.append(Output(name=name, ref=v.refs[0], span=e.span))
+            if k < len(stmt.annotations) and stmt.annotations[k] is not None:
+                self._annotate(None, v.refs[0], stmt.annotations[k], name)
 
     # ---- tensor expressions ----------------------------------------------------------------------
     def is_tensor(self, e) -> bool:
@@ -1121,3 +1157,21 @@ def _show(v) -> str:
     if v is None:
         return "none"
     return repr(v)
+
+
+def _dim_names(mdef: ast.ModelDef) -> set[str]:
+    """Names in the model's input shapes (`[3, H, W]`)."""
+    out = set()
+    for stmt in mdef.body:
+        if isinstance(stmt, ast.Input) and isinstance(stmt.shape, ast.ListExpr | ast.TupleExpr):
+            out |= {e.id for e in stmt.shape.items if isinstance(e, ast.Name)}
+    return out
+
+
+def _bare(d: Sym) -> Sym:
+    """The dimension itself (`H`), for a size that mentions one."""
+    return next(iter(d.dims())).size()
+
+
+def _lowest_dim(d):
+    return next(iter(d.dims())).first if isinstance(d, Sym) else d

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..diagnostics import Reporter
+from ..ir.dims import Sym, SymbolicError
 from ..syntax import ast
 
 
@@ -22,7 +23,12 @@ class Symbol:
         return self.name
 
 
+FAILED = object()  # the value of a name whose computation failed (its error is reported)
+
+
 class EvalError(Exception):
+    """`code` "" marks a consequence of an error already reported: it fails quietly."""
+
     def __init__(self, code: str, message: str, span, hint: str | None = None):
         super().__init__(message)
         self.code, self.message, self.span, self.hint = code, message, span, hint
@@ -46,6 +52,8 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
     if isinstance(expr, ast.Str | ast.Const):
         return expr.value
     if isinstance(expr, ast.Name):
+        if env.get(expr.id, None) is FAILED:
+            raise EvalError("", f"'{expr.id}' failed", expr.span)  # reported where it was computed
         return env[expr.id] if expr.id in env else Symbol(expr.id, expr.span)
     if isinstance(expr, ast.TupleExpr | ast.ListExpr):
         return tuple(evaluate(e, env) for e in expr.items)
@@ -67,7 +75,7 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
                             "sizes and counts in a spec are at most 2**63")
         try:
             v = _BIN[expr.op](a, b)
-        except (OverflowError, ValueError, ZeroDivisionError) as exc:
+        except (OverflowError, ValueError, ZeroDivisionError, SymbolicError) as exc:
             raise EvalError("E104", f"cannot compute {expr.op}: {exc}", expr.span) from None
         if isinstance(v, complex) or (isinstance(v, int) and abs(v) > 2**63):
             raise EvalError("E104", "number out of range (more than 64 bits)", expr.span)
@@ -76,6 +84,11 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
         a, b = evaluate(expr.left, env), evaluate(expr.right, env)
         _no_symbol(a, expr.left)
         _no_symbol(b, expr.right)
+        for v, e in ((a, expr.left), (b, expr.right)):
+            if isinstance(v, Sym):
+                raise EvalError("E104", f"a condition cannot depend on {v}, which varies with the "
+                                f"input's size", e.span, "a spec's structure is the same for every "
+                                "admissible size; declare the dimension as a number to branch on it")
         try:
             return _CMP[expr.op](a, b)
         except TypeError:
@@ -196,7 +209,7 @@ def _no_symbol(v, expr):
 
 def _number(v, expr):
     _no_symbol(v, expr)
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, bool) or not isinstance(v, int | float | Sym):
         raise EvalError("E104", f"expected a number, got {v!r}", expr.span)
     return v
 
@@ -220,6 +233,9 @@ def plain(v):
 def report(rep: Reporter, exc: EvalError, hint_names=()) -> None:
     from ..diagnostics import did_you_mean
 
+    if not exc.code:  # a consequence of an error reported before: this step failed, quietly
+        rep.error_count += 1
+        return
     hint = exc.hint
     if exc.code == "E201" and hint is None:
         hint = did_you_mean(str(exc.message).split("'")[1], hint_names)

@@ -4,9 +4,11 @@ layer's shape rule. A value whose type is unknown (after an error) silences what
 from __future__ import annotations
 
 from ..diagnostics import Reporter
+from ..ir.dims import SymbolicError, lowest
 from ..ir.graph import Graph, Node, parameter_counts
 from ..ir.types import TensorType
 from ..ops.base import ShapeError
+from .symbolic import explain, static_error, symbolic_error
 
 # Far past any module one process can hold (2**40 float32 values are 4.4 TB): a size beyond
 # these is a mistake in the spec, refused (E305) before anything downstream multiplies it.
@@ -124,8 +126,8 @@ def _typed(t: TensorType) -> str:
 def _size_error(op, outs: list[TensorType]) -> ShapeError | None:
     """E305: an output or a parameter count beyond what any machine holds."""
     for t in outs:
-        if t.numel > MAX_ELEMENTS:
-            return ShapeError(f"{op.kind} makes a value of {t.numel:.3g} elements per sample "
+        if lowest(t.numel) > MAX_ELEMENTS:
+            return ShapeError(f"{op.kind} makes a value of {lowest(t.numel):.3g} elements per sample "
                               f"{list(t.shape)}, more than netdsl's limit of 2**40",
                               hint="check the sizes: one sample's activations this large "
                                    "cannot be held in memory", code="E305")
@@ -151,15 +153,18 @@ def _count(params: int) -> str:
     return f"{params:.3g} parameters ({params * 4 / 1e12:,.0f} TB in float32)"
 
 
-def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
-    op = node.op
+def _apply(graph: Graph, op, ins: list[TensorType]):
+    """(the op with its inferred arguments, its output types); raises ShapeError."""
     data = _data_inputs(op, ins)  # masks (bool, checked by the layer's own rule) left out
+    bad = _dtype_error(op, data)
+    if bad is not None:
+        raise bad
     try:
-        bad = _dtype_error(op, data)
-        if bad is not None:
-            raise bad
         views, lead = _batch_views(op, ins)
         inferred = op.infer(views)
+        bad = static_error(op, inferred, views)
+        if bad is not None:
+            raise bad
         updates = {k: v for k, v in inferred.items() if getattr(op, k) != v}
         if updates:
             op = op.model_copy(update=updates)
@@ -167,19 +172,34 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         if bad is not None:
             raise bad
         outs = op.shape(views)
-        bad = _tie_error(graph, op)
-        if bad is not None:
-            raise bad
-        if lead is not None:  # the first dimension stood where a batch would: put it back
-            outs = [TensorType(shape=(lead, *t.shape), dtype=t.dtype, why=t.why, has_batch=False)
-                    for t in outs]
-        big = _size_error(op, outs)
-        if big is not None:
-            raise big
+    except SymbolicError as exc:
+        raise symbolic_error(exc, op) from None
+    bad = _tie_error(graph, op)
+    if bad is not None:
+        raise bad
+    if lead is not None:  # the first dimension stood where a batch would: put it back
+        outs = [TensorType(shape=(lead, *t.shape), dtype=t.dtype, why=t.why, has_batch=False)
+                for t in outs]
+    big = _size_error(op, outs)
+    if big is not None:
+        raise big
+    return op, outs
+
+
+def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, context) -> None:
+    op = node.op
+    try:
+        op, outs = _apply(graph, op, ins)
     except ShapeError as exc:
         code = exc.code or ("E302" if exc.arg in type(op).inferred_fields() else "E301")
         span = node.arg_spans.get(exc.arg, node.span) if exc.arg else node.span
         msg = exc.message
+        hint = exc.hint
+        fixed = {}
+        if code not in ("E303", "E307") and any(t.symbolic for t in ins):
+            more, fix_hint, fixed = explain(lambda ts: _apply(graph, node.op, ts), ins, graph, node)
+            msg += more
+            hint = fix_hint or hint
         if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out
             msg = f"{op.kind} {msg}"
         elif op.kind in _VERBS and code != "E303" and not msg.startswith("cannot "):  # `a + b`
@@ -193,10 +213,11 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         for inst in reversed(context):
             args = ", ".join(f"{k}={v!r}" for k, v in inst.block_args.items())
             notes.append((f"in block {inst.block}({args}) used here", inst.call_span))
-        hint = exc.hint
         if hint is None and code == "E302":
             hint = _inferred_hint(type(op), exc.arg)
-        rep.error(code, msg, span, hint, notes)
+        d = rep.error(code, msg, span, hint, notes)
+        if fixed:
+            d.fix = fixed  # for symbolic.suggest: what made this layer's rule hold
         node.types = []
         return
     node.op = op
@@ -255,7 +276,7 @@ def _batch_views(op, ins: list[TensorType]) -> tuple[list[TensorType], int | Non
     if len(leads) > 1:
         raise ShapeError(f"{op.kind} reads its inputs' first dimension as the batch, but they differ: "
                          f"{', '.join(map(str, ins))}")
-    views = [TensorType(shape=t.shape[1:], dtype=t.dtype, why=t.why) for t in ins]
+    views = [TensorType(shape=t.shape[1:], dtype=t.dtype, why=t.why, top=t.top) for t in ins]
     return views, leads.pop()
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..diagnostics import Reporter
+from ..ir.dims import substitute
 from ..ir.graph import Graph
 from .catalog import METRICS
 from .sources import DataSig
@@ -37,7 +38,17 @@ def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list
     x = ins[0]
     xt = x.types[0]
     shape = sig.input_shape
-    if shape is not None and None not in shape and tuple(shape) != xt.shape:
+    sizes = None  # the declared dimensions' values in this data (symbolic shapes)
+    if xt.symbolic and shape is not None and None not in shape:
+        sizes = xt.match(tuple(shape))
+        if sizes is None:
+            where = "; ".join(d.describe() for d in sorted(xt.dims(), key=lambda d: d.name))
+            rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but {graph.name} "
+                      f"takes {x.name}: {_fmt(xt.shape)} where {where}", data_span,
+                      "resize the data (transforms) to an admissible size, or widen the model's "
+                      "where clause")
+            return
+    elif shape is not None and None not in shape and tuple(shape) != xt.shape:
         if math.prod(shape) == xt.numel:
             hint = (f"declare `input {x.name}: {_fmt(shape)}` and start the model with Flatten"
                     if len(xt.shape) == 1 else f"declare `input {x.name}: {_fmt(shape)}`")
@@ -51,6 +62,8 @@ def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list
         rep.error("E407", f"{sig.name} gives {sig.input_dtype} inputs, but {graph.name} takes "
                   f"{x.name}: {xt.dtype}", data_span, hint)
     for i, t in enumerate(plan.loss):
+        if sizes is not None:  # the output's shape at the data's sizes
+            t = t.model_copy(update={"output_shape": tuple(substitute(d, sizes) for d in t.output_shape)})
         _check_term(plan, i, t, sig, rep, notes, Note)
 
 

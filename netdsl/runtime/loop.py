@@ -131,7 +131,9 @@ class Term:
             float(spec["weight"]),
         )
         self.target, self.prefix = spec["target"], spec.get("prefix", "")
-        self.numel = int(spec.get("numel", 1))  # values per sample in the output
+        # values per sample in the output; None where they vary (read from the first batch)
+        numel = spec.get("numel", 1)
+        self.numel = None if numel is None else int(numel)
         self.mean = kwargs.get("reduction", "mean") in (
             "mean",
             "batchmean",
@@ -159,6 +161,8 @@ class Term:
         unless reduction="sum"), then one sum per metric."""
         vals = [loss.detach()]
         out = out.detach()
+        if self.numel is None:  # one run's samples share one size
+            self.numel = out[0].numel() if out.dim() else 1
         for m in self.metrics:
             if m == "accuracy" and self.target == "class":
                 vals.append((out.argmax(1) == t).sum())

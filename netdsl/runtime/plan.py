@@ -33,7 +33,9 @@ from pydantic import (
 )
 
 from ..diagnostics import NetdslError, Reporter, did_you_mean
+from ..ir.dims import is_symbolic
 from ..ir.graph import Graph
+from ..ir.types import Size
 from ..ops.base import Bool, NonNegInt, PosInt
 from ..source import Span
 from ..syntax import ast
@@ -158,7 +160,7 @@ class LossTerm(BaseModel):
     loss: SerializeAsAny[Loss]
     output: str
     output_index: int
-    output_shape: tuple[int, ...]
+    output_shape: tuple[Size, ...]
     target: str
     weight: float
     prefix: str  # "" for a single term, else "OUTPUT." in metric keys
@@ -254,7 +256,9 @@ class Plan(BaseModel):
                         "tensors": list(type(t.loss).tensors), "output": t.output_index,
                         "output_name": t.output, "target": type(t.loss).target,
                         "weight": t.weight, "prefix": t.prefix, "metrics": list(t.metrics),
-                        "numel": math.prod(t.output_shape)} for t in self.loss],
+                        # values per sample; None where they vary with a declared dimension
+                        "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
+                       for t in self.loss],
             "optimizer": {"name": self.optimizer.kind, "kwargs": self.optimizer.kwargs()},
             "scheduler": sched,
             "early_stopping": None if es is None else {

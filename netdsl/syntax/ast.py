@@ -5,7 +5,7 @@ The parser builds these and nothing else; meaning (names, layers, shapes) is dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from ..source import SourceFile, Span
@@ -139,11 +139,13 @@ class Input(Node):
     name_span: Span
     shape: Expr | None
     dtype: Name | None
+    where: list[Expr] = field(default_factory=list)  # `where H % 32 == 0, T <= 1024`
 
 
 @dataclass
 class Output(Node):
     values: list[Expr]
+    annotations: list[Expr | None] = field(default_factory=list)  # `output mask: [2, H, W]`
 
 
 @dataclass
@@ -151,6 +153,7 @@ class Target(Node):
     """A name being bound (`out, h, c = x -> LSTM(64)` binds three)."""
 
     name: str
+    annotation: Expr | None = None  # `h: [T, 256] = ...`
 
 
 @dataclass

@@ -23,7 +23,7 @@ TOKEN_WORDS = {
     "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
     "COLON": "':'", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'", "MUL_OP": "an operator",
     "COMP_OP": "a comparison", "POW_OP": "'**'", "TRUE": "'true'", "FALSE": "'false'",
-    "NONE": "'none'", "$END": "end of file",
+    "NONE": "'none'", "WHERE": "'where'", "$END": "end of file",
 }
 
 
@@ -326,12 +326,16 @@ class _ToAst(Transformer):
 
     # statements
     def input_stmt(self, meta, items):
-        name, shape, dtype = items
+        name, shape, dtype, where, *more = items
         dt = ast.Name(self._tspan(dtype), str(dtype)) if dtype is not None else None
-        return ast.Input(self._span(meta), str(name), self._tspan(name), shape, dt)
+        return ast.Input(self._span(meta), str(name), self._tspan(name), shape, dt,
+                         [e for e in more if e is not None])
 
     def output_stmt(self, meta, items):
-        return ast.Output(self._span(meta), items)
+        return ast.Output(self._span(meta), [v for v, _ in items], [a for _, a in items])
+
+    def output_item(self, meta, items):
+        return items[0], items[1]
 
     def assign_stmt(self, meta, items):
         *targets, value = items
@@ -341,7 +345,7 @@ class _ToAst(Transformer):
         return ast.ExprStmt(self._span(meta), items[0])
 
     def target(self, meta, items):
-        return ast.Target(self._tspan(items[0]), str(items[0]))
+        return ast.Target(self._tspan(items[0]), str(items[0]), items[1])
 
     # expressions
     def conditional(self, meta, items):

@@ -1,0 +1,261 @@
+"""Shape errors on symbolic sizes: the smallest size that fails, the constraint that is missing
+(`H % 16 == 0`, `H >= 7`) and the layers that make it needed; and `h: [T, 256]` annotations."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Callable
+
+from ..diagnostics import Reporter
+from ..ir.dims import Dim, SymbolicError, is_symbolic, rebased, samples, substitute
+from ..ir.graph import Graph, Node
+from ..ir.types import TensorType
+from ..ops.base import ShapeError
+
+Apply = Callable[[list[TensorType]], object]  # a layer's shape rule; raises ShapeError
+MAX_TRIES = 4096
+
+
+def static_error(op, inferred: dict, ins: list[TensorType]) -> ShapeError | None:
+    """E307: an argument that fixes the layer's weights (`in_features`) cannot vary with H."""
+    for name, value in inferred.items():
+        if is_symbolic(value):
+            why = next((t.why for t in ins if t.why and is_symbolic(t.shape)), None)
+            dims = sorted({d for v in (value if isinstance(value, tuple) else (value,))
+                           if hasattr(v, "dims") for d in v.dims()}, key=lambda d: d.name)
+            return ShapeError(
+                f"{op.kind} needs a static {name} (its weights are made once, for one size), but its "
+                f"input gives {why or value}, which varies with {', '.join(d.name for d in dims)}", code="E307",
+                hint="make the size static before this layer: AdaptiveAvgPool2d(1) before Flatten, as "
+                     "torchvision's classifiers do; or declare one size: where "
+                     + ", ".join(f"{d.name} == {d.first}" for d in dims))
+    return None
+
+
+def symbolic_error(exc: SymbolicError, op) -> ShapeError:
+    return ShapeError(f"{op.kind} cannot work with a symbolic size here: {exc}", code="E307",
+                      hint="declare the dimension's size as a number, or put a layer before this one "
+                           "that makes the size static (AdaptiveAvgPool2d)")
+
+
+def _dims(ins: list[TensorType]) -> set[Dim]:
+    return set().union(*(t.dims() for t in ins)) if ins else set()
+
+
+def _fails(apply: Apply, ins: list[TensorType]) -> bool:
+    try:
+        apply(ins)
+    except (ShapeError, SymbolicError):
+        return True
+    return False
+
+
+def _retyped(ins: list[TensorType], new: dict[Dim, Dim]) -> list[TensorType]:
+    mapping = {d: rebased(d, n) for d, n in new.items()}
+    return [t.at(mapping) for t in ins]
+
+
+def witness(apply: Apply, ins: list[TensorType]) -> dict[Dim, int] | None:
+    """The smallest admissible point (internal values) at which the rule fails."""
+    for point in samples(_dims(ins), MAX_TRIES):
+        if _fails(apply, [t.at(point) for t in ins]):
+            return point
+    return None
+
+
+def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
+    """Tightened dimensions under which the rule holds for every size: a larger smallest
+    size (`H >= 7`) if that is enough, else a larger step (`H % 16 == 0`)."""
+    dims = sorted(_dims(ins), key=lambda d: d.name)
+    if not dims:
+        return None
+
+    def holds(new: dict[Dim, Dim | None]) -> bool:
+        return None not in new.values() and not _fails(apply, _retyped(ins, new))
+
+    for tighten in (_by_first, _by_step):
+        for level in tighten.levels:
+            new = {d: tighten(d, level) for d in dims}
+            if holds(new):
+                break
+        else:
+            continue
+        for d in dims:  # as little as each dimension needs
+            for level in tighten.levels:
+                trial = {**new, d: tighten(d, level)}
+                if holds(trial):
+                    new = trial
+                    break
+        return {d: n for d, n in new.items() if n != d}
+    for d in dims:  # a largest size (`T <= 1024`): the largest that holds, by bisection
+        lo, hi = d.first, d.last if d.last is not None else 2**40
+        if not holds({d: d.tightened(last=lo)}):
+            continue
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if holds({d: d.tightened(last=mid)}) else (lo, mid - 1)
+        if d.last is None or lo < d.last:
+            return {d: d.tightened(last=lo)}
+    return None
+
+
+def _by_first(d: Dim, size: int) -> Dim | None:
+    return d.tightened(first=max(d.first, size))
+
+
+_by_first.levels = sorted({*range(1, 65), *(2**k for k in range(7, 17)), *(3 * 2**k for k in range(5, 15))})
+
+
+def _by_step(d: Dim, k: int) -> Dim | None:
+    return d.tightened(step=d.step * k)
+
+
+_by_step.levels = list(range(1, 65))
+
+
+def explain(apply: Apply, ins: list[TensorType], graph: Graph, node: Node) -> tuple[str, str | None, dict]:
+    """What to add to a shape error raised on symbolic inputs: (message suffix, hint, the
+    tightened dimensions that make this layer's rule hold)."""
+    point = witness(apply, ins)
+    if point is None:
+        where = ("; netdsl cannot prove it for every admissible size, though every size it tried "
+                 "works")
+    else:
+        where = " (at " + ", ".join(f"{d.name} = {v * d.step}" for d, v in sorted(
+            point.items(), key=lambda dv: dv[0].name)) + ")"
+    new = fix(apply, ins)
+    if not new:
+        return where, None, {}
+    needs = [c for d, n in new.items() for c in n.constraints() if c not in d.constraints()]
+    groups: dict[tuple, list[str]] = {}
+    for d in sorted(new, key=lambda d: d.name):
+        for label, ratio, lines in _scalers(graph, node, d.name):
+            groups.setdefault((label, ratio, tuple(lines)), []).append(d.name)
+    text = f"{where}: needs {' and '.join(needs)}"
+    if groups:
+        text += ": " + ", ".join(f"{label} ({_lines(list(lines))}) {_verb(ratio, len(lines))} "
+                                 f"{' and '.join(names)}"
+                                 for (label, ratio, lines), names in groups.items())
+        text += f" before this {node.label}"
+    everything = [c for n in new.values() for c in n.constraints()]
+    return text, f"declare it on the input: where {', '.join(everything)}", new
+
+
+def suggest(first: dict[Dim, Dim], declared: dict[str, Dim], errors) -> dict[str, Dim] | None:
+    """Constraints under which the whole model checks, found by applying one layer's fix at a
+    time (`H >= 16`, then `H % 16 == 0` for the skip it reaches next); None if none is found.
+    `errors(dims)` analyses the model again under other dimensions and returns its errors."""
+    dims = dict(declared)
+    step = first
+    for _ in range(16):
+        for old, new in step.items():
+            dims[old.name] = _merged(dims[old.name], new)
+        found = errors(dims)
+        if not found:
+            return dims
+        step = getattr(found[0], "fix", None)
+        if not step:
+            return None
+    return None
+
+
+def _merged(a: Dim, b: Dim) -> Dim:
+    """Both dimensions' constraints (b tightens a, or a copy of it tightened)."""
+    import math
+    out = a.tightened(step=math.lcm(a.step, b.step), first=max(a.first, b.first),
+                      last=b.last if a.last is None else (a.last if b.last is None else min(a.last, b.last)))
+    return out or b
+
+
+def _slope(x, name: str) -> Fraction:
+    """How fast size x grows with the dimension `name` (1 for H, 1/4 for H/4, 0 without H)."""
+    dims = x.dims() if hasattr(x, "dims") else set()
+    mine = [d for d in dims if d.name == name]
+    if not mine:
+        return Fraction(0)
+    d = mine[0]
+    big = 1 << 20
+    rest = {o: o.lo for o in dims if o is not d}
+    a, b = x.at({**rest, d: big}), x.at({**rest, d: 2 * big})
+    return (Fraction(b) - Fraction(a)) / (big * d.step)
+
+
+def _scalers(graph: Graph, node: Node, name: str) -> list[tuple[str, Fraction, list[int]]]:
+    """The layers before `node` that scale `name`, grouped: (MaxPool2d, 1/2, [9, 12, 15, 18])."""
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    seen, stack = set(), [r.node for r in node.inputs]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(r.node for r in graph.node(n).inputs)
+    groups: list[tuple[str, Fraction, list[int]]] = []
+    for n in sorted(seen, key=order.get):
+        src = graph.node(n)
+        if src.kind == "input" or not src.inputs or not src.types:
+            continue
+        tin, tout = graph.type_of(src.inputs[0]), src.types[0]
+        if tin is None or tin.rank != tout.rank:
+            continue
+        for a, b in zip(tin.shape, tout.shape):
+            sa, sb = _slope(a, name), _slope(b, name)
+            if sa and sb and sa != sb:
+                ratio = (sb / sa).limit_denominator(1024)
+                line = src.span.line if src.span else 0
+                for g in groups:
+                    if g[0] == src.label and g[1] == ratio:
+                        g[2].append(line)
+                        break
+                else:
+                    groups.append((src.label, ratio, [line]))
+                break
+    return groups
+
+
+def _lines(lines: list[int]) -> str:
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    return "lines " + ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
+
+
+def _verb(r: Fraction, n: int) -> str:
+    return _base_verb(r) if n > 1 else _base_verb(r).replace("halve", "halves").replace(
+        "double", "doubles").replace("divide ", "divides ").replace("multiply ", "multiplies ")
+
+
+def _base_verb(r: Fraction) -> str:
+    if r == Fraction(1, 2):
+        return "halve"
+    if r == 2:
+        return "double"
+    if r < 1:
+        return f"divide by {1 / r}"
+    return f"multiply by {r}"
+
+
+def check_annotations(graph: Graph, rep: Reporter) -> None:
+    """E308: `h: [T, 256] = ...` must be h's shape for every admissible size."""
+    for name, ref, shape, span in graph.annotations:
+        node = graph.node(ref.node)
+        if ref.index >= len(node.types):
+            continue  # its layers had errors, already reported
+        t = node.types[ref.index]
+        if tuple(t.shape) == tuple(shape):
+            continue
+        at = ""
+        if len(shape) == t.rank:
+            dims = t.dims() | {d for x in shape if is_symbolic(x) for d in x.dims()}
+            for point in samples(dims, MAX_TRIES):
+                mine, theirs = [substitute(x, point) for x in t.shape], [substitute(x, point) for x in shape]
+                if mine != theirs:
+                    at = " (at " + ", ".join(f"{d.name} = {v * d.step}" for d, v in sorted(
+                        point.items(), key=lambda dv: dv[0].name)) + f": {_listed(mine)} vs {_listed(theirs)})"
+                    break
+        rep.error("E308", f"'{name}' is {_listed(t.shape)}, not {_listed(shape)} as annotated{at}", span,
+                  "an annotation states a value's shape without the batch; correct it, or the layers "
+                  "that make the value", [("the value comes from here", node.span)] if node.span else None)
+
+
+def _listed(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"

@@ -1,0 +1,298 @@
+"""Symbolic shapes: sizes declared as names (`input x: [3, H, W] where H % 16 == 0`), proven for
+every admissible size at `check`, and checked against what torch does at many of them."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import netdsl
+from netdsl.diagnostics import NetdslError
+from netdsl.ir.dims import Dim, Sym, samples, value_at
+
+from test_parity import randomise
+
+
+# ---- the algebra -------------------------------------------------------------------------------
+H8 = Dim("H", step=8)
+H = H8.size()
+W = Dim("W").size()
+
+
+def test_exact_divisions_leave_no_floor():
+    assert str(H // 2) == "H/2" and str((H // 4) * 4) == "H"
+    assert (H // 4) * 4 == H
+    assert str(H // 16) == "H//16"
+    assert (H // 16) * 2 != H // 8  # equal only when H % 16 == 0
+
+
+def test_floors_are_normalised():
+    assert (W // 2) // 2 == W // 4  # a floor of a floor is one floor
+    assert (W + 4) // 2 == W // 2 + 2  # whole parts come out
+    assert (2 * W + 1) // 4 == W // 2  # floor((2W + 1) / 4) = floor(W / 2)
+    assert str((W - 7) // 2 + 1) == "(W + 1)//2 - 3"
+    assert W % 1 == 0 and str(W % 2) == "W - 2*(W//2)"
+
+
+def test_comparisons_ask_whether_a_size_can_hold():
+    o = (W - 7) // 2 + 1
+    assert o <= 0  # W = 1 gives -2: a shape rule's `if out <= 0: raise` refuses it
+    assert not ((H - 7) // 2 + 1 <= 0)  # H >= 8
+    assert not (Dim("T", 1, 1, 1024).size() > 1024)
+    assert max(W, 1) == W and max(1, W) == W
+
+
+def test_display_reads_like_the_paper():
+    h, w = Dim("H", 32, 1).size(), Dim("W", 32, 1).size()
+    assert [str(x) for x in (h // 4, w // 4, 64 * h * w // 16)] == ["H/4", "W/4", "4*H*W"]
+    assert f"{h:,}" == "H"  # a number's format spec is ignored, not an error
+
+
+def _random_expr(rng: random.Random, leaf, depth: int):
+    """A random size expression over `leaf`, as a shape rule would compute it."""
+    if depth == 0 or rng.random() < 0.2:
+        return leaf if rng.random() < 0.6 else rng.randint(0, 9)
+    a, b = _random_expr(rng, leaf, depth - 1), _random_expr(rng, leaf, depth - 1)
+    op = rng.choice(["+", "-", "*", "//", "%", "//"])
+    if op == "+":
+        return lambda v: _at(a, v) + _at(b, v)
+    if op == "-":
+        return lambda v: _at(a, v) - _at(b, v)
+    if op == "*":
+        k = rng.randint(-3, 5)
+        return lambda v: _at(a, v) * k
+    k = rng.randint(1, 12)
+    return (lambda v: _at(a, v) // k) if op == "//" else (lambda v: _at(a, v) % k)
+
+
+def _at(e, v):
+    return e(v) if callable(e) else (v if e is None else e)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_symbolic_arithmetic_is_integer_arithmetic(seed):
+    """Property: an expression computed on a symbolic size, evaluated at any admissible size,
+    is the expression computed on that number; and two expressions the algebra calls equal
+    are equal at every size tried."""
+    rng = random.Random(seed)
+    d = Dim("H", rng.choice([1, 2, 3, 4, 8, 16]), rng.randint(1, 4))
+    exprs = [_random_expr(rng, None, 4) for _ in range(6)]
+    sym = [_at(e, d.size()) for e in exprs]
+    for point in list(samples({d}))[:60]:
+        n = point[d] * d.step
+        for e, s in zip(exprs, sym):
+            got = s.at(point) if isinstance(s, Sym) else s
+            assert got == _at(e, n), (str(s), n)
+    for a in sym:
+        for b in sym:
+            if isinstance(a, Sym) and a == b:
+                assert all(a.at(p) == (b.at(p) if isinstance(b, Sym) else b) for p in samples({d}, 200))
+
+
+# ---- U-Net: milesial/Pytorch-UNet, by hand ---------------------------------------------------------
+class DoubleConv(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.double_conv = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        return self.double_conv(x)
+
+
+class Down(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.maxpool_conv = nn.Sequential(nn.MaxPool2d(2), DoubleConv(cin, cout))
+
+    def forward(self, x):
+        return self.maxpool_conv(x)
+
+
+class Up(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, cin // 2, kernel_size=2, stride=2)
+        self.conv = DoubleConv(cin, cout)
+
+    def forward(self, x1, x2):
+        x1 = self.up(x1)
+        dy, dx = x2.size(2) - x1.size(2), x2.size(3) - x1.size(3)  # 0 at multiples of 16
+        x1 = nn.functional.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([x2, x1], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, n_channels=3, n_classes=2):
+        super().__init__()
+        self.inc = DoubleConv(n_channels, 64)
+        self.down1, self.down2 = Down(64, 128), Down(128, 256)
+        self.down3, self.down4 = Down(256, 512), Down(512, 1024)
+        self.up1, self.up2 = Up(1024, 512), Up(512, 256)
+        self.up3, self.up4 = Up(256, 128), Up(128, 64)
+        self.outc = nn.Conv2d(64, n_classes, kernel_size=1)
+
+    def forward(self, x):
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x5 = self.down4(x4)
+        x = self.up1(x5, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        x = self.up4(x, x1)
+        return self.outc(x)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    spec = netdsl.load("specs/unet.net")
+    torch.manual_seed(0)
+    ours, ref = spec.build(), UNet()
+    randomise(ref)
+    ours.load_state_dict(dict(zip(ours.state_dict(), ref.state_dict().values())))
+    return spec, ours.eval(), ref.eval()
+
+
+def test_unet_is_checked_once_for_every_multiple_of_16(unet):
+    spec, ours, ref = unet
+    g = spec.graph("UNet")
+    assert [(d.name, d.step, d.first, d.last) for d in g.dims] == [("H", 16, 16, None), ("W", 16, 16, None)]
+    assert str(g.type_of(g.outputs[0].ref)) == "[2, H, W]"
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters()) == 31_037_698
+
+
+@pytest.mark.parametrize("size", [(16, 16), (64, 96), (256, 192)], ids=["smallest", "typical", "large"])
+def test_unet_matches_the_reference_at_any_admissible_size(unet, size):
+    spec, ours, ref = unet
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        a, b = ours(x), ref(x)
+    torch.testing.assert_close(a, b)
+    g = spec.graph("UNet")
+    want = [value_at(s, {"H": size[0], "W": size[1]}) for s in g.type_of(g.outputs[0].ref).shape]
+    assert list(a.shape[1:]) == want == [2, *size]
+
+
+def test_unet_without_its_constraint_says_which_one_and_why():
+    text = open("specs/unet.net").read().replace(" where H % 16 == 0, W % 16 == 0", " where H % 8 == 0, W % 8 == 0, H >= 16, W >= 16")
+    with pytest.raises(NetdslError) as e:
+        netdsl.loads(text, "unet.net")
+    d = e.value.diagnostics[0]
+    assert d.code == "E301" and "needs H % 16 == 0 and W % 16 == 0" in d.message
+    assert "(at H = 16, W = 24)" in d.message or "(at H = 24, W = 16)" in d.message
+    assert "where H % 16 == 0, W % 16 == 0" in d.hint
+
+
+# ---- random networks: what check proves is what torch does ---------------------------------------
+def _random_spec(rng: random.Random) -> str:
+    c = rng.choice([2, 3, 4])
+    steps = [rng.choice([1, 1, 2, 4, 8]) for _ in "HW"]
+    lows = [rng.choice([1, 4, 9, 16]) for _ in "HW"]
+    where = ", ".join(f"{n} % {s} == 0" for n, s in zip("HW", steps) if s > 1)
+    lows_text = ", ".join(f"{n} >= {lo}" for n, lo in zip("HW", lows) if lo > 1)
+    clause = ", ".join(x for x in (where, lows_text) if x)
+    lines = [f"  input x: [{c}, H, W]" + (f" where {clause}" if clause else "")]
+    cur, k, saved = "x", 0, []
+    for _ in range(rng.randint(2, 7)):
+        k += 1
+        kind = rng.choice(["conv", "conv", "pool", "up", "pad", "residual", "skip", "skip", "shuffle"])
+        if kind == "conv":
+            ks, s = rng.choice([1, 3, 5]), rng.choice([1, 1, 2])
+            p = rng.choice([0, ks // 2])
+            step = f"Conv2d({c}, {ks}, stride={s}, padding={p})"
+        elif kind == "pool":
+            step = rng.choice(["MaxPool2d(2)", "AvgPool2d(2)", "MaxPool2d(3, stride=2, padding=1)",
+                               "MaxPool2d(2, ceil_mode=true)"])
+        elif kind == "up":
+            step = rng.choice(["Upsample(scale_factor=2)", f"ConvTranspose2d({c}, 2, stride=2)"])
+        elif kind == "pad":
+            step = f"ZeroPad2d({rng.randint(1, 2)})"
+        elif kind == "shuffle":
+            step = "PixelUnshuffle(2) -> PixelShuffle(2)"
+        elif kind == "residual":
+            lines.append(f"  r{k} = {cur} -> Conv2d({c}, 3, padding=1)")
+            lines.append(f"  v{k} = {cur} + r{k}")
+            cur = f"v{k}"
+            continue
+        else:  # a skip across a pool and back up
+            lines.append(f"  d{k} = {cur} -> MaxPool2d(2) -> Conv2d({c}, 3, padding=1) -> Upsample(scale_factor=2)")
+            lines.append(f"  v{k} = ({cur}, d{k}) -> Concat(dim=1) -> Conv2d({c}, 1)")
+            cur = f"v{k}"
+            continue
+        lines.append(f"  v{k} = {cur} -> {step}")
+        cur = f"v{k}"
+    saved.append(cur)
+    lines.append(f"  output {cur}")
+    return "model R {\n" + "\n".join(lines) + "\n}\n"
+
+
+def _sizes_in(text: str) -> dict[str, int]:
+    return {n: int(v) for n, v in re.findall(r"(\b[A-Z]\w*) = (\d+)", text)}
+
+
+def _module(text: str, rng: random.Random):
+    """The network's module, from the spec made concrete at some size where it checks (its
+    layers do not depend on H and W, so one module serves every size); None if none does."""
+    for h, w in sorted({(rng.randint(1, 64), rng.randint(1, 64)) for _ in range(40)} | {(32, 32), (64, 64)}):
+        concrete = re.sub(r"input x: \[(\d), H, W\].*", lambda m: f"input x: [{m.group(1)}, {h}, {w}]", text)
+        try:
+            return netdsl.loads(concrete).build().eval()
+        except NetdslError:
+            continue
+    return None
+
+
+def _run(spec, sizes: dict[str, int]):
+    g = spec.graph("R")
+    module = spec.build().eval()
+    shape = [value_at(s, sizes) for s in g.inputs[0].types[0].shape]
+    with torch.no_grad():
+        return module(torch.randn(1, *shape)), g
+
+
+@pytest.mark.parametrize("seed", range(36))
+def test_random_networks_agree_with_torch_at_random_sizes(seed):
+    """Property: for a random chain of convolutions, pools, upsampling, padding, shuffles,
+    residuals and skips on [C, H, W], either `check` proves it, and then torch produces, at
+    random admissible sizes, exactly the shape the symbolic result gives there; or `check`
+    names a size that fails, and a constraint under which the whole network checks: torch
+    fails at that size, and the network with the constraint declared checks and agrees with
+    torch."""
+    rng = random.Random(seed)
+    text = _random_spec(rng)
+    try:
+        spec = netdsl.loads(text)
+    except NetdslError as e:
+        d = e.diagnostics[0]
+        assert d.code in ("E301", "E305"), d.format()
+        at = re.search(r"\(at ([^)]*)\)", d.message)
+        module = _module(text, rng)
+        if at and module is not None:  # torch refuses the size check names
+            failing = _sizes_in(at.group(1))
+            with pytest.raises(RuntimeError), torch.no_grad():
+                module(torch.randn(1, int(text.split("[")[1].split(",")[0]), failing["H"], failing["W"]))
+        fix = re.search(r"where (.*?)(?: \(|$)", d.hint or "")
+        assert fix, d.format()
+        fixed = re.sub(r"(input x: \[\d, H, W\]).*", lambda m: f"{m.group(1)} where {fix.group(1)}", text)
+        try:
+            spec = netdsl.loads(fixed)  # the constraint makes the network check...
+        except NetdslError:
+            # ...unless no `H % k == 0, H >= n` can (H % 4 == 1): the hint was this layer's
+            assert "this layer alone" not in d.hint
+            return
+    g = spec.graph("R")
+    out = g.type_of(g.outputs[0].ref)
+    dims = {d.name: d for d in g.dims}
+    picks = [{n: d.first for n, d in dims.items()}]
+    for _ in range(3):
+        picks.append({n: d.first + d.step * rng.randint(0, 12) for n, d in dims.items()})
+    for sizes in picks:
+        y, _ = _run(spec, sizes)
+        assert list(y.shape[1:]) == [value_at(s, sizes) for s in out.shape], (text, sizes, str(out))
