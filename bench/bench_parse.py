@@ -1,7 +1,8 @@
 """Front-end cost on large generated specs: parse, analyse (names, elaboration, shapes) and build
-(lowering, code generation, exec, module construction), for a long chain, a block-heavy spec
-and one statement per layer, of 250 to 2,000 layers (more with --sizes). Prints one row per size with the cost per layer, so linear growth shows
-as a flat last column.
+(lowering, code generation, exec, module construction), for a long chain, a block-heavy spec,
+one statement per layer and a symbolic conv net (issue 9: H and W any even size), of 250 to
+2,000 layers (more with --sizes). Prints one row per size with the cost per layer, so linear
+growth shows as a flat last column.
 
     python bench/bench_parse.py              # the table
     python bench/bench_parse.py --sizes 500 4000 --repeat 5
@@ -55,7 +56,25 @@ def statements_spec(layers: int) -> str:
     return f"model Statements {{\n  input x: [{WIDTH}]\n" + "\n".join(lines) + f"\n  output v{layers - 1}\n}}\n"
 
 
-KINDS = {"chain": chain_spec, "blocks": block_spec, "statements": statements_spec}
+STAGE = """block Stage(c) {
+  input x
+  y = x -> Conv2d(c, 3, padding=1) -> ReLU -> Conv2d(c, 3, padding=1)
+  d = x -> MaxPool2d(2) -> Conv2d(c, 3, padding=1) -> Upsample(scale_factor=2)
+  output (y + x, d) -> Concat(dim=1) -> Conv2d(c, 1)
+}
+"""
+
+
+def symbolic_spec(layers: int) -> str:
+    """Issue 9's symbolic spec: stages of 9 layers over [C, H, W] for every even H and W, each
+    with a residual add and a pool-and-upsample skip whose operands are proven equal."""
+    calls = [f"Stage({WIDTH})" for _ in range(layers // 9)]
+    body = "\n    -> ".join(calls)
+    return STAGE + (f"\nmodel Symbolic {{\n  input x: [{WIDTH}, H, W] where H % 2 == 0, W % 2 == 0\n"
+                    f"  x -> {body}\n    -> y\n  output y\n}}\n")
+
+
+KINDS = {"chain": chain_spec, "blocks": block_spec, "statements": statements_spec, "symbolic": symbolic_spec}
 
 
 def measure(text: str, repeat: int) -> tuple[float, float, float, int]:

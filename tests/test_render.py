@@ -186,7 +186,7 @@ def test_expanded_drawing_has_every_ir_node_once_and_every_edge_its_shape(path):
 
 def _shape_label(g: Graph, r: Ref) -> str:
     t = g.type_of(r)
-    text = "×".join(map(str, t.shape)) + ("" if t.dtype == "float32" else f" {t.dtype}")
+    text = t.pretty() + ("" if t.dtype == "float32" else f" {t.dtype}")
     n = g.node(r.node)
     if n.n_outputs > 1:
         names = [o.name for o in n.graph.outputs] if n.kind == "block" else list(n.op.outputs)

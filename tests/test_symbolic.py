@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from test_parity import randomise
 from torch import nn
 
 import netdsl
 from netdsl.diagnostics import NetdslError
 from netdsl.ir.dims import Dim, Sym, samples, value_at
-
-from test_parity import randomise
-
 
 # ---- the algebra -------------------------------------------------------------------------------
 H8 = Dim("H", step=8)
@@ -181,7 +180,7 @@ def test_unet_matches_the_reference_at_any_admissible_size(unet, size):
 
 
 def test_unet_without_its_constraint_says_which_one_and_why():
-    text = open("specs/unet.net").read().replace(" where H % 16 == 0, W % 16 == 0", " where H % 8 == 0, W % 8 == 0, H >= 16, W >= 16")
+    text = Path("specs/unet.net").read_text().replace(" where H % 16 == 0, W % 16 == 0", " where H % 8 == 0, W % 8 == 0, H >= 16, W >= 16")
     with pytest.raises(NetdslError) as e:
         netdsl.loads(text, "unet.net")
     d = e.value.diagnostics[0]
@@ -241,7 +240,8 @@ def _module(text: str, rng: random.Random):
     """The network's module, from the spec made concrete at some size where it checks (its
     layers do not depend on H and W, so one module serves every size); None if none does."""
     for h, w in sorted({(rng.randint(1, 64), rng.randint(1, 64)) for _ in range(40)} | {(32, 32), (64, 64)}):
-        concrete = re.sub(r"input x: \[(\d), H, W\].*", lambda m: f"input x: [{m.group(1)}, {h}, {w}]", text)
+        concrete = re.sub(r"input x: \[(\d), H, W\].*", lambda m, h=h, w=w: f"input x: [{m.group(1)}, {h}, {w}]",
+                          text)
         try:
             return netdsl.loads(concrete).build().eval()
         except NetdslError:
@@ -296,3 +296,194 @@ def test_random_networks_agree_with_torch_at_random_sizes(seed):
     for sizes in picks:
         y, _ = _run(spec, sizes)
         assert list(y.shape[1:]) == [value_at(s, sizes) for s in out.shape], (text, sizes, str(out))
+
+
+# ---- the reference networks, symbolic: smallest, typical and largest (or a large) size ---------
+def assert_layer_shapes(spec, module, sizes: dict[str, int], *xs) -> None:
+    """Every layer's output in torch has the shape its symbolic type gives at `sizes`."""
+    g = spec.graph()
+    types = {q: n.types[0] for q, n, _ in g.walk() if n.kind != "input" and n.types}
+    seen, hooks = [], []
+    for name, sub in module.named_modules():
+        if name in types:
+            def hook(_m, _i, out, name=name):
+                out = out[0] if isinstance(out, tuple) else out
+                if isinstance(out, torch.Tensor):
+                    t = types[name]  # a value without a batch (positions) is its whole shape
+                    seen.append((name, list(out.shape[1 if t.has_batch else 0:]), list(t.concrete(sizes).shape)))
+            hooks.append(sub.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            module(*xs)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen
+    for name, got, want in seen:
+        assert got == want, (name, sizes)
+
+
+CLASSIFIERS = ("resnet18", "resnet50", "mobilenet_v2", "densenet121", "efficientnet_b0", "convnext_tiny")
+
+
+@pytest.mark.parametrize("size", [(32, 32), (97, 130), (256, 320)], ids=["smallest", "typical", "large"])
+@pytest.mark.parametrize("case", CLASSIFIERS)
+def test_torchvision_classifiers_at_any_size_from_32(case, size):
+    """The classifiers take any image of at least 32x32, as torchvision's do: proven once at
+    check; here each layer's shape and the logits against torchvision at three sizes."""
+    from test_parity import load_by_position, pair
+
+    spec, ours, ref, _, _ = pair(case)
+    g = spec.graph()
+    assert [(d.name, d.first, d.last) for d in g.dims] == [("H", 32, None), ("W", 32, None)]
+    load_by_position(ours, ref)
+    ours.eval()
+    ref.eval()
+    x = torch.randn(1, 3, *size)
+    sizes = {"H": size[0], "W": size[1]}
+    assert_layer_shapes(spec, ours, sizes, x)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x))
+
+
+class TextClassifier(nn.Module):
+    """specs/transformer_classifier.net, by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok_embedding = nn.Embedding(30522, 256)
+        self.pos_embedding = nn.Embedding(512, 256)
+        self.norm = nn.LayerNorm(256)
+        self.dropout = nn.Dropout(0.1)
+        layer = nn.TransformerEncoderLayer(256, 4, 1024, 0.1, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+        self.head = nn.Linear(256, 4)
+
+    def forward(self, tokens, pad):
+        pos = torch.arange(tokens.size(1), device=tokens.device)
+        h = self.dropout(self.norm(self.tok_embedding(tokens) + self.pos_embedding(pos)))
+        return self.head(self.encoder(h, src_key_padding_mask=pad)[:, 0])
+
+
+@pytest.fixture(scope="module")
+def text_classifier():
+    spec = netdsl.load("specs/transformer_classifier.net")
+    torch.manual_seed(0)
+    ours, ref = spec.build(), TextClassifier()
+    randomise(ref)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    ours.load_state_dict(ref.state_dict())
+    return spec, ours, ref
+
+
+@pytest.mark.parametrize("length", [1, 37, 512], ids=["smallest", "typical", "largest"])
+def test_transformer_classifier_at_any_length_up_to_its_context(text_classifier, length):
+    spec, ours, ref = text_classifier
+    g = spec.graph()
+    assert [(d.name, d.first, d.last) for d in g.dims] == [("T", 1, 512)]
+    tokens = torch.randint(0, 30522, (2, length), generator=torch.Generator().manual_seed(length))
+    pad = torch.arange(length)[None, :] >= torch.tensor([[length], [max(1, length // 2)]])
+    for mode in ("train", "eval"):
+        ours.train(mode == "train")
+        ref.train(mode == "train")
+        torch.manual_seed(3)
+        a = ours(tokens, pad)
+        torch.manual_seed(3)
+        b = ref(tokens, pad)
+        torch.testing.assert_close(a, b)
+    ours.eval()
+    assert_layer_shapes(spec, ours, {"T": length}, tokens, pad)
+
+
+def test_a_longer_context_than_the_position_table_is_refused_and_torch_agrees(text_classifier):
+    _, ours, _ = text_classifier
+    text = Path("specs/transformer_classifier.net").read_text().replace("T <= 512", "T <= 513")
+    with pytest.raises(NetdslError) as e:
+        netdsl.loads(text)
+    d = e.value.diagnostics[0]
+    assert "(at T = 513)" in d.message and "needs T <= 512" in d.message
+    with pytest.raises(IndexError):
+        ours.eval()(torch.zeros(1, 513, dtype=torch.long), torch.zeros(1, 513, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("length", [1, 37, 1024], ids=["smallest", "typical", "largest"])
+def test_gpt2_at_any_length_up_to_its_context(length):
+    """specs/gpt2.net takes 1 to 1,024 tokens; the logits are nanoGPT's at each end and between."""
+    from test_gpt2 import models
+
+    spec, ours, ref = models()
+    assert [(d.name, d.first, d.last) for d in spec.graph().dims] == [("T", 1, 1024)]
+    idx = torch.randint(0, 50257, (1, length), generator=torch.Generator().manual_seed(length))
+    with torch.no_grad():
+        a = ours(idx)
+        assert list(a.shape[1:]) == list(spec.graph().type_of(spec.graph().outputs[0].ref).concrete({"T": length}).shape)
+        torch.testing.assert_close(a, ref(idx), rtol=1e-5, atol=1e-5)
+
+
+# ---- summary, the command line and training ---------------------------------------------------
+SEGMENT = """\
+model Seg {
+  input x: [1, H, W] where H % 4 == 0, W % 4 == 0
+  h = x -> Conv2d(4, 3, padding=1) -> ReLU
+  d = h -> MaxPool2d(2) -> Conv2d(4, 3, padding=1) -> Upsample(scale_factor=2)
+  out = (h, d) -> Concat(dim=1) -> Conv2d(1, 1)
+  output out: [1, H, W]
+}
+train Seg {
+  data = synthetic(shape=[1, 12, 20], target_shape=[1, 12, 20], n=64, n_test=16)
+  loss = MSELoss(out, target)
+  metrics = ["mae"]
+  batch_size = 16
+  epochs = 1
+}
+"""
+
+
+def test_summary_counts_multiply_adds_at_stated_sizes_with_the_formula():
+    spec = netdsl.loads(SEGMENT)
+    small, big = spec.summary(), spec.summary(at={"H": 32, "W": 64})
+    assert small.at == {"H": 4, "W": 4} and big.at == {"H": 32, "W": 64}
+    assert big.macs == small.macs * (32 * 64) // (4 * 4)  # every layer's work is per pixel here
+    conv = next(r for r in big.rows if r.name == "conv1")
+    assert str(conv.formula) == "36*H*W" and conv.macs == 36 * 32 * 64
+    data = big.to_dict()
+    assert data["dims"] == {"H": "H % 4 == 0", "W": "W % 4 == 0"} and data["macs_at"] == {"H": 32, "W": 64}
+    assert data["outputs"][0]["shape"] == [1, "H", "W"]
+    with pytest.raises(ValueError, match="not admissible"):
+        spec.summary(at={"H": 30})
+
+
+def test_command_line_summary_at_and_check(tmp_path, capsys):
+    from netdsl.cli import main
+
+    def run(*args):
+        try:
+            main([*args])
+        except SystemExit as exc:
+            out = capsys.readouterr()
+            return exc.code or 0, out.out + out.err
+        out = capsys.readouterr()
+        return 0, out.out + out.err
+
+    path = tmp_path / "seg.net"
+    path.write_text(SEGMENT)
+    code, out = run("summary", str(path), "--at", "H=32,W=64")
+    assert code == 0 and "Multiply-adds:" in out and "at H = 32, W = 64" in out
+    assert "[4, H/2, W/2]" in out
+    code, out = run("summary", str(path), "--at", "H=30")
+    assert code == 2 and "H = 30 is not admissible (H % 4 == 0)" in out
+    code, out = run("check", str(path))
+    assert code == 0 and "ok for every H % 4 == 0, W % 4 == 0" in out
+
+
+def test_training_runs_at_the_datas_size_and_refuses_an_inadmissible_one(tmp_path):
+    from netdsl.runtime import runner
+
+    r = runner.run(netdsl.loads(SEGMENT), out=tmp_path / "runs", progress=False)
+    assert r["status"] == "completed" and set(r["test"]) == {"test.loss", "test.mae"}
+    with pytest.raises(NetdslError) as e:
+        runner.run(netdsl.loads(SEGMENT.replace("[1, 12, 20], target_shape=[1, 12, 20]",
+                                                "[1, 10, 20], target_shape=[1, 10, 20]")),
+                   out=tmp_path / "runs", progress=False)
+    d = e.value.diagnostics[0]
+    assert d.code == "E407" and "takes x: [1, H, W] where H % 4 == 0; W % 4 == 0" in d.message

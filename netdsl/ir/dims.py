@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 INF = float("inf")
 
@@ -44,7 +45,7 @@ class Dim:
     lo: int = 1  # in units of step
     hi: int | None = None  # in units of step; None: unbounded
 
-    def size(self) -> "Sym":
+    def size(self) -> Sym:
         return Sym({(self,): self.step})
 
     @property
@@ -72,7 +73,7 @@ class Dim:
         return ", ".join(self.constraints()) or f"{self.name} >= 1"
 
     def tightened(self, step: int | None = None, first: int | None = None,
-                  last: int | None = None) -> "Dim | None":
+                  last: int | None = None) -> Dim | None:
         """This dimension with a larger step, a larger smallest size or a smaller largest one;
         None if no size is left."""
         step = step or self.step
@@ -91,7 +92,7 @@ class Dim:
 class Floor:
     """The atom `floor(num / den)`: `num` a Sym with integer coefficients, `den` >= 2."""
 
-    num: "Sym"
+    num: Sym
     den: int
 
     @property
@@ -109,7 +110,7 @@ def _clean(c):
     return c
 
 
-def _make(terms: dict) -> "int | Fraction | Sym":
+def _make(terms: dict) -> int | Fraction | Sym:
     terms = {m: _clean(c) for m, c in terms.items() if c != 0}
     if not terms:
         return 0
@@ -149,14 +150,14 @@ def _mul(a: dict, b: dict) -> dict:
     return out
 
 
-def _floor_div(terms: dict, d) -> "int | Fraction | Sym":
+def _floor_div(terms: dict, d) -> int | Fraction | Sym:
     """floor(P / d) for a polynomial P and a non-zero number d, in canonical form."""
     q = {m: Fraction(c) / Fraction(d) for m, c in terms.items()}
     den = math.lcm(*(c.denominator for c in q.values()))
     return _floor_int({m: int(c * den) for m, c in q.items()}, den)
 
 
-def _floor_int(p: dict, s: int) -> "int | Fraction | Sym":
+def _floor_int(p: dict, s: int) -> int | Fraction | Sym:
     """floor(P / s) for P with integer coefficients and s >= 1."""
     if s == 1:
         return _make(p)
@@ -194,7 +195,7 @@ def _add_num(a, b):
 class Sym:
     """A symbolic size; see the module's docstring. Immutable; hashable by canonical form."""
 
-    __slots__ = ("terms", "_key", "_hash")
+    __slots__ = ("_hash", "_key", "terms")
 
     def __init__(self, terms: dict):
         self.terms = terms
@@ -420,7 +421,7 @@ def _can(d, strict: bool) -> bool:
     return True  # not ruled out: a shape rule refuses what it cannot rule out
 
 
-def _period(x: "Sym", d: Dim) -> int | None:
+def _period(x: Sym, d: Dim) -> int | None:
     """L such that x(v + L) - x(v) is one constant for every v, where x is made of d alone by
     sums, multiples and floors (so x is linear over each residue class of v mod L); else None."""
     period = 1

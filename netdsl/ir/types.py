@@ -110,7 +110,7 @@ class TensorType(BaseModel):
 
     def pretty(self) -> str:
         """`16×4×4` style, for diagrams and tables."""
-        return "×".join(map(str, self.shape)) or "scalar"
+        return "×".join(f"({d})" if " " in str(d) else str(d) for d in self.shape) or "scalar"
 
     def batched(self) -> str:
         """`(B, 16, 4, 4)` style, for comments in generated code."""

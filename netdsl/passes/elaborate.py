@@ -119,7 +119,8 @@ class _Body:
         """The block instances this body sits in, outermost first (for shape errors' notes)."""
         if self.parent is None:
             return []
-        here = SimpleNamespace(block=self.definition.name, block_args=self.params, call_span=self.call_span)
+        here = SimpleNamespace(block=self.definition.name, block_args=self.params, call_span=self.call_span,
+                               ins=self.ins, graph=self.parent.graph)
         return self.parent.context() + [here]
 
     def _shape_of(self, name: str, span) -> TensorType | None:
@@ -241,8 +242,8 @@ class _Body:
                 for d in shape):
             if isinstance(shape, tuple) and any(isinstance(d, Symbol) for d in shape):
                 return None  # a name that is not a dimension: reported by declare()
-            self.rep.error("E304", "an input shape is a list of positive sizes or dimension names, "
-                           "such as [1, 28, 28] or [3, H, W]", stmt.shape.span)
+            self.rep.error("E304", "an input shape is a list of positive sizes, such as [1, 28, 28]",
+                           stmt.shape.span)
             return None
         if math.prod(map(_lowest_dim, shape)) > MAX_ELEMENTS:
             self.rep.error("E305", f"input '{stmt.name}' holds {math.prod(shape):.3g} elements per "

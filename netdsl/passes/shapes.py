@@ -3,6 +3,8 @@ layer's shape rule. A value whose type is unknown (after an error) silences what
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from ..diagnostics import Reporter
 from ..ir.dims import SymbolicError, lowest
 from ..ir.graph import Graph, Node, parameter_counts
@@ -32,7 +34,7 @@ def infer_graph(graph: Graph, input_types: list[TensorType] | None, rep: Reporte
             node.types = []
             continue
         if node.kind == "block":
-            outs = infer_graph(node.graph, types, rep, (context or []) + [node])
+            outs = infer_graph(node.graph, types, rep, (context or []) + [_within(node, graph)])
             node.types = outs if all(t is not None for t in outs) else []
         else:
             _infer_op(graph, node, types, rep, context or [])
@@ -56,13 +58,20 @@ def infer_until(graph: Graph, ref, input_type, rep: Reporter, context: list) -> 
             types = [graph.type_of(r) for r in node.inputs]
             if all(t is not None for t in types):
                 if node.kind == "block":
-                    outs = infer_graph(node.graph, types, rep, context + [node])
+                    outs = infer_graph(node.graph, types, rep, context + [_within(node, graph)])
                     node.types = outs if all(t is not None for t in outs) else []
                 else:
                     _infer_op(graph, node, types, rep, context)
         if node is target:
             break
     return graph.type_of(ref) if _known(graph, ref) else None
+
+
+def _within(node: Node, graph: Graph) -> SimpleNamespace:
+    """A block instance as its body's shape errors see it: where it is called, with what, and
+    the graph it is called in (a derivation chain goes on there)."""
+    return SimpleNamespace(block=node.block, block_args=node.block_args, call_span=node.call_span,
+                           ins=node.inputs, graph=graph)
 
 
 def _known(graph: Graph, ref) -> bool:
@@ -197,7 +206,7 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         hint = exc.hint
         fixed = {}
         if code not in ("E303", "E307") and any(t.symbolic for t in ins):
-            more, fix_hint, fixed = explain(lambda ts: _apply(graph, node.op, ts), ins, graph, node)
+            more, fix_hint, fixed = explain(lambda ts: _apply(graph, node.op, ts), ins, graph, node, context)
             msg += more
             hint = fix_hint or hint
         if msg.startswith(("expects ", "needs ")):  # a message that leaves the layer's name out

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable
 
 from ..diagnostics import Reporter
 from ..ir.dims import Dim, SymbolicError, is_symbolic, rebased, samples, substitute
@@ -73,6 +73,7 @@ def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
     def holds(new: dict[Dim, Dim | None]) -> bool:
         return None not in new.values() and not _fails(apply, _retyped(ins, new))
 
+    found = []
     for tighten in (_by_first, _by_step):
         for level in tighten.levels:
             new = {d: tighten(d, level) for d in dims}
@@ -86,7 +87,7 @@ def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
                 if holds(trial):
                     new = trial
                     break
-        return {d: n for d, n in new.items() if n != d}
+        found.append({d: n for d, n in new.items() if n != d})
     for d in dims:  # a largest size (`T <= 1024`): the largest that holds, by bisection
         lo, hi = d.first, d.last if d.last is not None else 2**40
         if not holds({d: d.tightened(last=lo)}):
@@ -95,8 +96,16 @@ def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if holds({d: d.tightened(last=mid)}) else (lo, mid - 1)
         if d.last is None or lo < d.last:
-            return {d: d.tightened(last=lo)}
-    return None
+            found.append({d: d.tightened(last=lo)})
+            break
+    # the fix that keeps the most sizes: H >= 7 over H % 7 == 0, T <= 512 over T % 2 == 0
+    return max(found, key=lambda new: sum(_kept(new.get(d, d)) for d in dims), default=None)
+
+
+def _kept(d: Dim) -> int:
+    """How many admissible sizes d has up to 2**20 (a measure for choosing between fixes)."""
+    last = min(d.last, 2**20) if d.last is not None else 2**20
+    return max(0, last // d.step - d.lo + 1)
 
 
 def _by_first(d: Dim, size: int) -> Dim | None:
@@ -113,7 +122,8 @@ def _by_step(d: Dim, k: int) -> Dim | None:
 _by_step.levels = list(range(1, 65))
 
 
-def explain(apply: Apply, ins: list[TensorType], graph: Graph, node: Node) -> tuple[str, str | None, dict]:
+def explain(apply: Apply, ins: list[TensorType], graph: Graph, node: Node,
+            context: list = ()) -> tuple[str, str | None, dict]:
     """What to add to a shape error raised on symbolic inputs: (message suffix, hint, the
     tightened dimensions that make this layer's rule hold)."""
     point = witness(apply, ins)
@@ -129,13 +139,13 @@ def explain(apply: Apply, ins: list[TensorType], graph: Graph, node: Node) -> tu
     needs = [c for d, n in new.items() for c in n.constraints() if c not in d.constraints()]
     groups: dict[tuple, list[str]] = {}
     for d in sorted(new, key=lambda d: d.name):
-        for label, ratio, lines in _scalers(graph, node, d.name):
+        for label, ratio, lines in _scalers(graph, node, d.name, list(context)):
             groups.setdefault((label, ratio, tuple(lines)), []).append(d.name)
     text = f"{where}: needs {' and '.join(needs)}"
     if groups:
-        text += ": " + ", ".join(f"{label} ({_lines(list(lines))}) {_verb(ratio, len(lines))} "
-                                 f"{' and '.join(names)}"
-                                 for (label, ratio, lines), names in groups.items())
+        text += ": " + ", ".join(
+            f"{label} {_verb(ratio)} {' and '.join(names)}{_times(len(lines))} ({_lines(sorted(set(lines)))})"
+            for (label, ratio, lines), names in groups.items())
         text += f" before this {node.label}"
     everything = [c for n in new.values() for c in n.constraints()]
     return text, f"declare it on the input: where {', '.join(everything)}", new
@@ -180,37 +190,87 @@ def _slope(x, name: str) -> Fraction:
     return (Fraction(b) - Fraction(a)) / (big * d.step)
 
 
-def _scalers(graph: Graph, node: Node, name: str) -> list[tuple[str, Fraction, list[int]]]:
-    """The layers before `node` that scale `name`, grouped: (MaxPool2d, 1/2, [9, 12, 15, 18])."""
+def _scalers(graph: Graph, node: Node, name: str, context: list) -> list[tuple[str, Fraction, list[int]]]:
+    """The layers before `node` that scale dimension `name`, outermost first and grouped by
+    kind and factor: [("MaxPool2d", 1/2, [17, 17, 17, 17]), ...]. The walk goes up through the
+    block instances `node` sits in, and into the blocks it passes."""
+    levels = []
+    starts, level = [r.node for r in node.inputs], len(context)
+    while True:
+        scaled, reached = _ancestors(graph, starts, name)
+        levels.insert(0, scaled)
+        if graph.kind != "block" or level == 0 or not reached:
+            break
+        inst = context[level - 1]
+        if inst.graph is None or inst.ins is None:
+            break
+        inputs = [n.name for n in graph.inputs]
+        starts = [inst.ins[inputs.index(k)].node for k in reached if inputs.index(k) < len(inst.ins)]
+        graph, level = inst.graph, level - 1
+    groups: list[tuple[str, Fraction, list[int]]] = []
+    for label, ratio, line in (x for scaled in levels for x in scaled):
+        for g in groups:
+            if g[0] == label and g[1] == ratio:
+                g[2].append(line)
+                break
+        else:
+            groups.append((label, ratio, [line]))
+    return groups
+
+
+def _ancestors(graph: Graph, starts: list[str], name: str) -> tuple[list, list[str]]:
+    """The layers among `starts` and what they come from that scale `name` (through blocks,
+    into the layers inside), in graph order; and the graph's inputs the walk reached."""
     order = {n.name: i for i, n in enumerate(graph.nodes)}
-    seen, stack = set(), [r.node for r in node.inputs]
+    seen, stack = set(), list(starts)
     while stack:
         n = stack.pop()
         if n in seen:
             continue
         seen.add(n)
         stack.extend(r.node for r in graph.node(n).inputs)
-    groups: list[tuple[str, Fraction, list[int]]] = []
+    scaled, reached = [], []
     for n in sorted(seen, key=order.get):
         src = graph.node(n)
-        if src.kind == "input" or not src.inputs or not src.types:
+        if src.kind == "input":
+            reached.append(src.name)
             continue
-        tin, tout = graph.type_of(src.inputs[0]), src.types[0]
-        if tin is None or tin.rank != tout.rank:
+        ratio = _ratio(graph, src, name)
+        if ratio is None:
             continue
-        for a, b in zip(tin.shape, tout.shape):
-            sa, sb = _slope(a, name), _slope(b, name)
-            if sa and sb and sa != sb:
-                ratio = (sb / sa).limit_denominator(1024)
-                line = src.span.line if src.span else 0
-                for g in groups:
-                    if g[0] == src.label and g[1] == ratio:
-                        g[2].append(line)
-                        break
-                else:
-                    groups.append((src.label, ratio, [line]))
-                break
-    return groups
+        if src.kind == "block" and src.graph is not None:
+            scaled.extend(_inside(src.graph, name))
+        else:
+            scaled.append((src.label, ratio, src.span.line if src.span else 0))
+    return scaled, reached
+
+
+def _inside(graph: Graph, name: str) -> list:
+    """The layers inside a block instance that scale `name`."""
+    out = []
+    for src in graph.nodes:
+        ratio = _ratio(graph, src, name) if src.kind != "input" else None
+        if ratio is None:
+            continue
+        if src.kind == "block" and src.graph is not None:
+            out.extend(_inside(src.graph, name))
+        else:
+            out.append((src.label, ratio, src.span.line if src.span else 0))
+    return out
+
+
+def _ratio(graph: Graph, src: Node, name: str) -> Fraction | None:
+    """The factor a node scales `name` by (1/2 for a 2x2 pool), None if it leaves it be."""
+    if not src.inputs or not src.types:
+        return None
+    tin, tout = graph.type_of(src.inputs[0]), src.types[0]
+    if tin is None or tin.rank != tout.rank:
+        return None
+    for a, b in zip(tin.shape, tout.shape):
+        sa, sb = _slope(a, name), _slope(b, name)
+        if sa and sb and sa != sb:
+            return (sb / sa).limit_denominator(1024)
+    return None
 
 
 def _lines(lines: list[int]) -> str:
@@ -219,19 +279,18 @@ def _lines(lines: list[int]) -> str:
     return "lines " + ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
 
 
-def _verb(r: Fraction, n: int) -> str:
-    return _base_verb(r) if n > 1 else _base_verb(r).replace("halve", "halves").replace(
-        "double", "doubles").replace("divide ", "divides ").replace("multiply ", "multiplies ")
-
-
-def _base_verb(r: Fraction) -> str:
+def _verb(r: Fraction) -> str:
     if r == Fraction(1, 2):
-        return "halve"
+        return "halves"
     if r == 2:
-        return "double"
+        return "doubles"
     if r < 1:
-        return f"divide by {1 / r}"
-    return f"multiply by {r}"
+        return f"divides by {1 / r}"
+    return f"multiplies by {r}"
+
+
+def _times(n: int) -> str:
+    return "" if n == 1 else " twice" if n == 2 else f" {n} times"
 
 
 def check_annotations(graph: Graph, rep: Reporter) -> None:

@@ -157,6 +157,13 @@ def _comments(plan: Plan, cands: list[_Candidate]) -> dict[tuple, str]:
                 named.append((f"{name} // {c}", {i: vec[i] // cv[i] for i in vec if i in cv}, d))
             for q in (2, 4):
                 named.append((f"{name} // {q}", {i: x // q for i, x in vec.items()}, d))
+            # rounding up, as a strided padded convolution does: what holds for every size when
+            # the sizes are symbolic (H // stride holds for even ones only)
+            for c, cv in params:
+                named.append((f"({name} + {c} - 1) // {c}",
+                              {i: (vec[i] + cv[i] - 1) // cv[i] for i in vec if i in cv}, d))
+            for q in (2, 4):
+                named.append((f"({name} + {q - 1}) // {q}", {i: (x + q - 1) // q for i, x in vec.items()}, d))
         out[(None, k)] = "(" + ", ".join(dims) + ")"
     for item in plan.items:
         if item.phi:

@@ -19,8 +19,8 @@ class LayerNorm2d(nn.Module):
         self.ln1 = nn.LayerNorm(normalized_shape, eps=1e-06)
 
     def forward(self, x):
-        x = x.permute(0, 2, 3, 1)  # (B, H, H, normalized_shape)
-        x = self.ln1(x)  # (B, H, H, normalized_shape)
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, normalized_shape)
+        x = self.ln1(x)  # (B, H, W, normalized_shape)
         x = x.permute(0, 3, 1, 2)  # (B, normalized_shape, H, W)
         return x
 
@@ -42,11 +42,11 @@ class CNBlock(nn.Module):
 
     def forward(self, x):
         y = self.conv1(x)  # (B, in_channels, H, W)
-        y = y.permute(0, 2, 3, 1)  # (B, H, H, in_channels)
-        y = self.ln1(y)  # (B, H, H, in_channels)
-        y = self.fc1(y)  # (B, H, H, out_features)
-        y = self.gelu1(y)  # (B, H, H, out_features)
-        y = self.fc2(y)  # (B, H, H, in_channels)
+        y = y.permute(0, 2, 3, 1)  # (B, H, W, in_channels)
+        y = self.ln1(y)  # (B, H, W, in_channels)
+        y = self.fc1(y)  # (B, H, W, out_features)
+        y = self.gelu1(y)  # (B, H, W, out_features)
+        y = self.fc2(y)  # (B, H, W, in_channels)
         y = y.permute(0, 3, 1, 2)  # (B, in_channels, H, W)
         branch = self.layer_scale * y  # (B, in_channels, H, W)
         branch = self.stochastic_depth1(branch)  # (B, in_channels, H, W)
@@ -72,7 +72,7 @@ class Downsample(nn.Module):
 
 
 class ConvNeXtTiny(nn.Module):
-    """Model ConvNeXtTiny: image (B, 3, 224, 224) -> logits (B, 1000)."""
+    """Model ConvNeXtTiny: image (B, 3, H, W) -> logits (B, 1000)."""
 
     def __init__(self):
         super().__init__()
@@ -105,29 +105,29 @@ class ConvNeXtTiny(nn.Module):
         self.fc1 = nn.Linear(768, 1000)
 
     def forward(self, image):
-        image = self.conv1(image)  # (B, 96, 56, 56)
-        image = self.layernorm2d1(image)  # (B, 96, 56, 56)
-        image = self.cnblock1(image)  # (B, 96, 56, 56)
-        image = self.cnblock2(image)  # (B, 96, 56, 56)
-        image = self.cnblock3(image)  # (B, 96, 56, 56)
-        image = self.downsample1(image)  # (B, 192, 28, 28)
-        image = self.cnblock4(image)  # (B, 192, 28, 28)
-        image = self.cnblock5(image)  # (B, 192, 28, 28)
-        image = self.cnblock6(image)  # (B, 192, 28, 28)
-        image = self.downsample2(image)  # (B, 384, 14, 14)
-        image = self.cnblock7(image)  # (B, 384, 14, 14)
-        image = self.cnblock8(image)  # (B, 384, 14, 14)
-        image = self.cnblock9(image)  # (B, 384, 14, 14)
-        image = self.cnblock10(image)  # (B, 384, 14, 14)
-        image = self.cnblock11(image)  # (B, 384, 14, 14)
-        image = self.cnblock12(image)  # (B, 384, 14, 14)
-        image = self.cnblock13(image)  # (B, 384, 14, 14)
-        image = self.cnblock14(image)  # (B, 384, 14, 14)
-        image = self.cnblock15(image)  # (B, 384, 14, 14)
-        image = self.downsample3(image)  # (B, 768, 7, 7)
-        image = self.cnblock16(image)  # (B, 768, 7, 7)
-        image = self.cnblock17(image)  # (B, 768, 7, 7)
-        image = self.cnblock18(image)  # (B, 768, 7, 7)
+        image = self.conv1(image)  # (B, 96, H//4, W//4)
+        image = self.layernorm2d1(image)  # (B, 96, H//4, W//4)
+        image = self.cnblock1(image)  # (B, 96, H//4, W//4)
+        image = self.cnblock2(image)  # (B, 96, H//4, W//4)
+        image = self.cnblock3(image)  # (B, 96, H//4, W//4)
+        image = self.downsample1(image)  # (B, 192, H//8, W//8)
+        image = self.cnblock4(image)  # (B, 192, H//8, W//8)
+        image = self.cnblock5(image)  # (B, 192, H//8, W//8)
+        image = self.cnblock6(image)  # (B, 192, H//8, W//8)
+        image = self.downsample2(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock7(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock8(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock9(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock10(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock11(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock12(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock13(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock14(image)  # (B, 384, H//16, W//16)
+        image = self.cnblock15(image)  # (B, 384, H//16, W//16)
+        image = self.downsample3(image)  # (B, 768, H//32, W//32)
+        image = self.cnblock16(image)  # (B, 768, H//32, W//32)
+        image = self.cnblock17(image)  # (B, 768, H//32, W//32)
+        image = self.cnblock18(image)  # (B, 768, H//32, W//32)
         image = self.pool1(image)  # (B, 768, 1, 1)
         image = self.layernorm2d2(image)  # (B, 768, 1, 1)
         image = self.flatten1(image)  # (B, 768)

@@ -10,7 +10,7 @@ from torch import nn
 class ConvBN(nn.Module):
     """Block ConvBN(c, k=1, stride=1, groups=1).
 
-    x (B, in_channels, H, W) -> (B, c, H // stride, W // stride)
+    x (B, in_channels, H, W) -> (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, in_channels, c, k=1, stride=1, groups=1):
@@ -28,9 +28,12 @@ class ConvBN(nn.Module):
         self.silu1 = nn.SiLU()
 
     def forward(self, x):
-        x = self.conv1(x)  # (B, c, H // stride, W // stride)
-        x = self.bn1(x)  # (B, c, H // stride, W // stride)
-        x = self.silu1(x)  # (B, c, H // stride, W // stride)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.conv1(x)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.bn1(x)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.silu1(x)
         return x
 
 
@@ -58,7 +61,7 @@ class SqueezeExcite(nn.Module):
 class MBConv(nn.Module):
     """Block MBConv(inp, out, k, stride, t, id), structure 1 of 3 (its instances differ in layers).
 
-    x (B, 32, 112, 112) -> (B, 16, 112, 112)
+    x (B, 32, (H + 1)//2, (W + 1)//2) -> (B, 16, (H + 1)//2, (W + 1)//2)
     """
 
     def __init__(self, inp, out, k, stride, t):
@@ -69,17 +72,17 @@ class MBConv(nn.Module):
         self.bn1 = nn.BatchNorm2d(16)
 
     def forward(self, x):
-        x = self.convbn1(x)  # (B, 32, 112, 112)
-        x = self.squeezeexcite1(x)  # (B, 32, 112, 112)
-        x = self.conv1(x)  # (B, 16, 112, 112)
-        y = self.bn1(x)  # (B, 16, 112, 112)
+        x = self.convbn1(x)  # (B, 32, (H + 1)//2, (W + 1)//2)
+        x = self.squeezeexcite1(x)  # (B, 32, (H + 1)//2, (W + 1)//2)
+        x = self.conv1(x)  # (B, 16, (H + 1)//2, (W + 1)//2)
+        y = self.bn1(x)  # (B, 16, (H + 1)//2, (W + 1)//2)
         return y
 
 
 class MBConv_2(nn.Module):
     """Block MBConv(inp, out, k, stride, t, id), structure 2 of 3 (its instances differ in layers).
 
-    x (B, inp, H, W) -> (B, out, H // stride, W // stride)
+    x (B, inp, H, W) -> (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, squeeze, inp, out, k, stride, t):
@@ -92,10 +95,14 @@ class MBConv_2(nn.Module):
 
     def forward(self, x):
         h = self.convbn1(x)  # (B, inp * t, H, W)
-        h = self.convbn2(h)  # (B, inp * t, H // stride, W // stride)
-        h = self.squeezeexcite1(h)  # (B, inp * t, H // stride, W // stride)
-        h = self.conv1(h)  # (B, out, H // stride, W // stride)
-        y = self.bn1(h)  # (B, out, H // stride, W // stride)
+        # (B, inp * t, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        h = self.convbn2(h)
+        # (B, inp * t, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        h = self.squeezeexcite1(h)
+        # (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        h = self.conv1(h)
+        # (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn1(h)
         return y
 
 
@@ -126,7 +133,7 @@ class MBConv_3(nn.Module):
 
 
 class EfficientNetB0(nn.Module):
-    """Model EfficientNetB0: image (B, 3, 224, 224) -> logits (B, 1000)."""
+    """Model EfficientNetB0: image (B, 3, H, W) -> logits (B, 1000)."""
 
     def __init__(self):
         super().__init__()
@@ -154,24 +161,24 @@ class EfficientNetB0(nn.Module):
         self.fc1 = nn.Linear(1280, 1000)
 
     def forward(self, image):
-        image = self.convbn1(image)  # (B, 32, 112, 112)
-        image = self.mbconv1(image)  # (B, 16, 112, 112)
-        image = self.mbconv2(image)  # (B, 24, 56, 56)
-        image = self.mbconv3(image)  # (B, 24, 56, 56)
-        image = self.mbconv4(image)  # (B, 40, 28, 28)
-        image = self.mbconv5(image)  # (B, 40, 28, 28)
-        image = self.mbconv6(image)  # (B, 80, 14, 14)
-        image = self.mbconv7(image)  # (B, 80, 14, 14)
-        image = self.mbconv8(image)  # (B, 80, 14, 14)
-        image = self.mbconv9(image)  # (B, 112, 14, 14)
-        image = self.mbconv10(image)  # (B, 112, 14, 14)
-        image = self.mbconv11(image)  # (B, 112, 14, 14)
-        image = self.mbconv12(image)  # (B, 192, 7, 7)
-        image = self.mbconv13(image)  # (B, 192, 7, 7)
-        image = self.mbconv14(image)  # (B, 192, 7, 7)
-        image = self.mbconv15(image)  # (B, 192, 7, 7)
-        image = self.mbconv16(image)  # (B, 320, 7, 7)
-        image = self.convbn2(image)  # (B, 1280, 7, 7)
+        image = self.convbn1(image)  # (B, 32, (H + 1)//2, (W + 1)//2)
+        image = self.mbconv1(image)  # (B, 16, (H + 1)//2, (W + 1)//2)
+        image = self.mbconv2(image)  # (B, 24, (H + 3)//4, (W + 3)//4)
+        image = self.mbconv3(image)  # (B, 24, (H + 3)//4, (W + 3)//4)
+        image = self.mbconv4(image)  # (B, 40, (H + 7)//8, (W + 7)//8)
+        image = self.mbconv5(image)  # (B, 40, (H + 7)//8, (W + 7)//8)
+        image = self.mbconv6(image)  # (B, 80, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv7(image)  # (B, 80, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv8(image)  # (B, 80, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv9(image)  # (B, 112, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv10(image)  # (B, 112, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv11(image)  # (B, 112, (H + 15)//16, (W + 15)//16)
+        image = self.mbconv12(image)  # (B, 192, (H + 31)//32, (W + 31)//32)
+        image = self.mbconv13(image)  # (B, 192, (H + 31)//32, (W + 31)//32)
+        image = self.mbconv14(image)  # (B, 192, (H + 31)//32, (W + 31)//32)
+        image = self.mbconv15(image)  # (B, 192, (H + 31)//32, (W + 31)//32)
+        image = self.mbconv16(image)  # (B, 320, (H + 31)//32, (W + 31)//32)
+        image = self.convbn2(image)  # (B, 1280, (H + 31)//32, (W + 31)//32)
         image = self.pool1(image)  # (B, 1280, 1, 1)
         image = self.flatten1(image)  # (B, 1280)
         image = self.drop1(image)  # (B, 1280)

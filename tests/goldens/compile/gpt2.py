@@ -9,10 +9,7 @@ from torch import nn
 
 
 class CausalSelfAttention(nn.Module):
-    """Block CausalSelfAttention(n_head, dropout=0.0).
-
-    x (B, 1024, 768) -> (B, 1024, 768)
-    """
+    """Block CausalSelfAttention(n_head, dropout=0.0): x (B, T, 768) -> (B, T, 768)."""
 
     def __init__(self, dropout=0.0):
         super().__init__()
@@ -25,25 +22,24 @@ class CausalSelfAttention(nn.Module):
         self.drop1 = nn.Dropout(p=dropout)
 
     def forward(self, x):
-        x = self.c_attn(x)  # (B, 1024, 2304)
-        q, k, v = x.chunk(3, 2)  # (B, 1024, 768)
-        q = self.unflatten1(q)  # (B, 1024, 12, 64)
-        qh = q.transpose(1, 2)  # (B, 12, 1024, 64)
-        k = self.unflatten2(k)  # (B, 1024, 12, 64)
-        kh = k.transpose(1, 2)  # (B, 12, 1024, 64)
-        v = self.unflatten3(v)  # (B, 1024, 12, 64)
-        vh = v.transpose(1, 2)  # (B, 12, 1024, 64)
-        # (B, 12, 1024, 64)
-        y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
-        y = y.transpose(1, 2)  # (B, 1024, 12, 64)
-        y = self.flatten1(y)  # (B, 1024, 768)
-        y = self.c_proj(y)  # (B, 1024, 768)
-        y = self.drop1(y)  # (B, 1024, 768)
+        x = self.c_attn(x)  # (B, T, 2304)
+        q, k, v = x.chunk(3, 2)  # (B, T, 768)
+        q = self.unflatten1(q)  # (B, T, 12, 64)
+        qh = q.transpose(1, 2)  # (B, 12, T, 64)
+        k = self.unflatten2(k)  # (B, T, 12, 64)
+        kh = k.transpose(1, 2)  # (B, 12, T, 64)
+        v = self.unflatten3(v)  # (B, T, 12, 64)
+        vh = v.transpose(1, 2)  # (B, 12, T, 64)
+        y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)  # (B, 12, T, 64)
+        y = y.transpose(1, 2)  # (B, T, 12, 64)
+        y = self.flatten1(y)  # (B, T, 768)
+        y = self.c_proj(y)  # (B, T, 768)
+        y = self.drop1(y)  # (B, T, 768)
         return y
 
 
 class MLP(nn.Module):
-    """Block MLP(dropout=0.0): x (B, 1024, 768) -> (B, 1024, 768)."""
+    """Block MLP(dropout=0.0): x (B, T, 768) -> (B, T, 768)."""
 
     def __init__(self, dropout=0.0):
         super().__init__()
@@ -53,15 +49,15 @@ class MLP(nn.Module):
         self.drop1 = nn.Dropout(p=dropout)
 
     def forward(self, x):
-        x = self.c_fc(x)  # (B, 1024, 3072)
-        x = self.gelu1(x)  # (B, 1024, 3072)
-        x = self.c_proj(x)  # (B, 1024, 768)
-        x = self.drop1(x)  # (B, 1024, 768)
+        x = self.c_fc(x)  # (B, T, 3072)
+        x = self.gelu1(x)  # (B, T, 3072)
+        x = self.c_proj(x)  # (B, T, 768)
+        x = self.drop1(x)  # (B, T, 768)
         return x
 
 
 class Block(nn.Module):
-    """Block Block(n_head): x (B, 1024, 768) -> (B, 1024, 768)."""
+    """Block Block(n_head): x (B, T, 768) -> (B, T, 768)."""
 
     def __init__(self):
         super().__init__()
@@ -71,17 +67,17 @@ class Block(nn.Module):
         self.mlp = MLP()
 
     def forward(self, x):
-        h = self.ln_1(x)  # (B, 1024, 768)
-        h = self.attn(h)  # (B, 1024, 768)
-        h_1 = x + h  # (B, 1024, 768)
-        x_1 = self.ln_2(h_1)  # (B, 1024, 768)
-        x_1 = self.mlp(x_1)  # (B, 1024, 768)
-        h_1 = h_1 + x_1  # (B, 1024, 768)
+        h = self.ln_1(x)  # (B, T, 768)
+        h = self.attn(h)  # (B, T, 768)
+        h_1 = x + h  # (B, T, 768)
+        x_1 = self.ln_2(h_1)  # (B, T, 768)
+        x_1 = self.mlp(x_1)  # (B, T, 768)
+        h_1 = h_1 + x_1  # (B, T, 768)
         return h_1
 
 
 class GPT2(nn.Module):
-    """Model GPT2: idx (B, 1024) int64 -> logits (B, 1024, 50257)."""
+    """Model GPT2: idx (B, T) int64 -> logits (B, T, 50257)."""
 
     def __init__(self):
         super().__init__()
@@ -105,23 +101,23 @@ class GPT2(nn.Module):
         self.lm_head.weight = self.wte.weight
 
     def forward(self, idx):
-        tok = self.wte(idx)  # (B, 1024, 768)
-        pos = torch.arange(idx.size(1), device=idx.device)  # (1024,)
-        pos = self.wpe(pos)  # (1024, 768)
-        tok = tok + pos  # (B, 1024, 768)
-        tok = self.drop1(tok)  # (B, 1024, 768)
-        tok = self.block1(tok)  # (B, 1024, 768)
-        tok = self.block2(tok)  # (B, 1024, 768)
-        tok = self.block3(tok)  # (B, 1024, 768)
-        tok = self.block4(tok)  # (B, 1024, 768)
-        tok = self.block5(tok)  # (B, 1024, 768)
-        tok = self.block6(tok)  # (B, 1024, 768)
-        tok = self.block7(tok)  # (B, 1024, 768)
-        tok = self.block8(tok)  # (B, 1024, 768)
-        tok = self.block9(tok)  # (B, 1024, 768)
-        tok = self.block10(tok)  # (B, 1024, 768)
-        tok = self.block11(tok)  # (B, 1024, 768)
-        tok = self.block12(tok)  # (B, 1024, 768)
-        x = self.ln_f(tok)  # (B, 1024, 768)
-        logits = self.lm_head(x)  # (B, 1024, 50257)
+        tok = self.wte(idx)  # (B, T, 768)
+        pos = torch.arange(idx.size(1), device=idx.device)  # (T,)
+        pos = self.wpe(pos)  # (T, 768)
+        tok = tok + pos  # (B, T, 768)
+        tok = self.drop1(tok)  # (B, T, 768)
+        tok = self.block1(tok)  # (B, T, 768)
+        tok = self.block2(tok)  # (B, T, 768)
+        tok = self.block3(tok)  # (B, T, 768)
+        tok = self.block4(tok)  # (B, T, 768)
+        tok = self.block5(tok)  # (B, T, 768)
+        tok = self.block6(tok)  # (B, T, 768)
+        tok = self.block7(tok)  # (B, T, 768)
+        tok = self.block8(tok)  # (B, T, 768)
+        tok = self.block9(tok)  # (B, T, 768)
+        tok = self.block10(tok)  # (B, T, 768)
+        tok = self.block11(tok)  # (B, T, 768)
+        tok = self.block12(tok)  # (B, T, 768)
+        x = self.ln_f(tok)  # (B, T, 768)
+        logits = self.lm_head(x)  # (B, T, 50257)
         return logits

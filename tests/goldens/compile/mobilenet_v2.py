@@ -9,7 +9,7 @@ from torch import nn
 class ConvBN(nn.Module):
     """Block ConvBN(c, k=3, stride=1, groups=1).
 
-    x (B, in_channels, H, W) -> (B, c, H // stride, W // stride)
+    x (B, in_channels, H, W) -> (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, in_channels, c, k=3, stride=1, groups=1):
@@ -27,16 +27,19 @@ class ConvBN(nn.Module):
         self.relu6_1 = nn.ReLU6()
 
     def forward(self, x):
-        x = self.conv1(x)  # (B, c, H // stride, W // stride)
-        x = self.bn1(x)  # (B, c, H // stride, W // stride)
-        x = self.relu6_1(x)  # (B, c, H // stride, W // stride)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.conv1(x)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.bn1(x)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        x = self.relu6_1(x)
         return x
 
 
 class Inverted(nn.Module):
     """Block Inverted(inp, out, stride, t), structure 1 of 3 (its instances differ in layers).
 
-    x (B, 32, 112, 112) -> (B, 16, 112, 112)
+    x (B, 32, (H + 1)//2, (W + 1)//2) -> (B, 16, (H + 1)//2, (W + 1)//2)
     """
 
     def __init__(self, inp, out, stride, t):
@@ -46,16 +49,16 @@ class Inverted(nn.Module):
         self.bn1 = nn.BatchNorm2d(16)
 
     def forward(self, x):
-        x = self.convbn1(x)  # (B, 32, 112, 112)
-        x = self.conv1(x)  # (B, 16, 112, 112)
-        y = self.bn1(x)  # (B, 16, 112, 112)
+        x = self.convbn1(x)  # (B, 32, (H + 1)//2, (W + 1)//2)
+        x = self.conv1(x)  # (B, 16, (H + 1)//2, (W + 1)//2)
+        y = self.bn1(x)  # (B, 16, (H + 1)//2, (W + 1)//2)
         return y
 
 
 class Inverted_2(nn.Module):
     """Block Inverted(inp, out, stride, t), structure 2 of 3 (its instances differ in layers).
 
-    x (B, inp, H, W) -> (B, out, H // stride, W // stride)
+    x (B, inp, H, W) -> (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, inp, out, stride, t):
@@ -67,9 +70,12 @@ class Inverted_2(nn.Module):
 
     def forward(self, x):
         h = self.convbn1(x)  # (B, inp * t, H, W)
-        h = self.convbn2(h)  # (B, inp * t, H // stride, W // stride)
-        h = self.conv1(h)  # (B, out, H // stride, W // stride)
-        y = self.bn1(h)  # (B, out, H // stride, W // stride)
+        # (B, inp * t, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        h = self.convbn2(h)
+        # (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        h = self.conv1(h)
+        # (B, out, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn1(h)
         return y
 
 
@@ -96,7 +102,7 @@ class Inverted_3(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """Model MobileNetV2: image (B, 3, 224, 224) -> logits (B, 1000)."""
+    """Model MobileNetV2: image (B, 3, H, W) -> logits (B, 1000)."""
 
     def __init__(self):
         super().__init__()
@@ -125,25 +131,25 @@ class MobileNetV2(nn.Module):
         self.fc1 = nn.Linear(1280, 1000)
 
     def forward(self, image):
-        image = self.convbn1(image)  # (B, 32, 112, 112)
-        image = self.inverted1(image)  # (B, 16, 112, 112)
-        image = self.inverted2(image)  # (B, 24, 56, 56)
-        image = self.inverted3(image)  # (B, 24, 56, 56)
-        image = self.inverted4(image)  # (B, 32, 28, 28)
-        image = self.inverted5(image)  # (B, 32, 28, 28)
-        image = self.inverted6(image)  # (B, 32, 28, 28)
-        image = self.inverted7(image)  # (B, 64, 14, 14)
-        image = self.inverted8(image)  # (B, 64, 14, 14)
-        image = self.inverted9(image)  # (B, 64, 14, 14)
-        image = self.inverted10(image)  # (B, 64, 14, 14)
-        image = self.inverted11(image)  # (B, 96, 14, 14)
-        image = self.inverted12(image)  # (B, 96, 14, 14)
-        image = self.inverted13(image)  # (B, 96, 14, 14)
-        image = self.inverted14(image)  # (B, 160, 7, 7)
-        image = self.inverted15(image)  # (B, 160, 7, 7)
-        image = self.inverted16(image)  # (B, 160, 7, 7)
-        image = self.inverted17(image)  # (B, 320, 7, 7)
-        image = self.convbn2(image)  # (B, 1280, 7, 7)
+        image = self.convbn1(image)  # (B, 32, (H + 1)//2, (W + 1)//2)
+        image = self.inverted1(image)  # (B, 16, (H + 1)//2, (W + 1)//2)
+        image = self.inverted2(image)  # (B, 24, (H + 3)//4, (W + 3)//4)
+        image = self.inverted3(image)  # (B, 24, (H + 3)//4, (W + 3)//4)
+        image = self.inverted4(image)  # (B, 32, (H + 7)//8, (W + 7)//8)
+        image = self.inverted5(image)  # (B, 32, (H + 7)//8, (W + 7)//8)
+        image = self.inverted6(image)  # (B, 32, (H + 7)//8, (W + 7)//8)
+        image = self.inverted7(image)  # (B, 64, (H + 15)//16, (W + 15)//16)
+        image = self.inverted8(image)  # (B, 64, (H + 15)//16, (W + 15)//16)
+        image = self.inverted9(image)  # (B, 64, (H + 15)//16, (W + 15)//16)
+        image = self.inverted10(image)  # (B, 64, (H + 15)//16, (W + 15)//16)
+        image = self.inverted11(image)  # (B, 96, (H + 15)//16, (W + 15)//16)
+        image = self.inverted12(image)  # (B, 96, (H + 15)//16, (W + 15)//16)
+        image = self.inverted13(image)  # (B, 96, (H + 15)//16, (W + 15)//16)
+        image = self.inverted14(image)  # (B, 160, (H + 31)//32, (W + 31)//32)
+        image = self.inverted15(image)  # (B, 160, (H + 31)//32, (W + 31)//32)
+        image = self.inverted16(image)  # (B, 160, (H + 31)//32, (W + 31)//32)
+        image = self.inverted17(image)  # (B, 320, (H + 31)//32, (W + 31)//32)
+        image = self.convbn2(image)  # (B, 1280, (H + 31)//32, (W + 31)//32)
         image = self.pool1(image)  # (B, 1280, 1, 1)
         image = self.flatten1(image)  # (B, 1280)
         image = self.drop1(image)  # (B, 1280)

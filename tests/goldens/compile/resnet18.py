@@ -9,7 +9,7 @@ from torch import nn
 class Basic(nn.Module):
     """Block Basic(c, stride=1).
 
-    x (B, in_channels, H, W) -> (B, c, H // stride, W // stride)
+    x (B, in_channels, H, W) -> (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, in_channels, c, stride=1):
@@ -25,23 +25,31 @@ class Basic(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x):
-        y = self.conv1(x)  # (B, c, H // stride, W // stride)
-        y = self.bn1(y)  # (B, c, H // stride, W // stride)
-        y = self.relu1(y)  # (B, c, H // stride, W // stride)
-        y = self.conv2(y)  # (B, c, H // stride, W // stride)
-        y = self.bn2(y)  # (B, c, H // stride, W // stride)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.conv1(x)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn1(y)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.relu1(y)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.conv2(y)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn2(y)
         if hasattr(self, "conv3"):
-            s = self.conv3(x)  # (B, c, H // stride, W // stride)
-            s = self.bn3(s)  # (B, c, H // stride, W // stride)
+            # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+            s = self.conv3(x)
+            # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+            s = self.bn3(s)
         else:
             s = x
-        y = y + s  # (B, c, H // stride, W // stride)
-        y = self.relu2(y)  # (B, c, H // stride, W // stride)
+        y = y + s  # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.relu2(y)
         return y
 
 
 class ResNet18(nn.Module):
-    """Model ResNet18: image (B, 3, 224, 224) -> logits (B, 1000)."""
+    """Model ResNet18: image (B, 3, H, W) -> logits (B, 1000)."""
 
     def __init__(self):
         super().__init__()
@@ -62,18 +70,18 @@ class ResNet18(nn.Module):
         self.fc1 = nn.Linear(512, 1000)
 
     def forward(self, image):
-        image = self.conv1(image)  # (B, 64, 112, 112)
-        image = self.bn1(image)  # (B, 64, 112, 112)
-        image = self.relu1(image)  # (B, 64, 112, 112)
-        image = self.pool1(image)  # (B, 64, 56, 56)
-        image = self.basic1(image)  # (B, 64, 56, 56)
-        image = self.basic2(image)  # (B, 64, 56, 56)
-        image = self.basic3(image)  # (B, 128, 28, 28)
-        image = self.basic4(image)  # (B, 128, 28, 28)
-        image = self.basic5(image)  # (B, 256, 14, 14)
-        image = self.basic6(image)  # (B, 256, 14, 14)
-        image = self.basic7(image)  # (B, 512, 7, 7)
-        image = self.basic8(image)  # (B, 512, 7, 7)
+        image = self.conv1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.bn1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.relu1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.pool1(image)  # (B, 64, (H + 3)//4, (W + 3)//4)
+        image = self.basic1(image)  # (B, 64, (H + 3)//4, (W + 3)//4)
+        image = self.basic2(image)  # (B, 64, (H + 3)//4, (W + 3)//4)
+        image = self.basic3(image)  # (B, 128, (H + 7)//8, (W + 7)//8)
+        image = self.basic4(image)  # (B, 128, (H + 7)//8, (W + 7)//8)
+        image = self.basic5(image)  # (B, 256, (H + 15)//16, (W + 15)//16)
+        image = self.basic6(image)  # (B, 256, (H + 15)//16, (W + 15)//16)
+        image = self.basic7(image)  # (B, 512, (H + 31)//32, (W + 31)//32)
+        image = self.basic8(image)  # (B, 512, (H + 31)//32, (W + 31)//32)
         image = self.pool2(image)  # (B, 512, 1, 1)
         image = self.flatten1(image)  # (B, 512)
         logits = self.fc1(image)  # (B, 1000)

@@ -9,7 +9,7 @@ from torch import nn
 class Bottleneck(nn.Module):
     """Block Bottleneck(c, stride=1, project=False).
 
-    x (B, in_channels, H, W) -> (B, 4 * c, H // stride, W // stride)
+    x (B, in_channels, H, W) -> (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
     """
 
     def __init__(self, in_channels, c, stride=1, project=False):
@@ -31,23 +31,31 @@ class Bottleneck(nn.Module):
         y = self.conv1(x)  # (B, c, H, W)
         y = self.bn1(y)  # (B, c, H, W)
         y = self.relu1(y)  # (B, c, H, W)
-        y = self.conv2(y)  # (B, c, H // stride, W // stride)
-        y = self.bn2(y)  # (B, c, H // stride, W // stride)
-        y = self.relu2(y)  # (B, c, H // stride, W // stride)
-        y = self.conv3(y)  # (B, 4 * c, H // stride, W // stride)
-        y = self.bn3(y)  # (B, 4 * c, H // stride, W // stride)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.conv2(y)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn2(y)
+        # (B, c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.relu2(y)
+        # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.conv3(y)
+        # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.bn3(y)
         if hasattr(self, "conv4"):
-            s = self.conv4(x)  # (B, 4 * c, H // stride, W // stride)
-            s = self.bn4(s)  # (B, 4 * c, H // stride, W // stride)
+            # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+            s = self.conv4(x)
+            # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+            s = self.bn4(s)
         else:
             s = x
-        y = y + s  # (B, 4 * c, H // stride, W // stride)
-        y = self.relu3(y)  # (B, 4 * c, H // stride, W // stride)
+        y = y + s  # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        # (B, 4 * c, (H + stride - 1) // stride, (W + stride - 1) // stride)
+        y = self.relu3(y)
         return y
 
 
 class ResNet50(nn.Module):
-    """Model ResNet50: image (B, 3, 224, 224) -> logits (B, 1000)."""
+    """Model ResNet50: image (B, 3, H, W) -> logits (B, 1000)."""
 
     def __init__(self):
         super().__init__()
@@ -76,26 +84,26 @@ class ResNet50(nn.Module):
         self.fc1 = nn.Linear(2048, 1000)
 
     def forward(self, image):
-        image = self.conv1(image)  # (B, 64, 112, 112)
-        image = self.bn1(image)  # (B, 64, 112, 112)
-        image = self.relu1(image)  # (B, 64, 112, 112)
-        image = self.pool1(image)  # (B, 64, 56, 56)
-        image = self.bottleneck1(image)  # (B, 256, 56, 56)
-        image = self.bottleneck2(image)  # (B, 256, 56, 56)
-        image = self.bottleneck3(image)  # (B, 256, 56, 56)
-        image = self.bottleneck4(image)  # (B, 512, 28, 28)
-        image = self.bottleneck5(image)  # (B, 512, 28, 28)
-        image = self.bottleneck6(image)  # (B, 512, 28, 28)
-        image = self.bottleneck7(image)  # (B, 512, 28, 28)
-        image = self.bottleneck8(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck9(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck10(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck11(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck12(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck13(image)  # (B, 1024, 14, 14)
-        image = self.bottleneck14(image)  # (B, 2048, 7, 7)
-        image = self.bottleneck15(image)  # (B, 2048, 7, 7)
-        image = self.bottleneck16(image)  # (B, 2048, 7, 7)
+        image = self.conv1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.bn1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.relu1(image)  # (B, 64, (H + 1)//2, (W + 1)//2)
+        image = self.pool1(image)  # (B, 64, (H + 3)//4, (W + 3)//4)
+        image = self.bottleneck1(image)  # (B, 256, (H + 3)//4, (W + 3)//4)
+        image = self.bottleneck2(image)  # (B, 256, (H + 3)//4, (W + 3)//4)
+        image = self.bottleneck3(image)  # (B, 256, (H + 3)//4, (W + 3)//4)
+        image = self.bottleneck4(image)  # (B, 512, (H + 7)//8, (W + 7)//8)
+        image = self.bottleneck5(image)  # (B, 512, (H + 7)//8, (W + 7)//8)
+        image = self.bottleneck6(image)  # (B, 512, (H + 7)//8, (W + 7)//8)
+        image = self.bottleneck7(image)  # (B, 512, (H + 7)//8, (W + 7)//8)
+        image = self.bottleneck8(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck9(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck10(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck11(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck12(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck13(image)  # (B, 1024, (H + 15)//16, (W + 15)//16)
+        image = self.bottleneck14(image)  # (B, 2048, (H + 31)//32, (W + 31)//32)
+        image = self.bottleneck15(image)  # (B, 2048, (H + 31)//32, (W + 31)//32)
+        image = self.bottleneck16(image)  # (B, 2048, (H + 31)//32, (W + 31)//32)
         image = self.pool2(image)  # (B, 2048, 1, 1)
         image = self.flatten1(image)  # (B, 2048)
         logits = self.fc1(image)  # (B, 1000)
