@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..diagnostics import Reporter, did_you_mean
 from ..ir.graph import Graph, Node, Output, Ref
-from ..ir.dims import Sym
+from ..ir.dims import Sym, is_symbolic
 from ..ir.types import DTYPES, TensorType
 from ..ops import get_op
 from ..ops.base import Op
@@ -914,6 +914,14 @@ class _Body:
                 self.rep.error("E201", f"undefined name '{sym.name}'", sym.span or spans[fname],
                                did_you_mean(sym.name, list(self.params)) or
                                (f"{cls.kind}'s {fname} must be {describe_field(cls, fname)}"))
+                continue
+            if is_symbolic(val):  # `Linear(T)`: a layer is built once, for every size
+                names = sorted({d.name for v in (val if isinstance(val, tuple) else (val,))
+                                if isinstance(v, Sym) for d in v.dims()})
+                self.rep.error("E307", f"{cls.kind}'s {fname.rstrip('_')} is fixed when the layer is built, "
+                               f"but {_show(val)} varies with the input's size ({', '.join(names)})",
+                               spans.get(fname, span), "give a number, or declare the dimension as one "
+                               f"(where {names[0]} == ...)")
                 continue
             if err["type"] == "value_error":  # the declaration's own reason (ops' field validators)
                 self.rep.error("E104", f"{cls.kind}: {fname}={_show(val)}: "

@@ -229,7 +229,8 @@ def _model_doc(g: Graph) -> list[str]:
 
     ins = ", ".join(one(n.name, n.types[0]) for n in g.inputs if n.types)
     outs = ", ".join(one(o.name, g.type_of(o.ref)) for o in g.outputs if g.type_of(o.ref))
-    return [f"Model {g.name}", f"{ins} -> {outs}"]
+    sizes = [f"Takes every size with {', '.join(d.describe() for d in g.dims)}."] if g.dims else []
+    return [f"Model {g.name}", f"{ins} -> {outs}", *sizes]
 
 
 def _block_doc(name: str, bdef: ast.BlockDef | None, k: int, n: int, plan: Plan) -> list[str]:

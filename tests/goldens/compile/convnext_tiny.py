@@ -72,7 +72,11 @@ class Downsample(nn.Module):
 
 
 class ConvNeXtTiny(nn.Module):
-    """Model ConvNeXtTiny: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model ConvNeXtTiny.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

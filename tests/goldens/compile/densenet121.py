@@ -52,7 +52,11 @@ class Transition(nn.Module):
 
 
 class DenseNet121(nn.Module):
-    """Model DenseNet121: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model DenseNet121.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

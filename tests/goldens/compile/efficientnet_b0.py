@@ -133,7 +133,11 @@ class MBConv_3(nn.Module):
 
 
 class EfficientNetB0(nn.Module):
-    """Model EfficientNetB0: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model EfficientNetB0.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

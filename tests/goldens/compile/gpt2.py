@@ -77,7 +77,11 @@ class Block(nn.Module):
 
 
 class GPT2(nn.Module):
-    """Model GPT2: idx (B, T) int64 -> logits (B, T, 50257)."""
+    """Model GPT2.
+
+    idx (B, T) int64 -> logits (B, T, 50257)
+    Takes every size with T <= 1024.
+    """
 
     def __init__(self):
         super().__init__()

@@ -102,7 +102,11 @@ class Inverted_3(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """Model MobileNetV2: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model MobileNetV2.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

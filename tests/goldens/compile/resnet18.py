@@ -49,7 +49,11 @@ class Basic(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """Model ResNet18: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model ResNet18.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

@@ -55,7 +55,11 @@ class Bottleneck(nn.Module):
 
 
 class ResNet50(nn.Module):
-    """Model ResNet50: image (B, 3, H, W) -> logits (B, 1000)."""
+    """Model ResNet50.
+
+    image (B, 3, H, W) -> logits (B, 1000)
+    Takes every size with H >= 32, W >= 32.
+    """
 
     def __init__(self):
         super().__init__()

@@ -11,6 +11,7 @@ class TransformerClassifier(nn.Module):
     """Model TransformerClassifier.
 
     tokens (B, T) int64, pad (B, T) bool -> logits (B, 4)
+    Takes every size with T <= 512.
     """
 
     def __init__(self):

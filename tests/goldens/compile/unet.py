@@ -59,7 +59,11 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    """Model UNet: x (B, 3, H, W) -> mask (B, 2, H, W)."""
+    """Model UNet.
+
+    x (B, 3, H, W) -> mask (B, 2, H, W)
+    Takes every size with H % 16 == 0, W % 16 == 0.
+    """
 
     def __init__(self):
         super().__init__()
