@@ -487,3 +487,20 @@ def test_training_runs_at_the_datas_size_and_refuses_an_inadmissible_one(tmp_pat
                    out=tmp_path / "runs", progress=False)
     d = e.value.diagnostics[0]
     assert d.code == "E407" and "takes x: [1, H, W] where H % 4 == 0; W % 4 == 0" in d.message
+
+
+def test_a_traced_custom_layer_needs_a_shape_rule_for_symbolic_sizes():
+    """A layer of one's own without a shape rule is traced on the meta device, at one size:
+    it cannot be proven for all of them (E307), and says how to give it a rule."""
+    from netdsl.ops.custom import unregister_layer
+
+    kind = netdsl.register_layer("custom_layers:Scale").kind
+    try:
+        text = "model M {\n  input x: [4, H, W] where H % 2 == 0\n  y = x -> Scale(3.0)\n  output y\n}\n"
+        with pytest.raises(NetdslError) as e:
+            netdsl.loads(text)
+        d = e.value.diagnostics[0]
+        assert d.code == "E307" and "traced on the meta device" in d.message and "shape rule" in d.hint
+        assert netdsl.loads(text.replace("[4, H, W] where H % 2 == 0", "[4, 6, 6]"))  # concrete: traced
+    finally:
+        unregister_layer(kind)

@@ -71,6 +71,12 @@ def meta_trace(
 ) -> tuple[list[TensorType], int]:
     """Build a module on the meta device and run it on meta inputs (batch 2): the output types
     and multiply-adds per sample. Raises ShapeError saying what failed."""
+    if any(t.symbolic for t in ins):  # tracing runs one concrete size; a proof needs a rule
+        raise ShapeError(
+            f"{what} is traced on the meta device, at one concrete size, so it cannot be checked "
+            f"for every size of {', '.join(str(t) for t in ins)}", code="E307",
+            hint="give the layer a shape rule (register_layer(..., shape=...), or netdsl_shape on "
+            "the class), or declare the input's sizes as numbers")
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -43,9 +43,13 @@ def _dims(ins: list[TensorType]) -> set[Dim]:
 
 
 def _fails(apply: Apply, ins: list[TensorType]) -> bool:
+    """Whether the rule fails on these types; a size past netdsl's memory limit (E305, at the
+    huge sizes a search tries) is not the failure being explained."""
     try:
         apply(ins)
-    except (ShapeError, SymbolicError):
+    except ShapeError as exc:
+        return exc.code != "E305"
+    except SymbolicError:
         return True
     return False
 
