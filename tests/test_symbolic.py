@@ -149,13 +149,20 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-@pytest.fixture(scope="module")
-def unet():
-    spec = netdsl.load("specs/unet.net")
+def loaded(path: str, ref: nn.Module):
+    """The spec, its module and the reference, holding the reference's randomised weights
+    (loaded by position: the keys may differ, the order and shapes may not)."""
+    spec = netdsl.load(path)
     torch.manual_seed(0)
-    ours, ref = spec.build(), UNet()
+    ours = spec.build()
     randomise(ref)
     ours.load_state_dict(dict(zip(ours.state_dict(), ref.state_dict().values())))
+    return spec, ours, ref
+
+
+@pytest.fixture(scope="module")
+def unet():
+    spec, ours, ref = loaded("specs/unet.net", UNet())
     return spec, ours.eval(), ref.eval()
 
 
@@ -367,12 +374,8 @@ class TextClassifier(nn.Module):
 
 @pytest.fixture(scope="module")
 def text_classifier():
-    spec = netdsl.load("specs/transformer_classifier.net")
-    torch.manual_seed(0)
-    ours, ref = spec.build(), TextClassifier()
-    randomise(ref)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict())
+    spec, ours, ref = loaded("specs/transformer_classifier.net", TextClassifier())
+    assert list(ours.state_dict()) == list(ref.state_dict())  # torch's own keys, too
     return spec, ours, ref
 
 

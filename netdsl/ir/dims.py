@@ -237,27 +237,26 @@ class Sym:
             out = out * self
         return out
 
-    def __truediv__(self, other):
+    def _divisor(self, other) -> bool:
+        """Whether `other` is a number to divide by (False: not a number at all)."""
         if isinstance(other, Sym):
             raise SymbolicError(f"cannot divide {self} by the size {other}")
         t = _terms(other)
-        if t is None:
-            return NotImplemented
-        if not t:
+        if t is not None and not t:
             raise ZeroDivisionError("division by zero")
+        return t is not None
+
+    def __truediv__(self, other):
+        if not self._divisor(other):
+            return NotImplemented
         return _make({m: Fraction(c) / Fraction(other) for m, c in self.terms.items()})
 
     def __rtruediv__(self, other):
         raise SymbolicError(f"cannot divide by the size {self}")
 
     def __floordiv__(self, other):
-        if isinstance(other, Sym):
-            raise SymbolicError(f"cannot divide {self} by the size {other}")
-        t = _terms(other)
-        if t is None:
+        if not self._divisor(other):
             return NotImplemented
-        if not t:
-            raise ZeroDivisionError("integer division by zero")
         return _floor_div(self.terms, other)
 
     def __rfloordiv__(self, other):

@@ -233,31 +233,20 @@ def _ancestors(graph: Graph, starts: list[str], name: str) -> tuple[list, list[s
             continue
         seen.add(n)
         stack.extend(r.node for r in graph.node(n).inputs)
-    scaled, reached = [], []
-    for n in sorted(seen, key=order.get):
-        src = graph.node(n)
-        if src.kind == "input":
-            reached.append(src.name)
-            continue
-        ratio = _ratio(graph, src, name)
-        if ratio is None:
-            continue
-        if src.kind == "block" and src.graph is not None:
-            scaled.extend(_inside(src.graph, name))
-        else:
-            scaled.append((src.label, ratio, src.span.line if src.span else 0))
-    return scaled, reached
+    nodes = [graph.node(n) for n in sorted(seen, key=order.get)]
+    return _scaling(graph, nodes, name), [n.name for n in nodes if n.kind == "input"]
 
 
-def _inside(graph: Graph, name: str) -> list:
-    """The layers inside a block instance that scale `name`."""
+def _scaling(graph: Graph, nodes: list[Node], name: str) -> list:
+    """Of `nodes`, the layers that scale `name`, with those inside the block instances among
+    them: (label, factor, line)."""
     out = []
-    for src in graph.nodes:
+    for src in nodes:
         ratio = _ratio(graph, src, name) if src.kind != "input" else None
         if ratio is None:
             continue
         if src.kind == "block" and src.graph is not None:
-            out.extend(_inside(src.graph, name))
+            out.extend(_scaling(src.graph, src.graph.nodes, name))
         else:
             out.append((src.label, ratio, src.span.line if src.span else 0))
     return out
