@@ -60,10 +60,18 @@ class Dim:
     def admits(self, value: int) -> bool:
         return value % self.step == 0 and value >= self.first and (self.hi is None or value <= self.last)
 
+    def check(self, value: int) -> None:
+        """ValueError unless `value` is an admissible size, saying why."""
+        if not self.admits(value):
+            why = f"{self.name} % {self.step} == 0" if value % self.step else \
+                f"{self.name} >= {self.first}" if value < self.first else f"{self.name} <= {self.last}"
+            raise ValueError(f"{self.name} = {value} is not admissible: it needs {why} "
+                             f"(declared: {self.describe()})")
+
     def constraints(self) -> list[str]:
         """The declaration in the spec's words: `H % 32 == 0`, `H >= 32`, `H <= 1024`."""
         out = [f"{self.name} % {self.step} == 0"] if self.step > 1 else []
-        if self.first > max(self.step, 1) or (self.step == 1 and self.first > 1):
+        if self.first > self.step:
             out.append(f"{self.name} >= {self.first}")
         if self.hi is not None:
             out.append(f"{self.name} <= {self.last}")
@@ -76,7 +84,7 @@ class Dim:
                   last: int | None = None) -> Dim | None:
         """This dimension with a larger step, a larger smallest size or a smaller largest one;
         None if no size is left."""
-        step = step or self.step
+        step = math.lcm(self.step, step or self.step)
         first = max(first or self.first, step)
         lo = -(-first // step)
         if last is not None and self.last is not None:
@@ -126,10 +134,10 @@ def _terms(x) -> dict | None:
         return {(): int(x)}
     if isinstance(x, int | Fraction):
         return {(): x} if x else {}
-    if isinstance(x, float):
-        if not math.isfinite(x):
+    if isinstance(x, float):  # the simplest fraction within a float's rounding: 1/3 for
+        if not math.isfinite(x):  # 0.3333333333333333, as torch's double product rounds to
             return None
-        f = Fraction(x)
+        f = Fraction(x).limit_denominator(1 << 20)
         return {(): _clean(f)} if f else {}
     return None
 
@@ -195,12 +203,11 @@ def _add_num(a, b):
 class Sym:
     """A symbolic size; see the module's docstring. Immutable; hashable by canonical form."""
 
-    __slots__ = ("_hash", "_key", "terms")
+    __slots__ = ("_key", "terms")
 
     def __init__(self, terms: dict):
         self.terms = terms
         self._key = None
-        self._hash = None
 
     # ---- arithmetic ---------------------------------------------------------------------
     def __add__(self, other):
@@ -308,10 +315,8 @@ class Sym:
         eq = self.__eq__(other)
         return eq if eq is NotImplemented else not eq
 
-    def __hash__(self):  # by the dimensions alone: sizes equal in different forms hash alike
-        if self._hash is None:
-            self._hash = hash(frozenset(d.name for d in self.dims()))
-        return self._hash
+    def __hash__(self):  # sizes equal in different forms (W//2 + (W + 1)//2 - W + H and H)
+        return 0x5E1F    # must hash alike; sets and dict keys of sizes are small
 
     def __lt__(self, other):  # can self < other hold?
         return _can(other - self, strict=True)
@@ -475,6 +480,7 @@ def samples(dims: Iterable[Dim], limit: int = 4096) -> Iterator[dict[Dim, int]]:
     """Admissible points (internal values), the smallest first: each dimension at its first
     few values, some larger ones and its last; ordered by their sum."""
     dims = sorted(dims, key=lambda d: d.name)
+    each = max(2, int(200_000 ** (1 / max(1, len(dims)))))  # values per dimension: the product fits
     axes = []
     for d in dims:
         vals = {d.lo + k for k in (0, 1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255)}
@@ -482,8 +488,8 @@ def samples(dims: Iterable[Dim], limit: int = 4096) -> Iterator[dict[Dim, int]]:
         # sizes layers are usually made for (a position table of 1024 rows)
         if d.hi is not None:
             vals = {v for v in vals if v <= d.hi} | {d.hi, max(d.lo, d.hi - 1)}
-        axes.append(sorted(vals))
-    points = list(itertools.islice(itertools.product(*axes), 200_000))
+        axes.append(sorted(vals)[:each])
+    points = list(itertools.product(*axes))
     points.sort(key=lambda p: (sum(p), p))
     for p in points[:limit]:
         yield dict(zip(dims, p))
@@ -514,6 +520,12 @@ def is_symbolic(x) -> bool:
     return isinstance(x, Sym) or (isinstance(x, tuple | list) and any(is_symbolic(v) for v in x))
 
 
+def dims_of(x) -> list[Dim]:
+    """The dimensions a size, or a tuple of sizes, varies with, by name."""
+    found = {d for v in (x if isinstance(x, tuple | list) else (x,)) if isinstance(v, Sym) for d in v.dims()}
+    return sorted(found, key=lambda d: d.name)
+
+
 def lowest(x):
     """The smallest value x takes (x itself for a number)."""
     return x.bounds()[0] if isinstance(x, Sym) else x
@@ -524,8 +536,7 @@ def value_at(x, sizes: dict[str, int]):
     if not isinstance(x, Sym):
         return x
     for d in x.dims():
-        if not d.admits(sizes[d.name]):
-            raise ValueError(f"{d.name} = {sizes[d.name]} is not admissible ({d.describe()})")
+        d.check(sizes[d.name])
     return x.at({d: sizes[d.name] // d.step for d in x.dims()})
 
 

@@ -75,9 +75,8 @@ class TensorType(BaseModel):
         if not dims:
             return self
         sizes = {**{d.name: d.first for d in dims}, **(sizes or {})}
-        bad = next((d for d in dims if not d.admits(sizes[d.name])), None)
-        if bad is not None:
-            raise ValueError(f"{bad.name} = {sizes[bad.name]} is not admissible ({bad.describe()})")
+        for d in dims:
+            d.check(sizes[d.name])
         return self.at({d: sizes[d.name] // d.step for d in dims})
 
     def match(self, shape) -> dict[Dim, int] | None:

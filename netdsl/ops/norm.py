@@ -29,7 +29,7 @@ class _BatchNormBase(Weighted):
 
     def shape(self, ins):
         x = ins[0]
-        if self.kind.startswith("Instance") and math.prod(x.shape[1:]) == 1:
+        if self.kind.startswith("Instance") and math.prod(x.shape[1:]) <= 1:  # (for some size)
             raise ShapeError(f"{self.kind} normalises each channel over its spatial positions, and "
                              f"{x} has only one: torch refuses it in training",
                              hint="normalise over the batch (BatchNorm2d) or leave the norm out "

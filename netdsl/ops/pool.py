@@ -30,12 +30,14 @@ class _PoolBase(Op):
                 raise ShapeError(f"padding {p[i]} must be at most half the kernel size {k[i]}", arg="padding")
             span = size + 2 * p[i] - d[i] * (k[i] - 1) - 1
             o = (math.ceil(span / s[i]) if self.ceil_mode else span // s[i]) + 1
-            if self.ceil_mode and (o - 1) * s[i] >= size + p[i]:  # torch drops a window that
-                # would start in the right padding; on a symbolic size that must go one way for all
-                if (o - 1) * s[i] < size + p[i]:
+            if self.ceil_mode:  # torch drops a last window that would start in the right padding:
+                # it keeps min(o, m) windows, m those starting in the input or its left padding
+                m = (size + p[i] - 1) // s[i] + 1
+                if not o < m:  # o >= m for every size
+                    o = m
+                elif o > m:  # symbolic: o < m for some sizes and o > m for others
                     raise ShapeError(f"with ceil_mode=true, whether the last window of {size} is kept "
                                      f"depends on the size's remainder by the stride {s[i]}", arg="ceil_mode")
-                o -= 1
             if o <= 0:
                 raise ShapeError(f"{self.kind}({k}) is larger than its input {tuple(spatial)}",
                                  arg="kernel_size")

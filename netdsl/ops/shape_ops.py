@@ -191,7 +191,7 @@ class Upsample(Op):
         if len(given) != n:
             raise ShapeError(f"expected {n} values of {arg} for {n} spatial dimensions", arg=arg)
         out = given if self.size is not None else tuple(math.floor(s * f) for s, f in zip(x.shape[1:], given))
-        if 0 in out:
+        if any(o <= 0 for o in out):  # (for some admissible size, where sizes are symbolic)
             raise ShapeError(f"Upsample by {self.scale_factor} of {list(x.shape[1:])} is empty", arg=arg)
         return [x.with_shape((x.shape[0], *out))]
 

@@ -26,7 +26,7 @@ class _Shuffle(Op):
         if self.down:
             if h % r != 0 or w % r != 0:
                 raise ShapeError(f"{self.kind}({r}) needs a height and width divisible by {r}, but "
-                                 f"gets {h}x{w} (input {x})", arg=arg)
+                                 f"gets {_sized(h)}x{_sized(w)} (input {x})", arg=arg)
             return [x.with_shape((*lead, c * r * r, h // r, w // r))]
         if c % (r * r):
             raise ShapeError(f"{self.kind}({r}) needs channels divisible by {r}**2 = {r * r}, but "
@@ -116,3 +116,8 @@ class ConstantPad2d(_Pad2d):
 
     torch = "nn.ConstantPad2d"
     key_args = ("padding", "value")
+
+
+def _sized(d) -> str:
+    """A size in a message, bracketed where it is a formula: `(H + 7)x(W + 3)`."""
+    return f"({d})" if " " in str(d) else str(d)

@@ -8,8 +8,8 @@ from ..ir.graph import Graph
 from ..ir.verify import verify
 from ..syntax import ast
 from .elaborate import Elaborator
-from .names import Definitions, collect
 from .inplace import check_inplace
+from .names import Definitions, collect
 from .shapes import check_model_size, check_outputs, infer_graph
 from .symbolic import check_annotations, suggest
 
@@ -35,11 +35,8 @@ def _analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     for name, g in graphs.items():
         verify(g)
         before = len(rep.diagnostics)
-        infer_graph(g, None, rep)
+        _shapes(g, rep)
         _whole_model_fix(defs, defs.models[name], declared[name], rep.diagnostics[before:])
-        check_outputs(g, rep)
-        for body in [g, *(n.graph for _, n, _ in g.walk() if n.kind == "block" and n.graph is not None)]:
-            check_annotations(body, rep)
     rep.check()
     for name, g in graphs.items():
         check_model_size(g, defs.models[name].name_span, rep)
@@ -48,6 +45,14 @@ def _analyze(file: ast.File) -> tuple[Definitions, dict[str, Graph], Reporter]:
     for g in graphs.values():
         verify(g, shaped=True)
     return defs, graphs, rep
+
+
+def _shapes(g: Graph, rep: Reporter) -> None:
+    """Shape inference, then what is checked on the shapes: outputs and annotations."""
+    infer_graph(g, None, rep)
+    check_outputs(g, rep)
+    for body in [g, *(n.graph for _, n, _ in g.walk() if n.kind == "block" and n.graph is not None)]:
+        check_annotations(body, rep)
 
 
 def _whole_model_fix(defs: Definitions, mdef: ast.ModelDef, declared: dict, found: list) -> None:
@@ -62,7 +67,7 @@ def _whole_model_fix(defs: Definitions, mdef: ast.ModelDef, declared: dict, foun
         rep = Reporter()
         g = Elaborator(defs, rep).model(mdef, dims)
         if g is not None and not rep.has_errors:
-            infer_graph(g, None, rep)
+            _shapes(g, rep)
         return [d for d in rep.diagnostics if d.severity == "error"]
     dims = suggest(first.fix, declared, errors)
     if dims is None:

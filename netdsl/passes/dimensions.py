@@ -8,6 +8,7 @@ import math
 from ..diagnostics import Reporter, did_you_mean
 from ..ir.dims import Dim
 from ..syntax import ast
+from .scalars import EvalError, evaluate
 
 FORMS = "a constraint reads H % 32 == 0, H >= 32 or T <= 1024 (a declared name and a number)"
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
@@ -84,22 +85,32 @@ def _constraint(c, names: dict, rep: Reporter):
         return None
     left, right, op = c.left, c.right, c.op
     if isinstance(left, ast.BinOp) and left.op == "%":
-        if op != "==" or not _int(right) or right.value != 0 or not _int(left.right) or left.right.value < 1:
-            rep.error("E304", "a divisibility constraint reads H % 32 == 0", c.span, FORMS)
+        k = _int(left.right)
+        if op != "==" or _int(right) != 0 or k is None or k < 1:
+            why = ("a remainder other than 0 cannot be declared" if op == "==" and _int(right) and k
+                   else "the divisor is a positive number")
+            rep.error("E304", f"a divisibility constraint reads H % 32 == 0: {why}", c.span, FORMS)
             return None
         name = _name(left.left, names, rep)
-        return None if name is None else (name, "%", left.right.value)
-    if _int(left) and not _int(right):
+        return None if name is None else (name, "%", k)
+    if _int(left) is not None and _int(right) is None:
         left, right, op = right, left, _FLIP.get(op, op)
-    if not isinstance(left, ast.Name) or not _int(right) or op == "!=":
+    if not isinstance(left, ast.Name) or _int(right) is None or op == "!=":
         rep.error("E304", "a bound compares a dimension with a number: H >= 32, T <= 1024", c.span, FORMS)
         return None
     name = _name(left, names, rep)
-    return None if name is None else (name, op, right.value)
+    return None if name is None else (name, op, _int(right))
 
 
-def _int(e) -> bool:
-    return isinstance(e, ast.Num) and isinstance(e.value, int) and not isinstance(e.value, bool)
+def _int(e) -> int | None:
+    """The whole number a constant expression makes (`1024`, `2**10`, `-3`); else None."""
+    if isinstance(e, ast.Name):
+        return None
+    try:
+        v = evaluate(e, {})
+    except EvalError:
+        return None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _name(e, names: dict, rep: Reporter) -> str | None:

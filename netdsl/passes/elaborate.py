@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..diagnostics import Reporter, did_you_mean
 from ..ir.graph import Graph, Node, Output, Ref
-from ..ir.dims import Sym, is_symbolic
+from ..ir.dims import Sym, dims_of, is_symbolic
 from ..ir.types import DTYPES, TensorType
 from ..ops import get_op
 from ..ops.base import Op
@@ -81,8 +81,11 @@ class Elaborator:
         try other constraints)."""
         self.dims = dims if dims is not None else declare(
             mdef, set(self.defs.blocks) | {n for n in _dim_names(mdef) if lookup(n)}, self.rep)
-        graph = Graph(name=mdef.name, kind="model", span=mdef.span, dims=list(self.dims.values()))
-        ok = _Body(self, graph, {n: d.size() for n, d in self.dims.items()}, None, mdef).run()
+        # a dimension with one admissible size (`where H == 224`) is that number
+        sizes = {n: d.first if d.first == d.last else d.size() for n, d in self.dims.items()}
+        graph = Graph(name=mdef.name, kind="model", span=mdef.span,
+                      dims=[d for d in self.dims.values() if d.first != d.last])
+        ok = _Body(self, graph, sizes, None, mdef).run()
         return graph if ok else None
 
     def is_layer(self, name: str) -> bool:
@@ -332,13 +335,15 @@ class _Body:
         if expr is None:
             return
         try:
-            shape = evaluate(expr, {**{n: d.size() for n, d in self.elab.dims.items()}, **self.env})
+            dims = {n: d.first if d.first == d.last else d.size() for n, d in self.elab.dims.items()}
+            shape = evaluate(expr, {**dims, **self.env})
         except EvalError as exc:
             report(self.rep, exc)
             return
         shape = shape if isinstance(shape, tuple) else (shape,)
-        bad = next((d for d in shape if not ((type(d) is int and d >= 0) or isinstance(d, Sym))), None)
-        if bad is not None:
+        bad = [d for d in shape if not ((type(d) is int and d >= 0) or isinstance(d, Sym))]
+        if bad:
+            bad = bad[0]
             hint = did_you_mean(bad.name, list(self.elab.dims)) if isinstance(bad, Symbol) else None
             self.rep.error("E308", f"an annotation is a list of sizes and declared dimensions, such as "
                            f"[T, 256]; {bad} is neither", expr.span,
@@ -916,8 +921,7 @@ class _Body:
                                (f"{cls.kind}'s {fname} must be {describe_field(cls, fname)}"))
                 continue
             if is_symbolic(val):  # `Linear(T)`: a layer is built once, for every size
-                names = sorted({d.name for v in (val if isinstance(val, tuple) else (val,))
-                                if isinstance(v, Sym) for d in v.dims()})
+                names = [d.name for d in dims_of(val)]
                 self.rep.error("E307", f"{cls.kind}'s {fname.rstrip('_')} is fixed when the layer is built, "
                                f"but {_show(val)} varies with the input's size ({', '.join(names)})",
                                spans.get(fname, span), "give a number, or declare the dimension as one "

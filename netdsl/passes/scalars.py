@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..diagnostics import Reporter
-from ..ir.dims import Sym, SymbolicError
+from ..ir.dims import Sym
 from ..syntax import ast
 
 
@@ -75,7 +75,7 @@ def evaluate(expr: ast.Expr, env: dict[str, Any]) -> Any:
                             "sizes and counts in a spec are at most 2**63")
         try:
             v = _BIN[expr.op](a, b)
-        except (OverflowError, ValueError, ZeroDivisionError, SymbolicError) as exc:
+        except (OverflowError, ValueError, ZeroDivisionError, TypeError) as exc:  # TypeError: 2**T
             raise EvalError("E104", f"cannot compute {expr.op}: {exc}", expr.span) from None
         if isinstance(v, complex) or (isinstance(v, int) and abs(v) > 2**63):
             raise EvalError("E104", "number out of range (more than 64 bits)", expr.span)
@@ -124,6 +124,10 @@ def _call(expr: ast.Call, env: dict[str, Any]):
         want = f"{lo}" if lo == hi else f"{lo} or more"
         raise EvalError("E104", f"{name}() takes {want} number{'s' if want != '1' else ''}", expr.span)
     args = [_number(evaluate(a, env), a) for a in expr.args]
+    varying = next((a for a in args if isinstance(a, Sym)), None)
+    if varying is not None:  # min(T, 3) is 3 for some sizes and T for others: no one size
+        raise EvalError("E307", f"{name}() of {varying}, which varies with the input's size, has no "
+                        "single value", expr.span, "compute it from numbers, or declare the dimension as one")
     try:
         v = fn(*args)
     except (ValueError, OverflowError) as exc:

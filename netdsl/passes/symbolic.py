@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from fractions import Fraction
 
 from ..diagnostics import Reporter
-from ..ir.dims import Dim, SymbolicError, is_symbolic, rebased, samples, substitute
+from ..ir.dims import Dim, SymbolicError, dims_of, is_symbolic, rebased, samples, substitute
 from ..ir.graph import Graph, Node
 from ..ir.types import TensorType
 from ..ops.base import ShapeError
@@ -21,8 +22,7 @@ def static_error(op, inferred: dict, ins: list[TensorType]) -> ShapeError | None
     for name, value in inferred.items():
         if is_symbolic(value):
             why = next((t.why for t in ins if t.why and is_symbolic(t.shape)), None)
-            dims = sorted({d for v in (value if isinstance(value, tuple) else (value,))
-                           if hasattr(v, "dims") for d in v.dims()}, key=lambda d: d.name)
+            dims = dims_of(value)
             return ShapeError(
                 f"{op.kind} needs a static {name} (its weights are made once, for one size), but its "
                 f"input gives {why or value}, which varies with {', '.join(d.name for d in dims)}", code="E307",
@@ -91,6 +91,13 @@ def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
                 if holds(trial):
                     new = trial
                     break
+            if tighten is _by_first:  # the ladder's rung may be more than needed: bisect below it
+                lo, hi = d.first, new[d].first
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    trial = {**new, d: d.tightened(first=mid)}
+                    lo, hi = (lo, mid) if holds(trial) else (mid + 1, hi)
+                new = {**new, d: d.tightened(first=lo)}
         found.append({d: n for d, n in new.items() if n != d})
     for d in dims:  # a largest size (`T <= 1024`): the largest that holds, by bisection
         lo, hi = d.first, d.last if d.last is not None else 2**40
@@ -101,7 +108,6 @@ def fix(apply: Apply, ins: list[TensorType]) -> dict[Dim, Dim] | None:
             lo, hi = (mid, hi) if holds({d: d.tightened(last=mid)}) else (lo, mid - 1)
         if d.last is None or lo < d.last:
             found.append({d: d.tightened(last=lo)})
-            break
     # the fix that keeps the most sizes: H >= 7 over H % 7 == 0, T <= 512 over T % 2 == 0
     return max(found, key=lambda new: sum(_kept(new.get(d, d)) for d in dims), default=None)
 
@@ -148,7 +154,7 @@ def explain(apply: Apply, ins: list[TensorType], graph: Graph, node: Node,
     text = f"{where}: needs {' and '.join(needs)}"
     if groups:
         text += ": " + ", ".join(
-            f"{label} {_verb(ratio)} {' and '.join(names)}{_times(len(lines))} ({_lines(sorted(set(lines)))})"
+            f"{label} {_scales(ratio, ' and '.join(names))}{_times(len(lines))} ({_lines(sorted(set(lines)))})"
             for (label, ratio, lines), names in groups.items())
         text += f" before this {node.label}"
     everything = [c for n in new.values() for c in n.constraints()]
@@ -175,7 +181,6 @@ def suggest(first: dict[Dim, Dim], declared: dict[str, Dim], errors) -> dict[str
 
 def _merged(a: Dim, b: Dim) -> Dim:
     """Both dimensions' constraints (b tightens a, or a copy of it tightened)."""
-    import math
     out = a.tightened(step=math.lcm(a.step, b.step), first=max(a.first, b.first),
                       last=b.last if a.last is None else (a.last if b.last is None else min(a.last, b.last)))
     return out or b
@@ -272,14 +277,15 @@ def _lines(lines: list[int]) -> str:
     return "lines " + ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
 
 
-def _verb(r: Fraction) -> str:
+def _scales(r: Fraction, names: str) -> str:
+    """`halves H and W`, `divides H by 16`."""
     if r == Fraction(1, 2):
-        return "halves"
+        return f"halves {names}"
     if r == 2:
-        return "doubles"
+        return f"doubles {names}"
     if r < 1:
-        return f"divides by {1 / r}"
-    return f"multiplies by {r}"
+        return f"divides {names} by {1 / r}"
+    return f"multiplies {names} by {r}"
 
 
 def _times(n: int) -> str:
@@ -304,9 +310,22 @@ def check_annotations(graph: Graph, rep: Reporter) -> None:
                     at = " (at " + ", ".join(f"{d.name} = {v * d.step}" for d, v in sorted(
                         point.items(), key=lambda dv: dv[0].name)) + f": {_listed(mine)} vs {_listed(theirs)})"
                     break
-        rep.error("E308", f"'{name}' is {_listed(t.shape)}, not {_listed(shape)} as annotated{at}", span,
-                  "an annotation states a value's shape without the batch; correct it, or the layers "
-                  "that make the value", [("the value comes from here", node.span)] if node.span else None)
+        new = None
+        if at and all(isinstance(x, int) or is_symbolic(x) for x in shape):
+            new = fix(_same_shapes, [t, TensorType(shape=shape)])
+        hint = "an annotation states a value's shape without the batch; correct it, or the layers " \
+            "that make the value"
+        if new:
+            hint = f"it holds where {', '.join(c for n in new.values() for c in n.constraints())}; or {hint}"
+        d = rep.error("E308", f"'{name}' is {_listed(t.shape)}, not {_listed(shape)} as annotated{at}", span,
+                      hint, [("the value comes from here", node.span)] if node.span else None)
+        if new:
+            d.fix = new  # for suggest(): the whole model's where clause
+
+
+def _same_shapes(ins: list[TensorType]) -> None:
+    if tuple(ins[0].shape) != tuple(ins[1].shape):
+        raise ShapeError("the shapes differ")
 
 
 def _listed(shape) -> str:

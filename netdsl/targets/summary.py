@@ -118,8 +118,7 @@ def nominal(dims: list[Dim], at: dict[str, int] | None = None) -> dict[str, int]
     out = {}
     for d in dims:
         v = at.get(d.name, d.last if d.last is not None else d.first)
-        if not d.admits(v):
-            raise ValueError(f"{d.name} = {v} is not admissible ({d.describe()})")
+        d.check(v)
         out[d.name] = v
     return out
 
