@@ -504,6 +504,7 @@ def test_a_traced_custom_layer_needs_a_shape_rule_for_symbolic_sizes():
             netdsl.loads(text)
         d = e.value.diagnostics[0]
         assert d.code == "E307" and "traced on the meta device" in d.message and "shape rule" in d.hint
+        assert "declare the input's sizes as numbers" in d.hint
         assert netdsl.loads(text.replace("[4, H, W] where H % 2 == 0", "[4, 6, 6]"))  # concrete: traced
     finally:
         unregister_layer(kind)
@@ -582,3 +583,12 @@ def test_constraints_read_constant_numbers(where, ok):
         netdsl.loads(text)
     else:
         assert _first_error(text).code == "E304"
+
+
+def test_a_torchvision_backbone_takes_concrete_sizes_only(tmp_path, monkeypatch):
+    """A backbone is traced on the meta device too (E307), and nothing of it is remembered."""
+    pytest.importorskip("torchvision")
+    monkeypatch.setenv("NETDSL_CACHE", str(tmp_path))
+    d = _first_error(_model("[3, H, W] where H >= 32, W >= 32", "y = x -> resnet18()\n  output y"))
+    assert d.code == "E307" and "resnet18 is traced on the meta device" in d.message
+    assert not any("H, W" in p.read_text() for p in tmp_path.glob("*.json"))

@@ -101,6 +101,8 @@ class Backbone(Op):
 
     def _trace(self, ins):
         """(output types, multiply-adds) on these inputs: from the disk cache, or a meta trace."""
+        if any(t.symbolic for t in ins):  # E307 from the trace, never remembered on disk
+            return meta_trace(self._build, ins, self.kind)
         key = f"{self.builder}:{self.num_classes}:" + ";".join(f"{list(t.shape)} {t.dtype}" for t in ins)
         fact = facts().get(key)
         if fact is None:

@@ -75,8 +75,8 @@ def meta_trace(
         raise ShapeError(
             f"{what} is traced on the meta device, at one concrete size, so it cannot be checked "
             f"for every size of {', '.join(str(t) for t in ins)}", code="E307",
-            hint="give the layer a shape rule (register_layer(..., shape=...), or netdsl_shape on "
-            "the class), or declare the input's sizes as numbers")
+            hint="declare the input's sizes as numbers; a layer of your own can instead be given a "
+            "shape rule (register_layer(..., shape=...), or netdsl_shape on the class)")
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
