@@ -17,7 +17,7 @@ INT_DTYPES = ("int64", "int32", "uint8")
 
 def _size(v: Any) -> int | Sym:
     """A dimension: a number, or a symbolic size over declared dimensions (`H/4`)."""
-    if isinstance(v, Sym):
+    if type(v) is int or isinstance(v, Sym):  # (every size of every type: the common cases first)
         return v
     if isinstance(v, Fraction) and v.denominator == 1:
         return v.numerator

@@ -75,6 +75,7 @@ class Elaborator:
     nodes_made: int = 0
     layouts: dict = field(default_factory=dict)  # per body: bindings, spans, order, names used
     dims: dict = field(default_factory=dict)  # the model's declared dimensions, by name
+    sizes: dict = field(default_factory=dict)  # what their names stand for: H, or 224 (H == 224)
 
     def model(self, mdef: ast.ModelDef, dims: dict | None = None) -> Graph | None:
         """The model's graph (None after errors); `dims` replaces its declared dimensions (to
@@ -82,10 +83,10 @@ class Elaborator:
         self.dims = dims if dims is not None else declare(
             mdef, set(self.defs.blocks) | {n for n in _dim_names(mdef) if lookup(n)}, self.rep)
         # a dimension with one admissible size (`where H == 224`) is that number
-        sizes = {n: d.first if d.first == d.last else d.size() for n, d in self.dims.items()}
+        self.sizes = {n: d.first if d.first == d.last else d.size() for n, d in self.dims.items()}
         graph = Graph(name=mdef.name, kind="model", span=mdef.span,
                       dims=[d for d in self.dims.values() if d.first != d.last])
-        ok = _Body(self, graph, sizes, None, mdef).run()
+        ok = _Body(self, graph, dict(self.sizes), None, mdef).run()
         return graph if ok else None
 
     def is_layer(self, name: str) -> bool:
@@ -335,8 +336,7 @@ class _Body:
         if expr is None:
             return
         try:
-            dims = {n: d.first if d.first == d.last else d.size() for n, d in self.elab.dims.items()}
-            shape = evaluate(expr, {**dims, **self.env})
+            shape = evaluate(expr, {**self.elab.sizes, **self.env})
         except EvalError as exc:
             report(self.rep, exc)
             return
