@@ -11,6 +11,7 @@ from ..syntax import ast
 from .scalars import EvalError, evaluate
 
 FORMS = "a constraint reads H % 32 == 0, H >= 32 or T <= 1024 (a declared name and a number)"
+BATCH_NAMES = ("B", "N", "batch", "batch_size", "bs")  # what torch code calls the batch
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
 
 
@@ -23,7 +24,13 @@ def declare(mdef: ast.ModelDef, taken: set[str], rep: Reporter) -> dict[str, Dim
         if stmt.shape is None:
             continue
         items = stmt.shape.items if isinstance(stmt.shape, ast.ListExpr | ast.TupleExpr) else [stmt.shape]
-        for e in items:
+        for k, e in enumerate(items):
+            if k == 0 and isinstance(e, ast.Name) and e.id in BATCH_NAMES and len(items) > 1:
+                # torch's (B, C, H, W): read here as a sample's dimension, it would shift the others
+                rep.error("E304", f"'{e.id}' looks like the batch dimension, which an input leaves out",
+                          e.span, f"write the shape of one sample: input {stmt.name}: "
+                          f"[{', '.join(_text(i.span) for i in items[1:])}]")
+                continue
             if isinstance(e, ast.Name) and e.id not in names:
                 if e.id in taken:
                     rep.error("E304", f"'{e.id}' names a value or a layer, so it cannot also name a "
