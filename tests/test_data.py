@@ -39,13 +39,13 @@ def mnist():
 
 @needs_mnist
 def test_mnist_sizes_shapes_and_metadata(mnist):
-    assert mnist.train.x.shape == (8000, 1, 28, 28)
-    assert mnist.test.x.shape == (2000, 1, 28, 28)
-    assert mnist.train.x.dtype == torch.float32 and mnist.train.y.dtype == torch.int64
+    assert mnist.train["image"].shape == (8000, 1, 28, 28)
+    assert mnist.test["image"].shape == (2000, 1, 28, 28)
+    assert mnist.train["image"].dtype == torch.float32 and mnist.train["label"].dtype == torch.int64
     info = mnist.info
-    assert info.input_shape == (1, 28, 28) and info.input_dtype == "float32"
-    assert info.task == "classification" and info.num_classes == 10
-    assert info.target_shape == () and info.sizes == {"train": 8000, "test": 2000}
+    assert info.fields["image"].shape == (1, 28, 28) and info.fields["image"].dtype == "float32"
+    assert info.fields["label"].kind == "class" and info.fields["label"].num_classes == 10
+    assert info.fields["label"].shape == () and info.sizes == {"train": 8000, "test": 2000}
 
 
 @needs_mnist
@@ -58,8 +58,8 @@ def test_mnist_values_match_torchvision_pipeline(mnist):
         ref = torchvision.datasets.MNIST(DATA_ROOT, train=train, download=False, transform=tf)
         for i in (0, 1, 777, len(ref) - 1):
             img, label = ref[i]
-            torch.testing.assert_close(split.x[i], img, rtol=0, atol=0)
-            assert int(split.y[i]) == label
+            torch.testing.assert_close(split["image"][i], img, rtol=0, atol=0)
+            assert int(split["label"][i]) == label
 
 
 @needs_mnist
@@ -69,10 +69,10 @@ def test_mnist_validation_split_sizes_and_determinism():
     c = load_data("MNIST", root=DATA_ROOT, transforms=NORM, val=500, seed=4)
     assert a.info.sizes == {"train": 7200, "val": 800, "test": 2000}
     assert c.info.sizes == {"train": 7500, "val": 500, "test": 2000}
-    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.y, b.train.y)
-    assert not torch.equal(a.val.y[:500], c.val.y)
+    assert torch.equal(a.val["image"], b.val["image"]) and torch.equal(a.train["label"], b.train["label"])
+    assert not torch.equal(a.val["label"][:500], c.val["label"])
     # train and val partition the original training set
-    assert a.train.x.shape[0] + a.val.x.shape[0] == 8000
+    assert a.train["image"].shape[0] + a.val["image"].shape[0] == 8000
 
 
 def test_missing_root_raises_clear_data_error(tmp_path):
@@ -104,52 +104,53 @@ def test_failed_download_raises_data_error(tmp_path, monkeypatch):
 def _loader(**kw):
     x = torch.arange(103, dtype=torch.float32).view(103, 1)
     y = torch.arange(103)
-    return DeviceLoader(x, y, 10, **kw)
+    return DeviceLoader({"x": x, "y": y}, 10, **kw)
 
 
 def test_loader_order_reproducible_per_seed_and_epoch():
     a, b = _loader(shuffle=True, seed=7), _loader(shuffle=True, seed=7)
-    ya = [yb for _, yb in a.batches(2)]
-    yb_ = [yb for _, yb in b.batches(2)]
+    ya = [b["y"] for b in a.batches(2)]
+    yb_ = [b["y"] for b in b.batches(2)]
     assert all(torch.equal(p, q) for p, q in zip(ya, yb_))
-    e0 = torch.cat([yb for _, yb in a.batches(0)])
-    e1 = torch.cat([yb for _, yb in a.batches(1)])
+    e0 = torch.cat([b["y"] for b in a.batches(0)])
+    e1 = torch.cat([b["y"] for b in a.batches(1)])
     assert not torch.equal(e0, e1)
     assert sorted(e0.tolist()) == list(range(103))  # a permutation, nothing lost
-    other = torch.cat([yb for _, yb in _loader(shuffle=True, seed=8).batches(0)])
+    other = torch.cat([b["y"] for b in _loader(shuffle=True, seed=8).batches(0)])
     assert not torch.equal(e0, other)
 
 
 def test_loader_set_epoch_and_resume_mid_epoch():
     ld = _loader(shuffle=True, seed=1)
-    full = [yb for _, yb in ld.batches(4)]
+    full = [b["y"] for b in ld.batches(4)]
     ld.set_epoch(4, start_step=3)
-    resumed = [yb for _, yb in ld]
+    resumed = [b["y"] for b in ld]
     assert len(resumed) == len(full) - 3
     assert all(torch.equal(p, q) for p, q in zip(resumed, full[3:]))
     assert ld.epoch == 5  # a complete pass moves to the next epoch
     # without set_epoch, consecutive passes are consecutive epochs
     fresh = _loader(shuffle=True, seed=1)
-    first = torch.cat([yb for _, yb in fresh])
-    second = torch.cat([yb for _, yb in fresh])
-    assert torch.equal(first, torch.cat([yb for _, yb in fresh.batches(0)]))
-    assert torch.equal(second, torch.cat([yb for _, yb in fresh.batches(1)]))
+    first = torch.cat([b["y"] for b in fresh])
+    second = torch.cat([b["y"] for b in fresh])
+    assert torch.equal(first, torch.cat([b["y"] for b in fresh.batches(0)]))
+    assert torch.equal(second, torch.cat([b["y"] for b in fresh.batches(1)]))
 
 
 def test_loader_lengths_and_drop_last():
     keep, drop = _loader(), _loader(drop_last=True)
     assert len(keep) == 11 and len(drop) == 10
-    assert [yb.shape[0] for _, yb in keep][-1] == 3
-    sizes = [yb.shape[0] for _, yb in drop]
+    assert [b["y"].shape[0] for b in keep][-1] == 3
+    sizes = [b["y"].shape[0] for b in drop]
     assert sizes == [10] * 10 and drop.num_samples == 100
     # no shuffle: plain slices in order, inputs and targets aligned
-    xs, ys = zip(*keep)
+    xs, ys = zip(*((b["x"], b["y"]) for b in keep))
     assert torch.equal(torch.cat(ys), torch.arange(103))
     assert torch.equal(torch.cat(xs).view(-1).long(), torch.arange(103))
 
 
 def test_loader_shuffled_batches_keep_inputs_and_targets_aligned():
-    for xb, yb in _loader(shuffle=True, seed=2, drop_last=True).batches(0):
+    for b in _loader(shuffle=True, seed=2, drop_last=True).batches(0):
+        xb, yb = b["x"], b["y"]
         assert torch.equal(xb.view(-1).long(), yb)
 
 
@@ -199,10 +200,10 @@ def test_random_crop_matches_torchvision_and_pushes_fill_through_normalize():
 def test_crop_without_padding_changes_input_shape():
     d = load_data("synthetic", shape=(3, 10, 12), num_classes=3, n=20, n_test=4,
                   transforms=[("RandomCrop", {"size": (8, 9)})])
-    assert d.info.input_shape == (3, 8, 9)
-    xb, _ = next(iter(d.loader("train", 5)))
+    assert d.info.fields["x"].shape == (3, 8, 9)
+    xb = next(iter(d.loader("train", 5)))["x"]
     assert xb.shape == (5, 3, 8, 9)
-    xt, _ = next(iter(d.loader("test", 4)))  # evaluation: a center crop to the same size
+    xt = next(iter(d.loader("test", 4)))["x"]  # evaluation: a center crop to the same size
     assert xt.shape == (4, 3, 8, 9)
     assert [t.name for t in d.info.eval_transforms] == ["CenterCrop"]
 
@@ -212,11 +213,11 @@ def test_loader_augmentation_reproducible_and_varies_by_epoch():
                   transforms=[("RandomCrop", {"size": 6, "padding": 2}),
                               ("RandomHorizontalFlip", {})])
     a, b = d.loader("train", 8, seed=9), d.loader("train", 8, seed=9)
-    xa = torch.cat([x for x, _ in a.batches(3)])
-    assert torch.equal(xa, torch.cat([x for x, _ in b.batches(3)]))
-    assert not torch.equal(xa, torch.cat([x for x, _ in a.batches(4)]))
+    xa = torch.cat([b["x"] for b in a.batches(3)])
+    assert torch.equal(xa, torch.cat([b["x"] for b in b.batches(3)]))
+    assert not torch.equal(xa, torch.cat([b["x"] for b in a.batches(4)]))
     b.set_epoch(3, start_step=2)
-    assert torch.equal(torch.cat([x for x, _ in b]), xa[16:])
+    assert torch.equal(torch.cat([b["x"] for b in b]), xa[16:])
 
 
 def test_transform_validation():
@@ -240,51 +241,51 @@ def test_csv_classification_and_regression(tmp_path):
     t = tmp_path / "test.csv"
     t.write_text("a,b,label,score\n9,10,2,4.5\n")
     d = load_data("CSV", path=p, test_path=t, features=["a", "b"], targets="label")
-    assert d.train.x.dtype == torch.float32 and d.train.x.shape == (4, 2)
-    assert d.train.y.dtype == torch.int64 and d.train.y.tolist() == [0, 1, 2, 1]
-    assert d.info.task == "classification" and d.info.num_classes == 3
+    assert d.train["features"].dtype == torch.float32 and d.train["features"].shape == (4, 2)
+    assert d.train["target"].dtype == torch.int64 and d.train["target"].tolist() == [0, 1, 2, 1]
+    assert d.info.fields["target"].kind == "class" and d.info.fields["target"].num_classes == 3
     assert d.info.sizes == {"train": 4, "test": 1}
     r = load_data("csv", path=p, features=["a", "b"], targets=["score"], task="regression",
                   val=1, seed=0)
-    assert r.train.y.dtype == torch.float32 and r.info.target_shape == (1,)
+    assert r.train["target"].dtype == torch.float32 and r.info.fields["target"].shape == (1,)
     assert r.info.sizes == {"train": 3, "val": 1}
     both = load_data("csv", path=p, targets=["label", "score"])  # features: every other column
-    assert both.info.task == "regression" and both.info.target_shape == (2,)
-    assert both.info.input_shape == (2,)
+    assert both.info.fields["target"].kind == "values" and both.info.fields["target"].shape == (2,)
+    assert both.info.fields["features"].shape == (2,)
     with pytest.raises(DataError, match="no column 'nope'"):
         load_data("csv", path=p, targets="nope")
 
 
 def test_inline_tensors():
     d = load_data("tensors", X=[[1, 2], [3, 4], [5, 6]], y=[2.0, 4.0, 6.0])
-    assert d.train.x.dtype == torch.float32 and d.train.x.tolist() == [[1, 2], [3, 4], [5, 6]]
-    assert d.info.task == "regression" and d.train.y.shape == (3, 1)
+    assert d.train["X"].dtype == torch.float32 and d.train["X"].tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert d.info.fields["y"].kind == "values" and d.train["y"].shape == (3, 1)
     c = load_data("inline", X=[[1, 2], [3, 4], [5, 6]], y=[2, 4, 6], task="regression")
-    assert c.train.y.dtype == torch.float32
+    assert c.train["y"].dtype == torch.float32
     k = load_data("tensors", X=[[0.0], [1.0]], y=[0, 1], X_test=[[2.0]], y_test=[1])
-    assert k.info.task == "classification" and k.info.num_classes == 2
-    assert k.test.y.tolist() == [1]
+    assert k.info.fields["y"].kind == "class" and k.info.fields["y"].num_classes == 2
+    assert k.test["y"].tolist() == [1]
     batches = list(d.loader("train", 2, shuffle=False))
-    assert [b[0].shape[0] for b in batches] == [2, 1]
+    assert [b["X"].shape[0] for b in batches] == [2, 1]
     # Normalize works per feature on tables and on scalar inputs
     n = load_data("tensors", X=[[1.0, 10.0], [3.0, 30.0]], y=[0, 1],
                   transforms=[("Normalize", {"mean": (2.0, 20.0), "std": (1.0, 10.0)})])
-    assert n.train.x.tolist() == [[-1.0, -1.0], [1.0, 1.0]]
+    assert n.train["X"].tolist() == [[-1.0, -1.0], [1.0, 1.0]]
     s = load_data("tensors", X=[1.0, 2.0, 3.0], y=[0, 1, 0],
                   transforms=[("Normalize", {"mean": 2.0, "std": 1.0})])
-    assert s.train.x.tolist() == [-1.0, 0.0, 1.0] and s.info.input_shape == ()
+    assert s.train["X"].tolist() == [-1.0, 0.0, 1.0] and s.info.fields["X"].shape == ()
 
 
 def test_synthetic_is_seeded_and_learnable_shape():
     a = load_data("synthetic", shape=(1, 8, 8), num_classes=4, n=64, n_test=16, seed=3)
     b = load_data("synthetic", shape=(1, 8, 8), num_classes=4, n=64, n_test=16, seed=3)
-    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
-    assert a.info.input_shape == (1, 8, 8) and a.info.sizes == {"train": 64, "test": 16}
-    assert a.train.y.dtype == torch.int64 and int(a.train.y.max()) < 4
+    assert torch.equal(a.train["x"], b.train["x"]) and torch.equal(a.test["y"], b.test["y"])
+    assert a.info.fields["x"].shape == (1, 8, 8) and a.info.sizes == {"train": 64, "test": 16}
+    assert a.train["y"].dtype == torch.int64 and int(a.train["y"].max()) < 4
     r = load_data("synthetic", shape=5, target_shape=(3,), n=10, n_test=0)
-    assert r.info.task == "regression" and r.train.y.shape == (10, 3) and r.test is None
+    assert r.info.fields["y"].kind == "values" and r.train["y"].shape == (10, 3) and r.test is None
     t = load_data("synthetic", shape=(7,), vocab=20, num_classes=2, n=8, n_test=2)
-    assert t.train.x.dtype == torch.int64 and int(t.train.x.max()) < 20
+    assert t.train["x"].dtype == torch.int64 and int(t.train["x"].max()) < 20
 
 
 def test_image_folder(tmp_path):
@@ -300,14 +301,14 @@ def test_image_folder(tmp_path):
     d = load_data("ImageFolder", path=tmp_path,
                   transforms=[("Resize", {"size": (8, 8)}), ("ToTensor", {}),
                               ("Normalize", {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})])
-    assert d.info.classes == ["cat", "dog"] and d.info.num_classes == 2
-    assert d.train.x.shape == (6, 3, 8, 8) and d.test.x.shape == (2, 3, 8, 8)
-    assert d.train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert d.info.classes == ["cat", "dog"] and d.info.fields["label"].num_classes == 2
+    assert d.train["image"].shape == (6, 3, 8, 8) and d.test["image"].shape == (2, 3, 8, 8)
+    assert d.train["label"].tolist() == [0, 0, 0, 1, 1, 1]
     expected = (torch.tensor(colours["dog"], dtype=torch.float32) / 255 - 0.5) / 0.5
-    torch.testing.assert_close(d.test.x[1, :, 4, 4], expected)
+    torch.testing.assert_close(d.test["image"][1, :, 4, 4], expected)
     g = load_data("ImageFolder", path=tmp_path / "train",
                   transforms=[("Resize", {"size": (8, 8)}), ("Grayscale", {})])
-    assert g.info.input_shape == (1, 8, 8) and g.test is None
+    assert g.info.fields["image"].shape == (1, 8, 8) and g.test is None
     with pytest.raises(DataError, match="different sizes"):
         load_data("ImageFolder", path=tmp_path / "train")
 
@@ -332,8 +333,8 @@ def test_cifar10_reads_raw_arrays_channels_first(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
     d = load_data("CIFAR10", root=tmp_path, transforms=[("ToTensor", {})])
-    assert d.info.sizes == {"train": 10, "test": 2} and d.info.input_shape == (3, 32, 32)
-    assert d.info.num_classes == 10 and d.train.y.tolist() == [1, 7] * 5
+    assert d.info.sizes == {"train": 10, "test": 2} and d.info.fields["image"].shape == (3, 32, 32)
+    assert d.info.fields["label"].num_classes == 10 and d.train["label"].tolist() == [1, 7] * 5
     ref = torchvision.datasets.CIFAR10(tmp_path, train=False,
                                        transform=torchvision.transforms.ToTensor())
-    torch.testing.assert_close(d.test.x[1], ref[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(d.test["image"][1], ref[1][0], rtol=0, atol=0)

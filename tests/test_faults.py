@@ -296,7 +296,7 @@ def test_a_gzipped_mnist_file_is_read(tmp_path):
     root = mnist(tmp_path, train_images=gzip.compress(idx("image", 48)))
     d = load_data("MNIST", root=root)
     want = torch.frombuffer(bytearray(idx("image", 48)), dtype=torch.uint8, offset=16)
-    assert torch.equal(d.train.x.flatten(), want.float() / 255)  # ToTensor: /255
+    assert torch.equal(d.train["image"].flatten(), want.float() / 255)  # ToTensor: /255
     assert d.info.sizes == {"train": 48, "test": 16}
 
 
@@ -316,8 +316,8 @@ def test_real_mnist_is_read_as_torchvision_reads_it():
     d = load_data("MNIST", root=DATA)
     for train, split in ((True, d.train), (False, d.test)):
         ref = torchvision.datasets.MNIST(str(DATA), train=train, download=False)
-        assert torch.equal(split.x[:, 0], ref.data.float() / 255)  # ToTensor's values
-        assert torch.equal(split.y, ref.targets)
+        assert torch.equal(split["image"][:, 0], ref.data.float() / 255)  # ToTensor's values
+        assert torch.equal(split["label"], ref.targets)
 
 
 # ---- row 3: device indices (E411) ------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_static_data_shapes_follow_the_transforms():
         sig = sources.MNIST(root=str(root), transform=tuple(pipeline)).signature(None)
         steps = [[t.kind, t.kwargs()] for t in pipeline]
         loaded = data.load_data("MNIST", root=root, transforms=steps, limit=8)
-        assert tuple(sig.input_shape) == loaded.info.input_shape, steps
+        assert tuple(sig.fields["image"].shape) == loaded.info.fields["image"].shape, steps
 
 
 # ---- overrides -------------------------------------------------------------------------------
@@ -213,9 +213,10 @@ def test_linear_regression_reads_y_per_sample_and_says_so():
     plan = spec.plan()
     s = plan.settings()
     assert s["data"] == {"source": "tensors", "X": [[1, 2], [3, 4], [5, 6]], "y": [2, 4, 6],
-                         "seed": 0, "task": "regression"}
+                         "seed": 0, "fields": {"X": {"kind": "input"}, "y": {"kind": "values"}}}
+    assert s["inputs"] == ["X"]
     assert s["losses"] == [{"name": "MSELoss", "kwargs": {}, "tensors": [], "output": 0,
-                            "output_name": "y", "target": "same", "weight": 1.0, "prefix": "",
+                            "output_name": "y", "field": "y", "target": "same", "weight": 1.0, "prefix": "",
                             "metrics": ["mae"], "numel": 1}]
     assert s["optimizer"] == {"name": "SGD", "kwargs": {"lr": 0.01}}
     (note,) = [n for n in plan.notes if "one value per sample" in n.message]

@@ -309,7 +309,8 @@ def test_the_loop_trains_exactly_like_a_plain_pytorch_loop():
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = data.loader("train", 16, seed=s["seed"])
     for epoch in range(3):
-        for x, y in loader.batches(epoch):
+        for batch in loader.batches(epoch):
+            x, y = batch["x"], batch["y"]
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -317,7 +318,7 @@ def test_the_loop_trains_exactly_like_a_plain_pytorch_loop():
     assert _same(_weights(result["model"]), _weights(model))
     model.eval()
     with torch.no_grad():
-        acc = (model(data.test.x).argmax(1) == data.test.y).float().mean().item()
+        acc = (model(data.test["x"]).argmax(1) == data.test["y"]).float().mean().item()
     assert result["test"]["test.accuracy"] == pytest.approx(acc, abs=1e-12)
 
 

@@ -128,7 +128,7 @@ def test_kldivloss_batchmean_is_averaged_per_sample_over_uneven_batches():
     model = r["model"]
     got = loop.evaluate(model, data, settings, split="train")["train.loss"]
     with torch.no_grad():  # batches of 2, 2, 1 must give the whole set's per-sample KL
-        want = torch.nn.KLDivLoss(reduction="batchmean")(model(data.train.x), data.train.y)
+        want = torch.nn.KLDivLoss(reduction="batchmean")(model(data.train["X"]), data.train["y"])
     assert got == pytest.approx(float(want), rel=1e-5)
 
 

@@ -142,7 +142,7 @@ def _settings_help() -> str:
              "argument of one with --set KEY.ARG=VALUE):"]
     for key, d in SETTINGS.items():
         default = {"value": show(d.default), "call": d.default or "none", "source": "required",
-                   "loss": "by the data", "metrics": "by the loss"}[d.kind]
+                   "loss": "by the data", "metrics": "by the loss", "mapping": "by name"}[d.kind]
         lines.append(f"  {key:<16}{default:<13}{d.doc}")
     lines += ["", "\b"]
     for key, family in lists.items():

@@ -38,6 +38,7 @@ class Loss(Decl):
     positional = ()  # a spec's positional arguments are (output, target), read by the plan
     expects: ClassVar[str] = ""  # what the output should be, for messages
     default_metrics: ClassVar[bool] = True  # whether its kind's metrics are reported unasked
+    dense: ClassVar[bool] = False  # class scores [C, d1, ...] against labels [d1, ...]
 
 
 @LOSSES.register
@@ -49,6 +50,7 @@ class CrossEntropyLoss(Loss):
     torch = "torch.nn.CrossEntropyLoss"
     tensors = ("weight",)
     target = "class"
+    dense = True
     expects = "raw class scores (logits), one per class"
 
 
@@ -60,6 +62,7 @@ class NLLLoss(Loss):
     torch = "torch.nn.NLLLoss"
     tensors = ("weight",)
     target = "class"
+    dense = True
     expects = "log-probabilities, one per class (end the model with LogSoftmax)"
 
 

@@ -13,7 +13,7 @@ from ..diagnostics import Reporter
 from ..ir.dims import substitute
 from ..ir.graph import Graph
 from .catalog import METRICS
-from .sources import DataSig
+from .sources import DataSig, FieldSig
 
 if TYPE_CHECKING:
     from .plan import Note, Plan
@@ -26,100 +26,126 @@ def _fmt(shape) -> str:
 
 
 def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list[Note]) -> None:
-    """Report (E407, E403) where the data does not fit the model or a loss its output."""
+    """Report (E407, E403) where a field of the data does not fit the model input it feeds
+    or the loss that trains against it."""
     from .plan import Note
 
     data_span = plan.span("data")
-    ins = graph.inputs
-    if len(ins) != 1:
-        rep.error("E407", f"training feeds one tensor per sample, but {graph.name} takes "
-                  f"{len(ins)} inputs ({', '.join(n.name for n in ins)})", plan.span("train"))
-        return
-    x = ins[0]
-    xt = x.types[0]
-    shape = sig.input_shape
-    sizes = None  # the declared dimensions' values in this data (symbolic shapes)
-    if xt.symbolic and shape is not None and None not in shape:
-        sizes = xt.match(tuple(shape))
-        if sizes is None:
-            where = "; ".join(d.describe() for d in sorted(xt.dims(), key=lambda d: d.name))
-            rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but {graph.name} "
-                      f"takes {x.name}: {_fmt(xt.shape)} where {where}", data_span,
-                      "resize the data (transforms) to an admissible size, or widen the model's "
-                      "where clause")
-            return
-    elif shape is not None and None not in shape and tuple(shape) != xt.shape:
-        if math.prod(shape) == xt.numel:
-            hint = (f"declare `input {x.name}: {_fmt(shape)}` and start the model with Flatten"
-                    if len(xt.shape) == 1 else f"declare `input {x.name}: {_fmt(shape)}`")
-        else:
-            hint = f"declare `input {x.name}: {_fmt(shape)}`, or change the data's transforms"
-        rep.error("E407", f"{sig.name} gives samples of shape {_fmt(shape)}, but {graph.name} "
-                  f"takes {x.name}: {_fmt(xt.shape)}", data_span, hint)
-    if sig.input_dtype is not None and (sig.input_dtype in _INT) != (xt.dtype in _INT):
-        hint = (f"write x_dtype=\"{xt.dtype}\" in the data" if "x_dtype" in
-                type(plan.data).model_fields else None)
-        rep.error("E407", f"{sig.name} gives {sig.input_dtype} inputs, but {graph.name} takes "
-                  f"{x.name}: {xt.dtype}", data_span, hint)
+    fields = sig.fields  # None: the source makes whatever the plan asks for
+    sizes: dict = {}  # the declared dimensions' values in this data (symbolic shapes)
+    nodes = {n.name: n for n in graph.inputs}
+    for name, f in plan.inputs:
+        fs = fields.get(f) if fields is not None else None
+        if fs is None:
+            continue
+        x = nodes[name]
+        xt = x.types[0]
+        span = plan.spans.get(f"inputs.{name}", data_span)
+        mapped = f"inputs.{name}" in plan.spans
+        own = f == name or mapped  # bound by name, not as the data's one input
+        what = f"{sig.name} gives {f}" if own else f"{sig.name} gives samples"
+        shape = fs.shape
+        if xt.symbolic and shape is not None and None not in shape:
+            found = xt.match(tuple(shape))
+            if found is None or any(sizes.get(k, v) != v for k, v in found.items()):
+                where = "; ".join(d.describe() for d in sorted(xt.dims(), key=lambda d: d.name))
+                rep.error("E407", f"{what} of shape {_fmt(shape)}, but {graph.name} takes "
+                          f"{x.name}: {_fmt(xt.shape)} where {where}" +
+                          (" with the sizes its other inputs have" if found else ""), span,
+                          "resize the data (transforms) to an admissible size, or widen the "
+                          "model's where clause")
+                return
+            sizes.update(found)
+        elif shape is not None and None not in shape and tuple(shape) != xt.shape:
+            if math.prod(shape) == xt.numel:
+                hint = (f"declare `input {x.name}: {_fmt(shape)}` and start the model with "
+                        "Flatten" if len(xt.shape) == 1 else f"declare `input {x.name}: "
+                        f"{_fmt(shape)}`")
+            else:
+                hint = f"declare `input {x.name}: {_fmt(shape)}`, or change the data's transforms"
+            rep.error("E407", f"{what} of shape {_fmt(shape)}, but {graph.name} takes "
+                      f"{x.name}: {_fmt(xt.shape)}", span, hint)
+        if fs.dtype is not None and (fs.dtype in _INT) != (xt.dtype in _INT):
+            hint = (f"write x_dtype=\"{xt.dtype}\" in the data" if "x_dtype" in
+                    type(plan.data).model_fields else None)
+            got = f"{f} as {fs.dtype}" if own else f"{fs.dtype} inputs"
+            rep.error("E407", f"{sig.name} gives {got}, but {graph.name} takes {x.name}: "
+                      f"{xt.dtype}", span, hint)
     for i, t in enumerate(plan.loss):
-        if sizes is not None:  # the output's shape at the data's sizes
-            t = t.model_copy(update={"output_shape": tuple(substitute(d, sizes) for d in t.output_shape)})
-        _check_term(plan, i, t, sig, rep, notes, Note)
+        if sizes:  # the output's shape at the data's sizes
+            t = t.model_copy(update={"output_shape": tuple(substitute(d, sizes)
+                                                           for d in t.output_shape)})
+        fs = fields.get(t.target) if fields is not None else None
+        _check_term(plan, i, t, sig, fs, rep, notes, Note)
 
 
-def _check_term(plan, i, t, sig: DataSig, rep: Reporter, notes, Note) -> None:
+def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> None:
     loss = t.loss
     kind = type(loss).target
     span = plan.span(f"loss.{i}.output") or plan.span("loss")
     out = t.output_shape
     what = f"{loss.kind} needs {type(loss).expects}" if type(loss).expects else loss.kind
-    if sig.labels is not None and kind in ("class", "binary") and sig.task == "classification":
+    if fs is None:
+        return
+    labels = fs.kind == "class"
+    if fs.labels is not None and kind in ("class", "binary") and labels:
         rule = t.label_rule()
-        for where, values in sig.labels if rule else ():
+        for where, values in fs.labels if rule else ():
             problem = label_problem(values, where, rule)
             if problem:
                 rep.error("E412", problem[0], plan.span(f"data.{where}"), problem[1])
                 return
+    target = fs.shape
     if kind == "class":
-        if len(out) != 1:
+        dense = type(loss).dense and len(out) > 1 and target != ()
+        if target is not None and len(target) > 0 and not dense:
+            rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(out)} against '{t.target}' "
+                      f"{_fmt(target)}: one label per position needs scores [C, "
+                      f"{', '.join(map(str, target))}]", span,
+                      f"give the model an output of shape [C, {', '.join(map(str, target))}]")
+            return
+        if len(out) != 1 and not dense:
             rep.error("E403", f"{what}: a vector [C] per sample, but '{t.output}' is {_fmt(out)}",
                       span, "end the model with Flatten -> Linear(C)" if len(out) > 1 else
                       "give the output one score per class")
+        elif dense and target is not None and tuple(target) != tuple(out[1:]):
+            rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(out)} needs labels of shape "
+                      f"{_fmt(out[1:])} (one per position), but '{t.target}' is {_fmt(target)}",
+                      span, f"give the model an output of shape [C, {', '.join(map(str, target))}]"
+                      if target else "give the model an output of shape [C]")
         elif out[0] == 1:
             rep.error("E403", f"'{t.output}' has a single score per sample, which cannot be a "
                       f"distribution over classes", span,
                       "for two classes use Linear(2), or BCEWithLogitsLoss with one score")
-        elif sig.labels is None and sig.num_classes is not None and out[0] < sig.num_classes:
+        elif fs.labels is None and fs.num_classes is not None and out[0] < fs.num_classes:
             rep.error("E403", f"'{t.output}' has {out[0]} class scores, but {sig.name} has "
-                      f"{sig.num_classes} classes", span,
-                      f"end the model with Linear({sig.num_classes})")
+                      f"{fs.num_classes} classes", span,
+                      f"end the model with Linear({fs.num_classes})")
         return
     if kind == "binary":
-        if sig.task == "classification":
-            if sig.num_classes is not None and sig.num_classes > 2:
+        if labels:
+            if fs.num_classes is not None and fs.num_classes > 2:
                 rep.error("E403", f"{loss.kind} trains 0/1 targets, but {sig.name} has "
-                          f"{sig.num_classes} classes", plan.span(f"loss.{i}"),
+                          f"{fs.num_classes} classes", plan.span(f"loss.{i}"),
                           "use CrossEntropyLoss for more than two classes")
-            elif out != (1,):
+            elif target == () and out != (1,):
                 rep.error("E403", f"{loss.kind} on class labels needs one score per sample, "
                           f"but '{t.output}' is {_fmt(out)}", span, "end the model with Linear(1)")
-            else:
+            elif target == ():
                 notes.append(Note(f"{loss.kind}: the 0/1 labels are used as float targets of "
                                   f"shape [1], like '{t.output}'", plan.span(f"loss.{i}")))
             return
-        kind = "same"
-    target = sig.target_shape
     if target is None:
         return
     if tuple(target) != tuple(out):
-        rep.error("E403", f"{loss.kind} compares '{t.output}' {_fmt(out)} with targets of shape "
-                  f"{_fmt(target)}; the shapes must match (netdsl does not broadcast)", span,
+        rep.error("E403", f"{loss.kind} compares '{t.output}' {_fmt(out)} with the data's "
+                  f"'{t.target}' of shape {_fmt(target)}; the shapes must match (netdsl does not broadcast)", span,
                   f"give the model an output of shape {_fmt(target)}")
-    elif sig.target_note:
-        notes.append(Note(f"{sig.target_note} to match '{t.output}' {_fmt(out)}; torch's "
+    elif fs.note:
+        notes.append(Note(f"{fs.note} to match '{t.output}' {_fmt(out)}; torch's "
                           f"{loss.kind} would broadcast [N] targets against [N, 1] predictions "
                           "to [N, N] and fit every prediction to the mean",
-                          plan.span("data.y") or plan.span("data")))
+                          plan.span(f"data.{t.target}") or plan.span("data")))
 
 
 def _span(lo: int, hi: int) -> str:
@@ -172,7 +198,7 @@ def monitor_keys(plan: Plan, has_val: bool) -> list[str]:
 
 def runtime_signature(info, source_name: str) -> DataSig:
     """A DataSig from the loaded data's `DataInfo` (runtime/data.py)."""
-    return DataSig(source_name, task=info.task, input_shape=tuple(info.input_shape),
-                   input_dtype=info.input_dtype, target_shape=tuple(info.target_shape),
-                   num_classes=info.num_classes, has_val="val" in info.sizes,
+    fields = {k: FieldSig(tuple(f.shape), f.dtype, f.kind, f.num_classes)
+              for k, f in info.fields.items()}
+    return DataSig(source_name, fields, target=info.target, has_val="val" in info.sizes,
                    has_test="test" in info.sizes)

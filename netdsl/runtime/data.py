@@ -781,30 +781,77 @@ def _run_steps(x: torch.Tensor, steps: list[Transform]) -> torch.Tensor:
 # ---- containers -------------------------------------------------------------------------
 
 
-class Split(NamedTuple):
-    """Inputs and targets of one split; `n` is the number of samples."""
+class Split:
+    """The named fields of one split (`image`, `label`, ...): tensors that share their
+    first dimension, the samples. `split["image"]`; `n` is the number of samples."""
 
-    x: torch.Tensor
-    y: torch.Tensor
+    def __init__(self, fields: Mapping[str, torch.Tensor]):
+        self.fields = dict(fields)
+        sizes = {k: int(v.shape[0]) for k, v in self.fields.items()}
+        if not sizes:
+            raise DataError("a split needs at least one field")
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{k} {v}" for k, v in sizes.items())
+            raise DataError(f"the fields hold different numbers of samples: {shown}")
 
     @property
     def n(self) -> int:
-        return int(self.x.shape[0])
+        return int(next(iter(self.fields.values())).shape[0])
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.fields[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{k}={tuple(v.shape[1:])} {_dtype_name(v.dtype)}"
+            for k, v in self.fields.items()
+        )
+        return f"Split(n={self.n}, {inner})"
+
+    def take(self, index: torch.Tensor | slice) -> Split:
+        """The samples at `index` (a slice or an index tensor), every field alike."""
+        return Split({k: v[index] for k, v in self.fields.items()})
+
+    def replace(self, **fields: torch.Tensor) -> Split:
+        return Split({**self.fields, **fields})
+
+
+@dataclass
+class FieldInfo:
+    """One field of every sample: shape (no batch dimension), dtype, and what it holds:
+    "image", "input" (other model input data), "class" (class labels, one per sample or
+    one per position), "values" (real-valued targets)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+    num_classes: int | None = None
+    classes: list[str] | None = None
+
+    def describe(self) -> str:
+        shape = "×".join(map(str, self.shape)) or "scalar"
+        if self.kind == "class" and self.num_classes is not None:
+            per = f" per {shape}" if self.shape else ""
+            return f"{self.num_classes} classes{per}"
+        return f"{shape} {self.dtype}"
 
 
 @dataclass
 class DataInfo:
-    """What the runner needs to know about the data (shapes exclude the batch dimension)."""
+    """What the runner needs to know about the data: its fields and split sizes. The
+    `primary` field is the one the transforms and augmentations apply to (the image)."""
 
     source: str
-    task: str  # "classification" | "regression"
-    input_shape: tuple[int, ...]  # after deterministic transforms *and* augmentation
-    input_dtype: str
-    target_shape: tuple[int, ...]  # () for classification
-    target_dtype: str
-    num_classes: int | None
-    classes: list[str] | None
+    fields: dict[str, FieldInfo]
     sizes: dict[str, int]
+    primary: str | None = None
+    target: str | None = None  # the source's one target field, if it has one
     transforms: list[Transform] = field(default_factory=list)  # run once, every split
     augmentations: list[str] = field(
         default_factory=list
@@ -813,18 +860,18 @@ class DataInfo:
         default_factory=list
     )  # run once, val/test only
 
+    @property
+    def classes(self) -> list[str] | None:
+        t = self.fields.get(self.target) if self.target else None
+        return t.classes if t is not None else None
+
     def describe(self) -> str:
-        shape = "×".join(map(str, self.input_shape)) or "scalar"
         sizes = ", ".join(f"{k} {v}" for k, v in self.sizes.items())
-        tgt = (
-            f"{self.num_classes} classes"
-            if self.task == "classification"
-            else f"targets {'×'.join(map(str, self.target_shape))} {self.target_dtype}"
-        )
+        fields = "; ".join(f"{k} {f.describe()}" for k, f in self.fields.items())
         aug = (
             f"; augment: {', '.join(self.augmentations)}" if self.augmentations else ""
         )
-        return f"{self.source}: {sizes}; inputs {shape} {self.input_dtype}; {tgt}{aug}"
+        return f"{self.source}: {sizes}; {fields}{aug}"
 
 
 @dataclass
@@ -845,14 +892,13 @@ class Data:
 
     def _on_device(
         self, name: str, device: torch.device, non_blocking: bool, pin: bool
-    ):
+    ) -> dict[str, torch.Tensor]:
         key = (name, str(device))
         if key not in self._cache:
             s = self.split(name)
-            self._cache[key] = (
-                _to_device(s.x, device, non_blocking, pin),
-                _to_device(s.y, device, non_blocking, pin),
-            )
+            self._cache[key] = {
+                k: _to_device(v, device, non_blocking, pin) for k, v in s.fields.items()
+            }
         return self._cache[key]
 
     def loader(
@@ -875,41 +921,18 @@ class Data:
             if augment is None
             else (self.augment if augment is True else (augment or None))
         )
-        x, y = self._on_device(split, dev, non_blocking, pin_memory)
         return DeviceLoader(
-            x,
-            y,
+            self._on_device(split, dev, non_blocking, pin_memory),
             batch_size,
             shuffle=train if shuffle is None else shuffle,
             drop_last=drop_last,
             seed=seed,
             device=dev,
             augment=aug,
+            augment_field=self.info.primary,
             non_blocking=non_blocking,
             pin_memory=pin_memory,
         )
-
-    def loaders(
-        self,
-        batch_size: int,
-        *,
-        device: str | torch.device = "cpu",
-        seed: int = 0,
-        eval_batch_size: int | None = None,
-        drop_last: bool = False,
-    ) -> dict[str, DeviceLoader]:
-        out = {}
-        for name in ("train", "val", "test"):
-            if getattr(self, name) is not None:
-                train = name == "train"
-                out[name] = self.loader(
-                    name,
-                    batch_size if train else (eval_batch_size or batch_size),
-                    device=device,
-                    seed=seed,
-                    drop_last=drop_last and train,
-                )
-        return out
 
 
 def _to_device(t: torch.Tensor, device: torch.device, non_blocking: bool, pin: bool):
@@ -924,14 +947,14 @@ def _to_device(t: torch.Tensor, device: torch.device, non_blocking: bool, pin: b
 
 
 class DeviceLoader:
-    """Batches sliced out of tensors that live on the target device.
+    """Batches sliced out of tensors that live on the target device: each batch is a dict
+    of the named fields. The augmentation applies to `augment_field` (the image).
 
     The order and augmentation parameters of epoch `e` depend only on (seed, e)."""
 
     def __init__(
         self,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        fields: Mapping[str, torch.Tensor],
         batch_size: int,
         *,
         shuffle: bool = False,
@@ -939,33 +962,40 @@ class DeviceLoader:
         seed: int = 0,
         device: str | torch.device = "cpu",
         augment: Augment | None = None,
+        augment_field: str | None = None,
         non_blocking: bool = True,
         pin_memory: bool = False,
     ):
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
-        if x.shape[0] != y.shape[0]:
-            raise DataError(
-                f"inputs have {x.shape[0]} samples but targets {y.shape[0]}"
-            )
+        split = Split(fields)  # the fields agree on the number of samples
         self.device = resolve_device(device)
         self.non_blocking = non_blocking and self.device.type == "cuda"
         self.pin_memory = pin_memory and self.device.type == "cuda"
-        self.x = _to_device(x, self.device, self.non_blocking, self.pin_memory)
-        self.y = _to_device(y, self.device, self.non_blocking, self.pin_memory)
+        self.fields = {
+            k: _to_device(v, self.device, self.non_blocking, self.pin_memory)
+            for k, v in split.fields.items()
+        }
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
+        if augment and augment_field not in self.fields:
+            raise DataError(
+                f"the augmentation applies to the field {augment_field!r}, which this "
+                f"data does not have (its fields: {', '.join(self.fields)})"
+            )
+        self.augment_field = augment_field
         if isinstance(augment, _PendingAugment):
-            augment = augment.build(tuple(self.x.shape[1:]))
+            augment = augment.build(tuple(self.fields[augment_field].shape[1:]))
         self.augment = augment if augment else None
         self.epoch = 0
         self._start_step = 0
+        self._n = split.n
 
     @property
     def dataset_size(self) -> int:
-        return int(self.x.shape[0])
+        return self._n
 
     def __len__(self) -> int:
         n, b = self.dataset_size, self.batch_size
@@ -1003,27 +1033,29 @@ class DeviceLoader:
 
     def batches(
         self, epoch: int, start_step: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """Yield the batches of `epoch`, from batch `start_step` on."""
         steps, b = len(self), self.batch_size
         if not 0 <= start_step <= steps:
             raise DataError(f"start_step {start_step} outside 0..{steps}")
         idx = self._move(self.order(epoch)) if self.shuffle else None
         params = self._aug_params(epoch) if self.augment else None
+        fields = self.fields
         for step in range(start_step, steps):
             lo, hi = step * b, min((step + 1) * b, self.dataset_size)
             if idx is None:
-                xb, yb = self.x[lo:hi], self.y[lo:hi]
+                batch = {k: v[lo:hi] for k, v in fields.items()}
             else:
                 sel = idx[lo:hi]
-                xb, yb = self.x.index_select(0, sel), self.y.index_select(0, sel)
+                batch = {k: v.index_select(0, sel) for k, v in fields.items()}
             if params is not None:
-                xb = self.augment.apply(
-                    xb, [{k: v[lo:hi] for k, v in p.items()} for p in params]
+                k = self.augment_field
+                batch[k] = self.augment.apply(
+                    batch[k], [{n: v[lo:hi] for n, v in p.items()} for p in params]
                 )
-            yield xb, yb
+            yield batch
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         epoch, start = self.epoch, self._start_step
         self._start_step = 0
         yield from self.batches(epoch, start)
@@ -1244,7 +1276,7 @@ def _load_idx(name: str, root, download: bool):
                 "or they come from different versions",
                 "download both again (delete them and load with download=true)",
             )
-        out.append(Split(x.unsqueeze(1), y.to(torch.int64)))
+        out.append(Split({"image": x.unsqueeze(1), "label": y.to(torch.int64)}))
     classes = [str(c) for c in getattr(torchvision.datasets, name).classes]
     origin = (str(_idx_file(base / files[1])), str(_idx_file(base / files[3])))
     return out[0], out[1], classes, origin
@@ -1276,7 +1308,7 @@ def _load_torchvision(name: str, root, download: bool):
                 f"but {y.shape[0]:,} labels",
                 "delete them and load with download=true to fetch fresh copies",
             )
-        out.append(Split(x, y))
+        out.append(Split({"image": x, "label": y}))
     classes = [str(c) for c in ds.classes]
     folder = str(Path(root) / _TV_FILES[name][0])
     return out[0], out[1], classes, (folder, folder)
@@ -1333,7 +1365,9 @@ def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
             f"images in {str(path)!r} have different sizes ({ex}); add Resize and/or "
             "CenterCrop before ToTensor"
         )
-    return Split(torch.stack(xs), torch.tensor(ys, dtype=torch.int64)), list(ds.classes)
+    images = torch.stack(xs)
+    labels = torch.tensor(ys, dtype=torch.int64)
+    return Split({"image": images, "label": labels}), list(ds.classes)
 
 
 def infer_task(y: Any) -> str:
@@ -1474,11 +1508,13 @@ def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
     return t.to(dtype)
 
 
-def _read_csv(path: Path, features, targets, delimiter: str):
-    """(features, targets as strings, feature names, target names) of a CSV file. Every
-    problem is located as `FILE:LINE`, with the column: a header naming a column twice, a
-    row with another number of fields, an empty or non-numeric feature, an empty target,
-    a NaN or infinite value (before training, never a diverged loss)."""
+def _read_csv(path: Path, groups: Mapping[str, Any], text: set, delimiter: str):
+    """({group: rows}, {group: columns}) of a CSV file: each group's cells per row, as
+    floats, or as stripped strings for the groups in `text` (class labels). A group whose
+    columns are None takes every column no other group names. Every problem is located as
+    `FILE:LINE`, with the column: a header naming a column twice, a row with another
+    number of fields, an empty or non-numeric value, an empty label, a NaN or infinite
+    value (before training, never a diverged loss)."""
     if not path.is_file():
         raise DataError(f"CSV file {str(path)!r} does not exist")
     try:
@@ -1514,50 +1550,53 @@ def _read_csv(path: Path, features, targets, delimiter: str):
                 "give every column its own name: which one is meant would be a guess",
             )
         first[name] = i
-    targets = [targets] if isinstance(targets, str) else list(targets or [])
-    if not targets:
-        raise DataError(f"{path}: say which column(s) hold the targets (targets=...)")
-    for col in targets + list(features or []):
+    named = [c for cols in groups.values() if cols for c in cols]
+    for col in named:
         if col not in header:
             raise DataError(
                 f"{path}: no column {col!r}; columns are {', '.join(header)}"
             )
-    features = list(features) if features else [h for h in header if h not in targets]
-    if not features:
-        raise DataError(f"{path}: no feature columns left besides the targets")
-    fi = [header.index(c) for c in features]
-    ti = [header.index(c) for c in targets]
-    xs, ys = [], []
+    rest = [h for h in header if h not in named]
+    cols = {k: list(c) if c else rest for k, c in groups.items()}
+    for k, c in cols.items():
+        if not c:
+            raise DataError(f"{path}: no columns left for {k} besides the others")
+    index = {k: [header.index(c) for c in cs] for k, cs in cols.items()}
+    out: dict[str, list] = {k: [] for k in cols}
     for r, n in zip(rows[1:], lines[1:]):
         if len(r) != len(header):
             raise DataError(f"{path}:{n}: {len(r)} fields, header has {len(header)}")
-        try:
-            xs.append([float(r[i]) for i in fi])
-        except ValueError:
-            bad = next(i for i in fi if not _is_float(r[i]))
-            if not r[bad].strip():
+        for k, ii in index.items():
+            if k in text:
+                for i in ii:
+                    cell = r[i].strip()
+                    if not cell:
+                        raise DataError(
+                            f"{path}:{n}: the target in column {header[i]!r} is empty",
+                            "fill in every label (an empty one would be read as one "
+                            "more class), or remove the row",
+                        )
+                    if _is_float(cell) and not math.isfinite(float(cell)):
+                        _not_finite(path, n, header[i], cell)
+                out[k].append([r[i].strip() for i in ii])
+                continue
+            try:
+                vals = [float(r[i]) for i in ii]
+            except ValueError:
+                bad = next(i for i in ii if not _is_float(r[i]))
+                if not r[bad].strip():
+                    raise DataError(
+                        f"{path}:{n}: column {header[bad]!r} is empty",
+                        "fill in every value, or remove the row",
+                    ) from None
                 raise DataError(
-                    f"{path}:{n}: column {header[bad]!r} is empty",
-                    "fill in every feature, or remove the row",
+                    f"{path}:{n}: column {header[bad]!r} is not numeric"
                 ) from None
-            raise DataError(
-                f"{path}:{n}: column {header[bad]!r} is not numeric"
-            ) from None
-        ys.append([r[i].strip() for i in ti])
-        for i, v in zip(fi, xs[-1]):
-            if not math.isfinite(v):
-                _not_finite(path, n, header[i], r[i])
-        for i in ti:
-            text = r[i].strip()
-            if not text:
-                raise DataError(
-                    f"{path}:{n}: the target in column {header[i]!r} is empty",
-                    "fill in every label (an empty one would be read as one more class), "
-                    "or remove the row",
-                )
-            if _is_float(text) and not math.isfinite(float(text)):
-                _not_finite(path, n, header[i], text)
-    return xs, ys, features, targets
+            for i, v in zip(ii, vals):
+                if not math.isfinite(v):
+                    _not_finite(path, n, header[i], r[i])
+            out[k].append(vals)
+    return out, cols
 
 
 def _not_finite(path, line: int, column: str, cell: str):
@@ -1613,7 +1652,7 @@ def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Spl
         )
     perm = torch.randperm(n, generator=_generator(seed, tag))
     held, kept = perm[:k].sort().values, perm[k:].sort().values
-    return Split(split.x[kept], split.y[kept]), Split(split.x[held], split.y[held])
+    return split.take(kept), split.take(held)
 
 
 SOURCES = (
@@ -1646,10 +1685,11 @@ def load_data(
     limit: int | None = None,
     task: str | None = None,
     label_check: Sequence[Mapping[str, Any]] | None = None,
+    fields: Mapping[str, Mapping[str, Any]] | None = None,
     **kw: Any,
 ) -> Data:
-    """Load `source` into memory; see the module docstring for every source's arguments
-    and for `label_check`."""
+    """Load `source` into memory; see the module docstring for every source's arguments,
+    for `fields` and for `label_check`."""
     name = _SOURCE_ALIASES.get(str(source).lower())
     if name is None:
         raise DataError(
@@ -1657,9 +1697,14 @@ def load_data(
         )
     image = name in ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder")
     static, augment = plan_transforms(transforms, image=image, sample_shape=None)
-    classes: list[str] | None = None
+    uses = {k: dict(v) for k, v in (fields or {}).items()}
+    classes: dict[str, list[str]] = {}
     testsplit: Split | None = None
-    origin = (name, name)  # where the train and test labels come from, for messages
+    counts: dict[str, int] = {}  # class counts a source fixes (synthetic)
+    primary: str | None = "image" if image else None
+    target: str | None = "label" if image else None
+    kinds: dict[str, str] = {"image": "image", "label": "class"} if image else {}
+    origin: dict[str, tuple[str, str]] = {}  # where each field's labels come from
 
     def unused(*allowed: str) -> None:
         extra = sorted(set(kw) - set(allowed))
@@ -1673,9 +1718,9 @@ def load_data(
         unused()
         if task not in (None, "classification"):
             raise DataError(f"{name} is a classification dataset")
-        task = "classification"
         root = Path(root if root is not None else "data")
-        train, testsplit, classes, origin = _load_torchvision(name, root, download)
+        train, testsplit, labels, where = _load_torchvision(name, root, download)
+        classes["label"], origin["label"] = labels, where
     elif name == "ImageFolder":
         unused("path", "test_path", "convert")
         if "path" not in kw and root is None:
@@ -1695,9 +1740,10 @@ def load_data(
                 break
             pil_steps.append(t)
         static = static[len(pil_steps) :]
-        task = "classification"
-        train, classes = _image_folder(path, pil_steps, kw.get("convert", "RGB"))
-        origin = (
+        train, classes["label"] = _image_folder(
+            path, pil_steps, kw.get("convert", "RGB")
+        )
+        origin["label"] = (
             f"the image folder {str(path)!r}",
             f"the image folder {str(test_path)!r}",
         )
@@ -1705,96 +1751,67 @@ def load_data(
             testsplit, test_classes = _image_folder(
                 Path(test_path), pil_steps, kw.get("convert", "RGB")
             )
-            if test_classes != classes:
+            if test_classes != classes["label"]:
                 raise DataError(
                     f"the test folder's classes {test_classes} differ from the "
-                    f"training folder's {classes}"
+                    f"training folder's {classes['label']}"
                 )
     elif name == "CSV":
-        unused(
-            "path", "test_path", "features", "targets", "target", "delimiter", "x_dtype"
-        )
         if "path" not in kw:
             raise DataError("CSV needs path=<file.csv>")
-        tcols = kw.get("targets", kw.get("target"))
-        xs, ys, feats, tcols = _read_csv(
-            Path(kw["path"]), kw.get("features"), tcols, kw.get("delimiter", ",")
-        )
-        yv, task = _csv_targets(ys, task, kw["path"])
-        xdt = _dtype(kw.get("x_dtype", "float32"))
-        parts = [(xs, yv, kw["path"])]
-        if kw.get("test_path"):
-            xs2, ys2, _, _ = _read_csv(
-                Path(kw["test_path"]), feats, tcols, kw.get("delimiter", ",")
-            )
-            parts.append(
-                (xs2, _csv_targets(ys2, task, kw["test_path"])[0], kw["test_path"])
-            )
-        if task == "classification" and any(
-            isinstance(v, str) for p in parts for v in p[1]
-        ):
-            classes = sorted({str(v) for p in parts for v in p[1]})
-            parts = [(x, [str(v) for v in yy], w) for x, yy, w in parts]
-        splits = []
-        for x, yy, where in parts:
-            if classes is None:
-                yt, _ = _targets(yy, task, str(where))
-            else:
-                lut = {c: i for i, c in enumerate(classes)}
-                yt = torch.tensor([lut[v] for v in yy], dtype=torch.int64)
-            splits.append(Split(_inputs(x, xdt, str(where)), yt))
-        train = splits[0]
-        testsplit = splits[1] if len(splits) > 1 else None
-        origin = (str(kw["path"]), str(kw.get("test_path")))
+        train, testsplit, kinds, classes, primary, target = _csv_source(kw, task, uses)
+        origin = {k: (str(kw["path"]), str(kw.get("test_path"))) for k in kinds}
     elif name == "tensors":
-        unused("X", "y", "X_test", "y_test", "x_dtype")
-        if "X" not in kw or "y" not in kw:
-            raise DataError("tensors needs X=[...] and y=[...]")
-        task = task or infer_task(kw["y"])
-        xdt = _dtype(kw.get("x_dtype", "float32"))
-        yt, classes = _targets(kw["y"], task, "y")
-        train = Split(_inputs(kw["X"], xdt, "X"), yt)
-        origin = ("y", "y_test")
-        if kw.get("X_test") is not None:
-            if kw.get("y_test") is None:
-                raise DataError("X_test given without y_test")
-            yt2, c2 = _targets(kw["y_test"], task, "y_test")
-            if classes is not None and c2 is not None and c2 != classes:
-                raise DataError("y_test's labels differ from y's")
-            testsplit = Split(_inputs(kw["X_test"], xdt, "X_test"), yt2)
+        train, testsplit, kinds, classes, primary, target = _tensor_source(
+            kw, task, uses
+        )
+        origin = {k: (k, f"{k}_test") for k in kinds}
     else:  # synthetic
         unused(
             "shape", "num_classes", "target_shape", "n", "n_test", "vocab", "x_dtype"
         )
-        train, testsplit, task = _synthetic(seed=seed, task=task, **kw)
+        train, testsplit, kinds, primary, target, counts = _synthetic(
+            seed=seed, task=task, uses=uses, **kw
+        )
+        origin = {k: ("synthetic", "synthetic") for k in kinds}
 
     for s, what in ((train, "train"), (testsplit, "test")):
-        if s is not None and s.x.shape[0] != s.y.shape[0]:
-            raise DataError(f"{what}: {s.x.shape[0]} inputs but {s.y.shape[0]} targets")
-        if s is not None and s.x.shape[0] == 0:
+        if s is not None and s.n == 0:
             raise DataError(f"{what}: no samples")
-    if testsplit is not None and testsplit.x.shape[1:] != train.x.shape[1:]:
-        raise DataError(
-            f"test inputs have shape {tuple(testsplit.x.shape[1:])}, train inputs "
-            f"{tuple(train.x.shape[1:])}"
-        )
+    if testsplit is not None:
+        for k in train:
+            if testsplit[k].shape[1:] != train[k].shape[1:]:
+                raise DataError(
+                    f"test {k} has shape {tuple(testsplit[k].shape[1:])}, train {k} "
+                    f"{tuple(train[k].shape[1:])}"
+                )
     if limit is not None:
-        train = Split(train.x[:limit], train.y[:limit])
-        testsplit = (
-            None
-            if testsplit is None
-            else Split(testsplit.x[:limit], testsplit.y[:limit])
-        )
-    if task == "classification":
-        labelled = [(train.y, origin[0])]
+        train = train.take(slice(0, limit))
+        testsplit = None if testsplit is None else testsplit.take(slice(0, limit))
+    for k, kind in kinds.items():
+        if kind != "class":
+            continue
+        labelled = [(train[k], origin[k][0])]
         if testsplit is not None:
-            labelled.append((testsplit.y, origin[1]))
-        check_labels(labelled, label_check, classes, name)
+            labelled.append((testsplit[k], origin[k][1]))
+        checks = (
+            None
+            if label_check is None
+            else [c for c in label_check if c.get("field", target) == k]
+        )
+        check_labels(labelled, checks, classes.get(k), name)
 
     if static:
-        train = Split(_apply_static_tensor(train.x, static), train.y)
+        if primary is None:
+            raise DataError(
+                f"{name} has {len(train.fields)} input fields; transforms apply to one "
+                "(an image source's image, or a single input)"
+            )
+        train = train.replace(**{primary: _apply_static_tensor(train[primary], static)})
         if testsplit is not None:
-            testsplit = Split(_apply_static_tensor(testsplit.x, static), testsplit.y)
+            testsplit = testsplit.replace(
+                **{primary: _apply_static_tensor(testsplit[primary], static)}
+            )
 
     valsplit = None
     if test is not None:
@@ -1807,27 +1824,43 @@ def load_data(
     if val is not None:
         train, valsplit = _carve(train, val, seed, "val")
 
-    sample_shape = tuple(train.x.shape[1:])
-    if isinstance(augment, _PendingAugment):
-        augment = augment.build(sample_shape)
     eval_steps: list[Transform] = []
-    out_shape = augment.out_shape(sample_shape)
-    if out_shape != sample_shape:
-        # A RandomCrop that changes the size trains on smaller images; evaluation splits get
-        # the usual counterpart, a CenterCrop to the same size, so shapes agree.
-        eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
-        if valsplit is not None:
-            valsplit = Split(_apply_static_tensor(valsplit.x, eval_steps), valsplit.y)
-        if testsplit is not None:
-            testsplit = Split(
-                _apply_static_tensor(testsplit.x, eval_steps), testsplit.y
+    if augment:
+        if primary is None:
+            raise DataError(f"{name}: augmentations need a single input field")
+        sample_shape = tuple(train[primary].shape[1:])
+        if isinstance(augment, _PendingAugment):
+            augment = augment.build(sample_shape)
+        out_shape = augment.out_shape(sample_shape)
+        if out_shape != sample_shape:
+            # A RandomCrop that changes the size trains on smaller images; evaluation
+            # splits get the usual counterpart, a CenterCrop to the same size.
+            eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
+            if valsplit is not None:
+                valsplit = valsplit.replace(
+                    **{primary: _apply_static_tensor(valsplit[primary], eval_steps)}
+                )
+            if testsplit is not None:
+                testsplit = testsplit.replace(
+                    **{primary: _apply_static_tensor(testsplit[primary], eval_steps)}
+                )
+    splits = [s for s in (train, valsplit, testsplit) if s is not None]
+    infos = {}
+    for k, t in train.fields.items():
+        shape = tuple(t.shape[1:])
+        if k == primary and augment:
+            shape = augment.out_shape(shape)
+        info = FieldInfo(shape, _dtype_name(t.dtype), kinds.get(k, "input"))
+        if info.kind == "class":
+            info.classes = classes.get(k)
+            info.num_classes = (
+                counts[k]
+                if k in counts
+                else len(info.classes)
+                if info.classes
+                else max(int(s[k].max()) if s[k].numel() else -1 for s in splits) + 1
             )
-    num_classes = None
-    if task == "classification":
-        ys = [s.y for s in (train, valsplit, testsplit) if s is not None]
-        num_classes = (
-            len(classes) if classes else int(max(int(y.max()) for y in ys)) + 1
-        )
+        infos[k] = info
     sizes = {"train": train.n}
     if valsplit is not None:
         sizes["val"] = valsplit.n
@@ -1835,14 +1868,10 @@ def load_data(
         sizes["test"] = testsplit.n
     info = DataInfo(
         source=name,
-        task=task,
-        input_shape=out_shape,
-        input_dtype=_dtype_name(train.x.dtype),
-        target_shape=tuple(train.y.shape[1:]),
-        target_dtype=_dtype_name(train.y.dtype),
-        num_classes=num_classes,
-        classes=classes,
+        fields=infos,
         sizes=sizes,
+        primary=primary,
+        target=target,
         transforms=static,
         augmentations=[repr(op) for op in augment.ops],
         eval_transforms=eval_steps,
@@ -1850,10 +1879,188 @@ def load_data(
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 
 
+def _kind(uses: Mapping[str, Mapping[str, Any]], name: str, default: str) -> str:
+    return str(uses.get(name, {}).get("kind") or default)
+
+
+def _field_values(v: Any, kind: str, dtype: str | None, where: str):
+    """(tensor, classes or None) of one field read as `kind`."""
+    if kind == "class":
+        return _targets(v, "classification", where)
+    if kind == "values":
+        return _targets(v, "regression", where)
+    return _inputs(v, _dtype(dtype or "float32"), where), None
+
+
+def _tensor_source(kw: dict, task: str | None, uses: dict):
+    """Inline arrays: every keyword but x_dtype is a field; NAME_test is its test split.
+    Without the plan's `uses`, `y` is the target (task inferred) and the rest inputs."""
+    given = {k: v for k, v in kw.items() if k != "x_dtype"}
+    trains = {k: v for k, v in given.items() if not k.endswith("_test")}
+    tests = {k[: -len("_test")]: v for k, v in given.items() if k.endswith("_test")}
+    if not trains:
+        raise DataError("tensors needs at least one field, such as X=[...] and y=[...]")
+    for k in tests:
+        if k not in trains:
+            raise DataError(f"{k}_test is given without {k}")
+    if tests and set(tests) != set(trains):
+        missing = ", ".join(f"{k}_test" for k in trains if k not in tests)
+        raise DataError(f"a test split needs every field: {missing} is missing")
+    kinds: dict[str, str] = {}
+    for k, v in trains.items():
+        default = "input"
+        if k == "y" and not uses:
+            default = (
+                "class" if (task or infer_task(v)) == "classification" else "values"
+            )
+        kinds[k] = _kind(uses, k, default)
+    xdt = kw.get("x_dtype")
+    classes: dict[str, list[str]] = {}
+    splits = []
+    for part, suffix in ((trains, ""), (tests, "_test")):
+        if not part:
+            splits.append(None)
+            continue
+        out = {}
+        for k, v in part.items():
+            dtype = uses.get(k, {}).get("dtype") or xdt
+            out[k], c = _field_values(v, kinds[k], dtype, k + suffix)
+            if c is not None:
+                if k in classes and classes[k] != c:
+                    raise DataError(f"{k}_test's labels differ from {k}'s")
+                classes[k] = c
+        splits.append(Split(out))
+    inputs = [k for k, kind in kinds.items() if kind == "input"]
+    targets = [k for k, kind in kinds.items() if kind != "input"]
+    primary = inputs[0] if len(inputs) == 1 else None
+    target = targets[0] if len(targets) == 1 else None
+    return splits[0], splits[1], kinds, classes, primary, target
+
+
+_CSV_OWN = (
+    "path",
+    "test_path",
+    "features",
+    "targets",
+    "target",
+    "delimiter",
+    "x_dtype",
+)
+
+
+def _csv_source(kw: dict, task: str | None, uses: dict):
+    """A CSV file: `features=`/`targets=` (fields `features` and `target`), or column
+    groups, one keyword each: NAME="column" or NAME=["column", ...]."""
+    groups = {k: v for k, v in kw.items() if k not in _CSV_OWN}
+    delimiter = kw.get("delimiter", ",")
+    xdt = kw.get("x_dtype")
+    tcols = kw.get("targets", kw.get("target"))
+    paths = [Path(kw["path"])] + (
+        [Path(kw["test_path"])] if kw.get("test_path") else []
+    )
+    classes: dict[str, list[str]] = {}
+    if groups:
+        if tcols is not None or kw.get("features") is not None:
+            raise DataError(
+                "CSV takes features=/targets= or column groups (NAME=columns), not both"
+            )
+        cols = {k: [v] if isinstance(v, str) else list(v) for k, v in groups.items()}
+        kinds = {k: _kind(uses, k, "input") for k in cols}
+        for k, c in cols.items():
+            if kinds[k] == "class" and len(c) != 1:
+                raise DataError(f"{k}: class labels come from one column, not {len(c)}")
+        text = {k for k, kind in kinds.items() if kind == "class"}
+        parts = [_read_csv(p, cols, text, delimiter)[0] for p in paths]
+        for k in text:  # string labels name their classes, across both files
+            vals = [v[0] for part in parts for v in part[k]]
+            if not all(_is_float(v) for v in vals):
+                classes[k] = sorted(set(vals))
+        splits = []
+        for part, p in zip(parts, paths):
+            out = {}
+            for k, rows in part.items():
+                if k in classes:
+                    lut = {c: i for i, c in enumerate(classes[k])}
+                    out[k] = torch.tensor([lut[r[0]] for r in rows], dtype=torch.int64)
+                elif kinds[k] == "class":
+                    out[k] = _targets(
+                        [float(r[0]) for r in rows], "classification", str(p)
+                    )[0]
+                elif kinds[k] == "values":
+                    out[k] = torch.tensor(rows, dtype=torch.float32)
+                else:
+                    dtype = uses.get(k, {}).get("dtype") or xdt
+                    out[k] = _inputs(rows, _dtype(dtype or "float32"), str(p))
+            splits.append(Split(out))
+        inputs = [k for k, kind in kinds.items() if kind == "input"]
+        targets = [k for k, kind in kinds.items() if kind != "input"]
+        primary = inputs[0] if len(inputs) == 1 else None
+        target = targets[0] if len(targets) == 1 else None
+        return (
+            splits[0],
+            (splits[1] if len(splits) > 1 else None),
+            kinds,
+            classes,
+            primary,
+            target,
+        )
+    if not tcols:
+        raise DataError(
+            f"{paths[0]}: say which column(s) hold the targets (targets=...)"
+        )
+    cols = {
+        "features": kw.get("features"),
+        "target": [tcols] if isinstance(tcols, str) else list(tcols),
+    }
+    parts = []
+    for p in paths:  # the test file reads the training file's columns
+        part, cols = _read_csv(p, cols, {"target"}, delimiter)
+        parts.append(part)
+    want = _kind(uses, "target", "")
+    task = {"class": "classification", "values": "regression"}.get(want, task)
+    ys, task = _csv_targets(parts[0]["target"], task, paths[0])
+    kinds = {
+        "features": "input",
+        "target": "class" if task == "classification" else "values",
+    }
+    tests = [
+        _csv_targets(part["target"], task, p)[0]
+        for part, p in zip(parts[1:], paths[1:])
+    ]
+    yss = [ys, *tests]
+    if task == "classification" and any(isinstance(v, str) for y in yss for v in y):
+        classes["target"] = sorted({str(v) for y in yss for v in y})
+    dtype = uses.get("features", {}).get("dtype") or xdt or "float32"
+    splits = []
+    for part, y, p in zip(parts, yss, paths):
+        if "target" in classes:
+            lut = {c: i for i, c in enumerate(classes["target"])}
+            yt = torch.tensor([lut[str(v)] for v in y], dtype=torch.int64)
+        else:
+            yt, _ = _targets(y, task, str(p))
+        splits.append(
+            Split(
+                {
+                    "features": _inputs(part["features"], _dtype(dtype), str(p)),
+                    "target": yt,
+                }
+            )
+        )
+    return (
+        splits[0],
+        (splits[1] if len(splits) > 1 else None),
+        kinds,
+        classes,
+        "features",
+        "target",
+    )
+
+
 def _synthetic(
     *,
     seed: int,
     task: str | None,
+    uses: Mapping[str, Mapping[str, Any]],
     shape=None,
     num_classes=None,
     target_shape=None,
@@ -1862,49 +2069,97 @@ def _synthetic(
     vocab: int | None = None,
     x_dtype: str | None = None,
 ):
-    if shape is None:
-        raise DataError("synthetic needs shape=(...) per sample")
-    shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    if num_classes is not None and target_shape is not None:
-        raise DataError(
-            "synthetic: give num_classes (classification) or target_shape "
-            "(regression), not both"
+    """Seeded samples a model can learn: inputs are noise (or tokens), targets come from a
+    random linear "teacher" of the inputs. With `shape=`, one input `x` and one target
+    `y`; without, one field per entry of `uses` (what the plan's model and losses read)."""
+    if shape is not None:
+        shape = (
+            (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
         )
-    if task is None:
-        task = "regression" if target_shape is not None else "classification"
-    if task == "classification" and num_classes is None:
-        raise DataError("synthetic classification needs num_classes=")
-    if task == "regression":
-        target_shape = (
-            (1,)
-            if target_shape is None
-            else (
-                (int(target_shape),)
-                if isinstance(target_shape, int)
-                else tuple(target_shape)
+        if num_classes is not None and target_shape is not None:
+            raise DataError(
+                "synthetic: give num_classes (classification) or target_shape "
+                "(regression), not both"
             )
-        )
+        if task is None:
+            task = "regression" if target_shape is not None else "classification"
+        if task == "classification" and num_classes is None:
+            raise DataError("synthetic classification needs num_classes=")
+        if target_shape is None:
+            target_shape = () if task == "classification" else (1,)
+        elif isinstance(target_shape, int):
+            target_shape = (int(target_shape),)
+        y_kind = "class" if task == "classification" else "values"
+        uses = {
+            "x": {"kind": "input", "shape": shape, "dtype": x_dtype, "vocab": vocab},
+            "y": {"kind": y_kind, "shape": target_shape, "classes": num_classes},
+        }
+    elif not uses:
+        raise DataError("synthetic needs shape=(...) per sample")
     g = _generator(seed, "synthetic")
     total = int(n) + int(n_test)
-    if vocab is not None:
-        x = torch.randint(0, int(vocab), (total, *shape), generator=g)
-        x = x.to(_dtype(x_dtype or "int64"))
-        feats = (
-            nnf.one_hot(x.long().reshape(total, -1) % int(vocab), int(vocab))
-            .float()
-            .mean(1)
-        )
-    else:
-        x = torch.randn((total, *shape), generator=g).to(_dtype(x_dtype or "float32"))
-        feats = x.reshape(total, -1).float()
-    d = feats.shape[1]
-    if task == "classification":
-        w = torch.randn((d, int(num_classes)), generator=g) / math.sqrt(max(d, 1))
-        y = (feats @ w).argmax(1)
-    else:
-        k = math.prod(target_shape)
-        w = torch.randn((d, k), generator=g) / math.sqrt(max(d, 1))
-        y = (feats @ w + 0.01 * torch.randn((total, k), generator=g)).reshape(
-            total, *target_shape
-        )
-    return Split(x[:n], y[:n]), (Split(x[n:], y[n:]) if n_test else None), task
+    made: dict[str, torch.Tensor] = {}
+    feats: list[torch.Tensor] = []  # per input: (N, features, positions)
+    for k, u in uses.items():
+        if u.get("kind") != "input":
+            continue
+        size = tuple(int(s) for s in u.get("shape") or ())
+        dtype = _dtype(u.get("dtype") or ("int64" if u.get("vocab") else "float32"))
+        if dtype.is_floating_point:
+            x = torch.randn((total, *size), generator=g).to(dtype)
+            feats.append(
+                x.reshape(total, 1, -1).float() if size else x.view(total, 1, 1).float()
+            )
+        else:
+            top = u.get("vocab")
+            if top is None and dtype != torch.bool:
+                raise DataError(
+                    f"synthetic {_dtype_name(dtype)} field {k!r} needs vocab= (tokens "
+                    "are drawn from 0..vocab-1)"
+                )
+            top = 2 if dtype == torch.bool else int(top)
+            x = torch.randint(0, top, (total, *size), generator=g).to(dtype)
+            hot = nnf.one_hot(x.long().reshape(total, -1), top).float()
+            feats.append(hot.transpose(1, 2))
+        made[k] = x
+    for k, u in uses.items():
+        kind = u.get("kind")
+        if kind == "input":
+            continue
+        size = tuple(int(s) for s in u.get("shape") or ())
+        positions = math.prod(size)
+        # a per-position teacher when an input has these positions (dense labels,
+        # tokens), else one over everything
+        local = [f for f in feats if size and f.shape[2] == positions]
+        if local:
+            f = torch.cat(local, 1)
+        elif feats:
+            f = torch.cat([t.reshape(total, -1, 1) for t in feats], 1)
+        else:
+            f = torch.randn((total, 8, 1), generator=g)
+        d = f.shape[1]
+        if kind == "class":
+            c = u.get("classes")
+            if c is None:
+                raise DataError(
+                    f"synthetic class labels {k!r} need their number of classes"
+                )
+            out = int(c) * (1 if local else positions)
+            w = torch.randn((d, out), generator=g) / math.sqrt(max(d, 1))
+            logits = torch.einsum("ndp,dc->ncp", f, w).reshape(total, int(c), -1)
+            made[k] = logits.argmax(1).reshape(total, *size)
+        else:
+            out = 1 if local else max(positions, 1)
+            w = torch.randn((d, out), generator=g) / math.sqrt(max(d, 1))
+            y = torch.einsum("ndp,dc->ncp", f, w).reshape(total, -1)
+            y = y + 0.01 * torch.randn(y.shape, generator=g)
+            made[k] = y.reshape(total, *size)
+    kinds = {k: str(u.get("kind")) for k, u in uses.items()}
+    train = Split({k: v[:n] for k, v in made.items()})
+    test = Split({k: v[n:] for k, v in made.items()}) if n_test else None
+    inputs = [k for k, kind in kinds.items() if kind == "input"]
+    targets = [k for k, kind in kinds.items() if kind != "input"]
+    primary = inputs[0] if len(inputs) == 1 else None
+    target = targets[0] if len(targets) == 1 else None
+    counts = {k: int(u["classes"]) for k, u in uses.items() if u.get("classes")}
+    return train, test, kinds, primary, target, counts

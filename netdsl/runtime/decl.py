@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from ..diagnostics import Reporter, did_you_mean
 from ..ops.base import Extra, Inferred, _marker, describe_type
@@ -34,6 +34,7 @@ class Decl(BaseModel):
     tensors: ClassVar[tuple[str, ...]] = ()  # fields torch wants as tensors (a loss's weight)
     shown: ClassVar[tuple[str, ...]] = ()  # fields `describe` shows even at their default
     descriptions: ClassVar[dict[str, str]] = {}  # field -> what it takes, where types say it badly
+    open_type: ClassVar[Any] = None  # extra keywords it takes, and their type (data fields)
 
     def check(self) -> list[tuple[str | None, str]]:
         """Problems that involve several fields: (field to point at or None, message)."""
@@ -189,6 +190,7 @@ def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter) -> Bound |
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
     tried: set[str] = set()  # written, even if the value was wrong
+    opened: dict[str, Any] = {}  # fields named by the spec (sources with open_type)
     ok = True
     positional = cls.positional_fields()
     allowed = list(cls.model_fields)
@@ -206,6 +208,17 @@ def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter) -> Bound |
             n_pos += 1
         else:
             fname, aspan = a.name, a.value.span
+            if fname not in allowed and cls.open_type is not None:  # a field the spec names
+                if fname in opened:
+                    rep.error("E401", f"argument '{fname}' is given twice", a.name_span)
+                    ok = False
+                    continue
+                val = _open_value(cls, fname, a.value, rep)
+                if val is _ERR:
+                    ok = False
+                    continue
+                opened[fname], spans[fname] = val, aspan
+                continue
             if fname not in allowed:
                 rep.error("E402", f"{cls.kind} has no argument '{fname}'", a.name_span,
                           did_you_mean(fname, allowed) or
@@ -228,6 +241,8 @@ def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter) -> Bound |
         rep.error("E401", f"{cls.kind} needs {', '.join(repr(m) for m in missing)}", span,
                   f"for example {cls.kind}({_example(cls)})")
         ok = False
+    if opened:
+        values["open_fields"] = tuple(opened.items())
     try:
         decl = cls(**values)
     except ValidationError as exc:
@@ -251,6 +266,27 @@ def bind(cls: type[Decl], args: list[Arg], span: Span, rep: Reporter) -> Bound |
     for fname, msg in problems:
         rep.error("E401", f"{cls.kind}: {msg}", bound.at(fname) if fname else span)
     return None if problems else bound
+
+
+def _open_value(cls: type[Decl], fname: str, expr: ast.Expr, rep: Reporter) -> Any:
+    """The value of a field named by the spec (`tensors(left=[...])`), checked against the
+    source's `open_type`; `_ERR` after a report."""
+    try:
+        v = plain(evaluate(expr, {}))
+    except EvalError as exc:
+        report(rep, exc)
+        return _ERR
+    try:
+        return TypeAdapter(cls.open_type).validate_python(_tuples(v))
+    except ValidationError:
+        rep.error("E401", f"{cls.kind}: {fname}={_show(_jsonable(v))} is invalid; expected "
+                  f"{cls.descriptions.get('open_fields', describe_type(cls.open_type))}",
+                  expr.span)
+        return _ERR
+
+
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def _example(cls: type[Decl]) -> str:

@@ -130,6 +130,7 @@ class Term:
             spec["output"],
             float(spec["weight"]),
         )
+        self.field = spec["field"]  # the batch field it trains against
         self.target, self.prefix = spec["target"], spec.get("prefix", "")
         # values per sample in the output; None where they vary (read from the first batch)
         numel = spec.get("numel", 1)
@@ -554,7 +555,12 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def losses(self, out, y):
+    def forward(self, batch: dict):
+        """The model's outputs for one batch (its inputs are the batch's fields named by
+        `cfg["inputs"]`, in the model's input order)."""
+        return self.model(*[batch[k] for k in self.cfg["inputs"]])
+
+    def losses(self, out, batch: dict):
         """(total loss, recorded values) for one batch."""
         outs = out if isinstance(out, tuple) else (out,)
         total, vals = None, []
@@ -564,7 +570,7 @@ class Trainer:
                 self.amp_dtype is not None
             ):  # losses and metrics in float32, as autocast does
                 o = o.float()
-            t = term.target_for(o, y)
+            t = term.target_for(o, batch[term.field])
             loss = term.fn(o, t)
             vals.extend(term.record(o, t, loss))
             if term.weight != 1.0:
@@ -657,15 +663,15 @@ class Trainer:
         every = max(0, int(getattr(self.progress, "every", 0) or 0))
         check = min(every, 50) if every else 50
         last_sync = self.start_step
-        for step, (xb, yb) in enumerate(
+        for step, batch in enumerate(
             loader.batches(epoch, self.start_step), self.start_step
         ):
             window = step - step % k
             n = min(k, steps - window)
             self.consistent = False
             with self.autocast():
-                out = model(xb)
-                loss, vals = self.losses(out, yb)
+                out = self.forward(batch)
+                loss, vals = self.losses(out, batch)
             if n > 1:
                 loss = loss / n
             if self.scaler is not None:
@@ -730,10 +736,10 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(len(kinds), dtype=self.sum_dtype, device=self.device)
         with torch.inference_mode():
-            for i, (xb, yb) in enumerate(loader.batches(0)):
+            for i, batch in enumerate(loader.batches(0)):
                 with self.autocast():
-                    out = self.model(xb)
-                    _, vals = self.losses(out, yb)
+                    out = self.forward(batch)
+                    _, vals = self.losses(out, batch)
                 for j, v in enumerate(vals):
                     sums[j] += v * weights[i] if kinds[j] else v
         self.model.train(was)
@@ -1000,7 +1006,7 @@ def _graceful_interrupt(trainer: Trainer):
 def describe(trainer: Trainer, model_name: str) -> str:
     sizes = {s: getattr(trainer.data, s) for s in ("train", "val", "test")}
     parts = ", ".join(
-        f"{s} {split.x.shape[0]}" for s, split in sizes.items() if split is not None
+        f"{s} {split.n}" for s, split in sizes.items() if split is not None
     )
     n = sum(p.numel() for p in trainer.model.parameters())
     steps, epochs = trainer.steps, trainer.cfg["epochs"]

@@ -75,6 +75,8 @@ class SettingDecl:
 SETTINGS: dict[str, SettingDecl] = {
     "data": SettingDecl("source", family=SOURCES, optional=False,
                         doc="where the samples come from"),
+    "inputs": SettingDecl("mapping", doc='which field feeds a model input: inputs.NAME = "field" '
+                          "(default: the field of the input's name)"),
     "batch_size": SettingDecl("value", PosInt, 64, doc="samples per micro-batch"),
     "eval_batch_size": SettingDecl("value", Optional[PosInt], None,
                                    doc="samples per evaluation batch (none: batch_size)"),
@@ -170,9 +172,9 @@ class LossTerm(BaseModel):
         """What this term needs of class labels (None when it trains no class labels): an
         entry of load_data's `label_check`."""
         kind = type(self.loss).target
-        if kind not in ("class", "binary") or (kind == "class" and len(self.output_shape) != 1):
+        if kind not in ("class", "binary") or (kind == "class" and not self.output_shape):
             return None
-        return {"output": self.output, "loss": self.loss.kind,
+        return {"output": self.output, "field": self.target, "loss": self.loss.kind,
                 "classes": self.output_shape[0] if kind == "class" else 2,
                 "ignore_index": getattr(self.loss, "ignore_index", None),
                 "binary": kind == "binary"}
@@ -207,6 +209,8 @@ class Plan(BaseModel):
     drop_last: bool
     workers: int = 0  # accepted, never needed: batches are slices of preloaded tensors
     monitor: str  # the metric that picks the best epoch
+    inputs: list[tuple[str, str]] = Field(default_factory=list)  # (model input, data field)
+    fields: dict[str, dict[str, Any]] = Field(default_factory=dict)  # how load_data reads each
     spans: dict[str, Span] = Field(default_factory=dict, exclude=True, repr=False)
     notes: list[Note] = Field(default_factory=list, exclude=True, repr=False)
     signature: Optional[DataSig] = Field(default=None, exclude=True, repr=False)
@@ -223,8 +227,8 @@ class Plan(BaseModel):
         """The resolved plan as plain values: what runtime/loop.py and compiled scripts read."""
         data = self.data.load_kwargs()
         data["seed"] = self.seed
-        if "task" in type(self.data).model_fields and data.get("task") is None and self.task:
-            data["task"] = self.task
+        if type(self.data).by_use:  # how each field is read follows from its use
+            data["fields"] = self.fields
         label_checks = self.label_checks()
         if label_checks:
             data["label_check"] = label_checks
@@ -252,9 +256,11 @@ class Plan(BaseModel):
             "seed": self.seed,
             "deterministic": self.deterministic,
             "device": self.device,
+            "inputs": [f for _, f in self.inputs],
             "losses": [{"name": t.loss.kind, "kwargs": t.loss.kwargs(),
                         "tensors": list(type(t.loss).tensors), "output": t.output_index,
-                        "output_name": t.output, "target": type(t.loss).target,
+                        "output_name": t.output, "field": t.target,
+                        "target": type(t.loss).target,
                         "weight": t.weight, "prefix": t.prefix, "metrics": list(t.metrics),
                         # values per sample; None where they vary with a declared dimension
                         "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
@@ -275,9 +281,8 @@ class Plan(BaseModel):
         """What every class label must be, one entry per loss on class labels (load_data's
         `label_check`): a class of the output it trains (0 or 1 for a binary loss), or the
         loss's ignore_index."""
-        if self.task != "classification":
-            return []
-        return [r for r in (t.label_rule() for t in self.loss) if r is not None]
+        return [r for t in self.loss if self.fields.get(t.target, {}).get("kind") == "class"
+                and (r := t.label_rule()) is not None]
 
     def describe(self) -> str:
         """The plan as aligned `setting  value` lines."""

@@ -20,6 +20,7 @@ from .checks import check_fit, monitor_keys
 from .decl import ERR, Arg, Bound, bind, call_parts, expr_value, lookup, show
 from .plan import _DEVICE, HABITS, SETTINGS, TARGETS, LossTerm, Note, Plan, device_problem
 from .sources import DataSig
+from ..ir.dims import dims_of, value_at
 
 
 @dataclass
@@ -271,19 +272,35 @@ class Builder:
         target, tspan = "target", out_span
         if len(pos) == 2:
             t = pos[1].value
-            if not isinstance(t, ast.Name) or t.id not in TARGETS:
-                what = t.id if isinstance(t, ast.Name) else None
-                self.rep.error("E405", f"unknown target '{what}'" if what else
-                               "expected the name of the data's target", t.span,
-                               (did_you_mean(what, TARGETS) if what else None) or
-                               "the data has one target: write label (or target)")
+            if not isinstance(t, ast.Name):
+                self.rep.error("E405", "expected the name of a field of the data, such as "
+                               "label", t.span, f"for example {cls.kind}({out_name or 'out'}, "
+                               "label)")
                 ok = False
             else:
                 target, tspan = t.id, t.span
+                ok = self._known_field(target, tspan) and ok
         bound = bind(cls, [a for a in args if a.name is not None], expr.span, self.rep)
         if bound is None or not ok:
             return ERR
         return (weight, bound, out_name, out_span, target, tspan)
+
+    def _known_field(self, name: str, span: Span) -> bool:
+        """Whether the data has a field `name` (or `label`/`target` name its one target);
+        E405 with the fields there are when not."""
+        sig = getattr(self, "data_sig", None)
+        if sig is None or sig.fields is None or name in sig.fields:
+            return True
+        names = list(sig.fields)
+        if name in TARGETS and sig.target is not None:
+            return True
+        hint = did_you_mean(name, names)
+        if hint is None and name in TARGETS:
+            hint = (f"{sig.name} has no one target: name the field the loss trains against "
+                    f"({', '.join(names)})")
+        self.rep.error("E405", f"{sig.name} has no field '{name}'", span,
+                       hint or f"{sig.name}'s fields: {', '.join(names)}")
+        return False
 
     def _unknown_output(self, name: str, span: Span) -> None:
         outs = [o.name for o in self.graph.outputs]
@@ -310,8 +327,10 @@ class Builder:
         ckpt = self.call("checkpoint", get("checkpoint"))
         self._canonical(values)
         fixed_task = None
+        self.data_sig = None
         if isinstance(data, Bound):
             fixed_task = data.decl.implied_task()
+            self.data_sig = data.decl.signature(None)
         terms = self.losses(get("loss"), fixed_task, data is not ERR)
         names = self._metric_names(get("metrics"))
         if terms is ERR:
@@ -320,13 +339,27 @@ class Builder:
         # remain can still run and report their own findings in the same pass.
         loss_terms = self._loss_terms(terms)
         metrics = self._metrics(names, loss_terms)
-        task = self._task(terms)
-        if data is ERR or task is ERR:
+        if data is ERR:
             return None
-        task = self._data_task(terms, data, task)
-        if task is ERR:
+        bound = self._fields(data, terms, get("inputs"))
+        if bound is ERR:
             return None
-        sig = data.decl.signature(task)
+        inputs, fields, uses = bound
+        terms = [(*t[:4], f, t[5]) for t, f in zip(terms, fields)]
+        loss_terms = [lt.model_copy(update={"target": f}) for lt, f in zip(loss_terms, fields)]
+        sig0 = data.decl.signature(None)
+        task = None
+        for f in dict.fromkeys(fields):  # the losses on one field agree on what it holds
+            kind = self._task([t for t in terms if t[4] == f])
+            if kind is ERR:
+                return None
+            if f == sig0.target:
+                task = kind
+        if task is not None:
+            task = self._data_task([t for t in terms if t[4] == sig0.target], data, task)
+            if task is ERR:
+                return None
+        sig = data.decl.signature(task, uses if type(data.decl).by_use else None)
         loss_terms = [t.model_copy(update={"metrics": tuple(
             m for m in metrics if type(t.loss).target in METRICS[m][0].split())})
             for t in loss_terms]
@@ -338,7 +371,9 @@ class Builder:
             scheduler=scheduler.decl if isinstance(scheduler, Bound) else None,
             early_stopping=early.decl if isinstance(early, Bound) else None,
             checkpoint=ckpt.decl if isinstance(ckpt, Bound) else None,
-            metrics=metrics, monitor="train.loss", spans=self.spans, signature=sig, **values)
+            metrics=metrics, monitor="train.loss", spans=self.spans, signature=sig,
+            inputs=inputs, fields=self._field_specs(uses, inputs, loss_terms, data, sig),
+            **values)
         for i, t in enumerate(terms):
             plan.spans[f"loss.{i}.output"], plan.spans[f"loss.{i}.target"] = t[3], t[5]
             plan.spans[f"loss.{i}"] = t[1].span
@@ -376,8 +411,131 @@ class Builder:
                       "one of: auto, cpu, cuda, cuda:N, mps")
             values["device"] = ERR
 
+    # ---- fields ------------------------------------------------------------------------------
+    def _fields(self, data: Bound, terms, e: _Entry | None):
+        """Bind every model input and every loss target to a field of the data:
+        ([(input, field)] in the model's order, [field per loss term], {field: kind}); ERR
+        after reporting. An input takes the field of its name, or the field stated by
+        `inputs.NAME = "field"`, or, for a one-input model, the data's one input field;
+        `label` and `target` name the data's one target field."""
+        rep, graph = self.rep, self.graph
+        sig = data.decl.signature(None)
+        names = None if sig.fields is None else list(sig.fields)
+        src = data.decl.kind
+        listed = f"{src}'s fields: {', '.join(names)}" if names else ""
+        model_inputs = [n.name for n in graph.inputs]
+        mapping: dict[str, tuple[str, Span]] = {}
+        ok = True
+        if e is not None:
+            if e.base is not None:
+                rep.error("E402", "inputs maps each model input to a field: write "
+                          "inputs.NAME = \"field\"", e.base.key_span,
+                          f'for example: inputs.{model_inputs[0]} = "image"')
+                ok = False
+            for arg, sub in e.subs.items():
+                v = sub.value
+                field_name = v.id if isinstance(v, ast.Name) else expr_value(v, rep)
+                if field_name is ERR:
+                    ok = False
+                    continue
+                if arg not in model_inputs:
+                    rep.error("E405", f"{graph.name} has no input '{arg}'", sub.key_span,
+                              did_you_mean(arg, model_inputs) or
+                              f"its inputs: {', '.join(model_inputs)}")
+                    ok = False
+                elif not isinstance(field_name, str) or (names is not None and
+                                                          field_name not in names):
+                    rep.error("E405", f"{src} has no field {show(field_name)}", v.span,
+                              did_you_mean(str(field_name), names or []) or listed or None)
+                    ok = False
+                else:
+                    mapping[arg] = (field_name, v.span)
+                    self.spans[f"inputs.{arg}"] = v.span
+        natural = sig.inputs()
+        inputs = []
+        for name in model_inputs:
+            if name in mapping:
+                inputs.append((name, mapping[name][0]))
+            elif names is None or name in names:
+                inputs.append((name, name))
+            elif len(model_inputs) == 1 and len(natural) == 1:
+                inputs.append((name, natural[0]))
+            else:
+                guess = did_you_mean(name, names)
+                how = f'write inputs.{name} = "FIELD" in the train section'
+                rep.error("E407", f"{graph.name}'s input '{name}' has no field in the data "
+                          f"({listed})", self.spans.get("data", self.where),
+                          f"{guess}, or {how}" if guess else f"name a field {name}, or {how}")
+                ok = False
+        fields = []
+        for t in terms:
+            want, span = t[4], t[5]
+            if names is None or want in names:
+                fields.append(want)
+            elif want in TARGETS and sig.target is not None:
+                fields.append(sig.target)
+            else:
+                ok = self._known_field(want, span) and ok
+                fields.append(None)
+        if not ok:
+            return ERR
+        uses: dict[str, str] = {}
+        for t, f in zip(terms, fields):
+            uses.setdefault(f, "values" if type(t[1].decl).target == "same" else "class")
+        for _, f in inputs:
+            uses[f] = "input"
+        if type(data.decl).open_type is not None and data.decl.open_fields_() and names:
+            for k in names:
+                if k not in uses:
+                    words = [*model_inputs, *(t[4] for t in terms),
+                             *type(data.decl).model_fields]
+                    guess = did_you_mean(k, [w for w in words if w != k and w != "open_fields"])
+                    rep.error("E402", f"{src}'s field '{k}' is used by neither {graph.name} "
+                              "nor a loss", self._data_arg(data, k),
+                              guess or f"feed it to an input (inputs.NAME = \"{k}\"), train "
+                              "a loss against it, or leave it out")
+                    ok = False
+        return (inputs, fields, uses) if ok else ERR
+
+    def _data_arg(self, data: Bound, name: str) -> Span:
+        return data.at(name)
+
+    def _field_specs(self, uses: dict[str, str], inputs, terms: list[LossTerm], data: Bound,
+                     sig: DataSig) -> dict[str, dict[str, Any]]:
+        """How load_data reads each field ({"kind": ...}); for a source that makes what the
+        plan asks for (synthetic), also its shape, dtype, classes and token count."""
+        specs: dict[str, dict[str, Any]] = {f: {"kind": k} for f, k in uses.items()}
+        if sig.fields is not None:
+            return specs
+        graph = self.graph
+        for name, f in inputs:
+            node = graph.inputs[[n.name for n in graph.inputs].index(name)]
+            ty = node.types[0]
+            sizes = {d.name: _sample_size(d) for d in ty.dims()}
+            shape = [int(value_at(d, sizes)) for d in ty.shape]
+            vocab = _vocab(graph, node.name) or getattr(data.decl, "vocab", None)
+            specs[f].update(shape=shape, dtype=ty.dtype, vocab=vocab)
+            if ty.dtype not in ("float32", "float64", "float16", "bfloat16", "bool") and not vocab:
+                self.rep.error("E401", f"synthetic {ty.dtype} input '{name}' holds token ids: say "
+                               "how many with vocab=N", data.span,
+                               f"for example: synthetic(n=512, vocab=100)")
+        for t in terms:
+            spec = specs[t.target]
+            if spec["kind"] == "input":
+                continue
+            out = list(t.output_shape)
+            sizes = {d.name: _sample_size(d) for d in dims_of(out)}
+            out = [int(value_at(d, sizes)) for d in out]
+            if type(t.loss).target == "class":
+                spec.update(shape=out[1:], classes=out[0] if out else None)
+            elif type(t.loss).target == "binary":
+                spec.update(shape=out, classes=2)
+            else:
+                spec.update(shape=out, dtype="float32")
+        return specs
+
     def _task(self, terms):
-        """The task the losses imply; E403 when they disagree (the data has one target)."""
+        """The task the losses on one field imply; E403 when they disagree."""
         task = None
         for kind, b in [(type(t[1].decl).target, t[1]) for t in terms]:
             want = "regression" if kind == "same" else "classification"
@@ -386,7 +544,7 @@ class Builder:
             elif want != task:
                 self.rep.error("E403", f"{b.decl.kind} needs {_TARGET_WORDS[kind]}, but "
                                f"{first.decl.kind} needs {_TARGET_WORDS[type(first.decl).target]}; "
-                               "the data has one target", b.span)
+                               f"both train against the data's '{terms[0][4]}'", b.span)
                 return ERR
         return task
 
@@ -480,6 +638,23 @@ class Builder:
         monitor = (updates.get("checkpoint") or updates.get("early_stopping"))
         updates["monitor"] = monitor.monitor if monitor is not None else default
         return plan.model_copy(update=updates)
+
+
+def _sample_size(d) -> int:
+    """The size synthetic data takes for a declared dimension: the smallest admissible one
+    from 32 on (one that small would be a degenerate sample), else the largest."""
+    v = max(d.first, -(-32 // d.step) * d.step)
+    return v if d.last is None or v <= d.last else d.last
+
+
+def _vocab(graph: Graph, name: str) -> int | None:
+    """The number of ids an integer input can take: the Embedding it feeds, if any."""
+    for n in graph.nodes:
+        op = n.op
+        if op is not None and type(op).__name__ == "Embedding" and any(
+                r.node == name for r in n.inputs):
+            return int(op.num_embeddings)
+    return None
 
 
 def _mentions_loss(expr) -> bool:

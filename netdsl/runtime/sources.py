@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, StrictFloat, StrictStr
 
-from ..ops.base import Bool, Float, NonNegInt, Pair, PosInt, Prob
-from .decl import Components, Decl, Family
+from ..ops.base import Bool, Extra, Float, NonNegInt, Pair, PosInt, Prob
+from .decl import Components, Decl, Family, _jsonable
 
 TRANSFORMS = Family("transform", "transforms")
 SOURCES = Family("data source", "data sources")
@@ -127,29 +127,51 @@ class RandomVerticalFlip(Transform):
 
 
 # ---- what a source knows before loading ------------------------------------------------------
+KINDS = ("image", "input", "class", "values")  # what a field holds; see runtime/data.py FieldInfo
+
+
+@dataclass
+class FieldSig:
+    """One field of every sample as the plan sees it; None where it is not known yet."""
+
+    shape: tuple | None = None  # per sample; () for one class label
+    dtype: str | None = None
+    kind: str | None = None  # one of KINDS; None: read as the plan uses it
+    num_classes: int | None = None
+    labels: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # (where, labels) per split
+    note: str = ""  # how netdsl read values it had to interpret, for notes
+
+
 @dataclass
 class DataSig:
-    """The data as the plan sees it; None where it is not known until the data is loaded."""
+    """The data as the plan sees it: its named fields (None: whatever the plan asks for,
+    as `synthetic` makes them), and `target`, the one target field `label` and `target`
+    name (None when the source has several or none)."""
 
     name: str
-    task: str | None = None  # "classification" | "regression"
-    input_shape: tuple | None = None
-    input_dtype: str | None = None
-    target_shape: tuple | None = None  # per sample; () for class labels
-    num_classes: int | None = None
+    fields: dict[str, FieldSig] | None
+    target: str | None = None
+    task: str | None = None  # of the target field: "classification" | "regression"
     has_val: bool = False
     has_test: bool | None = None
-    target_note: str = ""  # how netdsl read targets it had to interpret, for notes
-    labels: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # (where, labels) per split
+
+    def inputs(self) -> list[str]:
+        """The fields that are model inputs by nature (an image, X, features)."""
+        return [k for k, f in (self.fields or {}).items() if f.kind in ("image", "input")]
 
 
 # ---- sources ------------------------------------------------------------------------------
 class Source(Decl):
     """A data source. `transform` is torchvision's name for the pipeline (load_data's
-    `transforms`); `val` carves a validation split out of the training data."""
+    `transforms`); `val` carves a validation split out of the training data.
+
+    Its samples are named fields (`signature`). Sources whose fields the spec names
+    (`tensors`, CSV column groups) take them as extra keyword arguments (`open_fields`);
+    how such a field is read (inputs, class labels, values) follows from its use."""
 
     task_fixed: ClassVar[str | None] = None
     image: ClassVar[bool] = False
+    by_use: ClassVar[bool] = False  # whether load_data needs the plan's `fields` (uses)
     positional = ()
     descriptions: ClassVar[dict[str, str]] = {
         "val": "a fraction in (0, 1) or a number of samples",
@@ -159,8 +181,10 @@ class Source(Decl):
         """The task the data itself fixes (None: the loss decides)."""
         return self.task_fixed or getattr(self, "task", None)
 
-    def signature(self, task: str | None) -> DataSig:
-        return DataSig(self.kind, task=self.task_fixed or getattr(self, "task", None) or task,
+    def signature(self, task: str | None, uses: dict[str, str] | None = None) -> DataSig:
+        """What is known of the fields before loading. `task` is what the losses on the
+        source's one target imply; `uses` maps fields to the kind the plan reads them as."""
+        return DataSig(self.kind, {}, task=self.task_fixed or getattr(self, "task", None) or task,
                        has_val=getattr(self, "val", None) is not None,
                        has_test=self._has_test())
 
@@ -172,7 +196,10 @@ class Source(Decl):
         kw = self.kwargs()
         if "transform" in kw:
             kw["transforms"] = [[t["name"], t["kwargs"]] for t in kw.pop("transform")]
-        return {"source": self.kind, **kw}
+        return {"source": self.kind, **kw, **{k: _jsonable(v) for k, v in self.open_fields_()}}
+
+    def open_fields_(self) -> tuple:
+        return getattr(self, "open_fields", ())
 
 
 class TorchvisionSource(Source):
@@ -187,13 +214,14 @@ class TorchvisionSource(Source):
     raw_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     classes: ClassVar[int] = 10
 
-    def signature(self, task):
+    def signature(self, task, uses=None):
         sig = super().signature(task)
         shape: tuple | None = self.raw_shape
         for t in self.transform:
             shape = t.shape(shape) if shape is not None else None
-        sig.input_shape, sig.input_dtype = shape, "float32"
-        sig.target_shape, sig.num_classes = (), self.classes
+        sig.fields = {"image": FieldSig(shape, "float32", "image"),
+                      "label": FieldSig((), "int64", "class", self.classes)}
+        sig.target = "label"
         return sig
 
     def _has_test(self):
@@ -227,12 +255,22 @@ class ImageFolder(Source):
     task_fixed = "classification"
     image = True
 
+    def signature(self, task, uses=None):
+        sig = super().signature(task)
+        sig.fields = {"image": FieldSig(None, "float32", "image"),
+                      "label": FieldSig((), "int64", "class")}
+        sig.target = "label"
+        return sig
+
+
+Columns = Union[StrictStr, tuple[StrictStr, ...]]
+
 
 @SOURCES.register
 class CSV(Source):
     path: StrictStr
     test_path: Optional[StrictStr] = None
-    targets: Union[StrictStr, tuple[StrictStr, ...]]
+    targets: Optional[Columns] = None
     features: Optional[tuple[StrictStr, ...]] = None
     delimiter: StrictStr = ","
     x_dtype: XDtype = "float32"
@@ -241,12 +279,40 @@ class CSV(Source):
     val: Optional[Amount] = None
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    open_fields: Annotated[tuple[tuple[str, Columns], ...], Extra()] = ()
+    open_type = Columns
+    by_use = True
+    descriptions = {**Source.descriptions,
+                    "open_fields": "a column name, or a list of column names"}
 
-    def signature(self, task):
+    def check(self):
+        if self.open_fields and (self.targets is not None or self.features is not None):
+            return [("targets", "write features=/targets=, or column groups (NAME=columns), "
+                     "not both")]
+        if not self.open_fields and self.targets is None:
+            return [(None, "say which column(s) hold the targets: targets=\"column\", or "
+                     "name column groups: image=[...], label=\"column\"")]
+        return []
+
+    def signature(self, task, uses=None):
         sig = super().signature(task)
-        sig.input_dtype = self.x_dtype
-        if isinstance(self.targets, tuple) and len(self.targets) > 1:
-            sig.target_shape = (len(self.targets),)
+        uses = uses or {}
+        if self.open_fields:
+            sig.task = None
+            for k, cols in self.open_fields:
+                kind = uses.get(k, "input")
+                n = 1 if isinstance(cols, str) else len(cols)
+                shape = () if kind == "class" else (n,)
+                dtype = "int64" if kind == "class" else "float32" if kind == "values" else None
+                sig.fields[k] = FieldSig(shape, dtype, kind if kind != "input" else None)
+            return sig
+        targets = self.targets if isinstance(self.targets, tuple) else (self.targets,)
+        kind = "class" if sig.task == "classification" else "values" if sig.task else None
+        sig.fields = {"features": FieldSig(None, self.x_dtype, "input"),
+                      "target": FieldSig(() if kind == "class" else
+                                         (len(targets),) if len(targets) > 1 or kind else None,
+                                         None, kind)}
+        sig.target = "target"
         return sig
 
 
@@ -255,58 +321,94 @@ Nested = Union[Float, Bool, StrictStr, tuple[Any, ...]]
 
 @SOURCES.register
 class tensors(Source):
-    X: Nested
-    y: Nested
-    X_test: Optional[Nested] = None
-    y_test: Optional[Nested] = None
-    x_dtype: XDtype = "float32"
+    x_dtype: Optional[XDtype] = None
     task: Task = None
     val: Optional[Amount] = None
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    open_fields: Annotated[tuple[tuple[str, Nested], ...], Extra()] = ()
+    open_type = Nested
+    by_use = True
+    descriptions = {**Source.descriptions,
+                    "open_fields": "a rectangular array of numbers (nested lists)"}
+
+    def trains(self) -> dict[str, Any]:
+        return {k: v for k, v in self.open_fields if not k.endswith("_test")}
+
+    def tests(self) -> dict[str, Any]:
+        return {k[:-5]: v for k, v in self.open_fields if k.endswith("_test")}
 
     def check(self):
         out = []
-        for name in ("X", "y", "X_test", "y_test"):
-            v = getattr(self, name)
-            if v is not None and array_shape(v) is None:
+        if not self.open_fields:
+            return [(None, "give the data as fields: tensors(X=[...], y=[...]), or one "
+                     "keyword per field (image=[...], label=[...])")]
+        for name, v in self.open_fields:
+            if array_shape(v) is None:
                 out.append((name, f"{name} must be a rectangular array of numbers"))
-        x, y = array_shape(self.X), array_shape(self.y)
-        if not out and x and y and x[0] != y[0]:
-            out.append(("y", f"X has {x[0]} samples but y has {y[0]}"))
-        if (self.X_test is None) != (self.y_test is None):
-            out.append(("X_test" if self.X_test is not None else "y_test",
-                        "give X_test and y_test together"))
+        if out:
+            return out
+        for part, suffix in ((self.trains(), ""), (self.tests(), "_test")):
+            sizes = {k: array_shape(v)[0] if array_shape(v) else 1 for k, v in part.items()}
+            if len(set(sizes.values())) > 1:
+                first, *rest = sizes.items()
+                k, n = next((k, n) for k, n in rest if n != first[1])
+                out.append((k + suffix, f"{first[0]}{suffix} has {first[1]} samples but "
+                            f"{k}{suffix} has {n}"))
+        trains, tests = self.trains(), self.tests()
+        for k in tests:
+            if k not in trains:
+                out.append((f"{k}_test", f"{k}_test is given without {k}"))
+        if tests:
+            for k in trains:
+                if k not in tests:
+                    out.append((k, f"a test split needs every field: give {k}_test too"))
         return out
 
-    def signature(self, task):
+    def signature(self, task, uses=None):
         sig = super().signature(task)
-        x, y = array_shape(self.X), array_shape(self.y)
-        sig.input_shape, sig.input_dtype = tuple(x[1:]), self.x_dtype
-        if sig.task is None:
-            sig.task = "classification" if len(y) == 1 and _all_ints(self.y) else "regression"
-        if sig.task == "classification":
-            if _all_ints(self.y) and len(y) in (1, 2) and (len(y) == 1 or y[1] == 1):
-                labels = [int(v) for v in _flat(self.y)]
-                sig.labels = (("y", tuple(labels)),)
-                if self.y_test is not None and _all_ints(self.y_test):
-                    test = tuple(int(v) for v in _flat(self.y_test))
-                    sig.labels += (("y_test", test),)
-                    labels += test
-                sig.num_classes = max(labels) + 1 if labels and min(labels) >= 0 else None
-            sig.target_shape = ()
-        else:
-            sig.target_shape = tuple(y[1:]) or (1,)
-            if len(y) == 1:
-                sig.target_note = (f"y = {_brief(self.y)} holds one value per sample; netdsl "
-                                   "reads it as targets of shape [1]")
-        sig.has_test = self.X_test is not None or self.test is not None
+        trains, tests = self.trains(), self.tests()
+        classic = uses is None or not uses
+        sig.target = "y" if "y" in trains and classic or (
+            "y" in trains and uses and uses.get("y", "input") != "input") else None
+        for k, v in trains.items():
+            shape = array_shape(v)
+            if uses:
+                kind = uses.get(k, "input")
+            elif k == "y":
+                t = sig.task or ("classification" if len(shape) == 1 and _all_ints(v)
+                                 else "regression")
+                kind = "class" if t == "classification" else "values"
+            else:
+                kind = "input"
+            if k == sig.target and sig.task is None:
+                sig.task = "classification" if kind == "class" else "regression"
+            f = FieldSig(tuple(shape[1:]), self.x_dtype, kind)
+            if kind == "class":
+                f.shape, f.dtype = (), "int64"
+                if _all_ints(v) and len(shape) in (1, 2) and (len(shape) == 1 or shape[1] == 1):
+                    labels = [int(x) for x in _flat(v)]
+                    f.labels = ((k, tuple(labels)),)
+                    if k in tests and _all_ints(tests[k]):
+                        more = tuple(int(x) for x in _flat(tests[k]))
+                        f.labels += ((f"{k}_test", more),)
+                        labels += more
+                    f.num_classes = max(labels) + 1 if labels and min(labels) >= 0 else None
+            elif kind == "values":
+                f.shape, f.dtype = tuple(shape[1:]) or (1,), "float32"
+                if len(shape) == 1:
+                    f.note = (f"{k} = {_brief(v)} holds one value per sample; netdsl reads it "
+                              "as targets of shape [1]")
+            elif kind == "input" and uses:
+                f.kind = None  # the model input it feeds decides its dtype
+            sig.fields[k] = f
+        sig.has_test = bool(tests) or self.test is not None
         return sig
 
 
 @SOURCES.register
 class synthetic(Source):
-    shape: Union[PosInt, tuple[PosInt, ...]]
+    shape: Optional[Union[PosInt, tuple[PosInt, ...]]] = None
     num_classes: Optional[Annotated[int, Field(ge=2)]] = None
     target_shape: Optional[Union[PosInt, tuple[PosInt, ...]]] = None
     n: PosInt = 512
@@ -316,30 +418,45 @@ class synthetic(Source):
     task: Task = None
     val: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    by_use = True
 
     def implied_task(self):
         if self.task is not None:
             return self.task
+        if self.shape is None:
+            return None
         return "regression" if self.target_shape is not None else "classification"
 
     def check(self):
         if self.num_classes is not None and self.target_shape is not None:
             return [("target_shape",
                      "give num_classes (classification) or target_shape (regression), not both")]
+        if self.shape is None and (self.num_classes is not None or self.target_shape is not None):
+            return [("shape", "give shape= with num_classes= or target_shape= (or none of "
+                     "them: then the fields follow the model's inputs and the losses)")]
+        dtype = self.x_dtype or ("int64" if self.vocab is not None else "float32")
+        if dtype not in ("float32", "float64", "float16", "bfloat16", "bool") and self.vocab is None:
+            return [("x_dtype", f"{dtype} inputs are token ids: say how many with vocab=N "
+                     "(they are drawn from 0..N-1)")]
         return []
 
-    def signature(self, task):
+    def signature(self, task, uses=None):
         sig = super().signature(task)
-        sig.input_shape = self.shape if isinstance(self.shape, tuple) else (self.shape,)
-        sig.input_dtype = self.x_dtype or ("int64" if self.vocab is not None else "float32")
+        sig.has_test = self.n_test > 0
+        if self.shape is None:
+            sig.fields = None  # whatever the model and the losses ask for
+            return sig
+        shape = self.shape if isinstance(self.shape, tuple) else (self.shape,)
+        dtype = self.x_dtype or ("int64" if self.vocab is not None else "float32")
+        sig.fields = {"x": FieldSig(shape, dtype, "input")}
         if sig.task is None:
             sig.task = "regression" if self.target_shape is not None else "classification"
         if sig.task == "classification":
-            sig.target_shape, sig.num_classes = (), self.num_classes
+            sig.fields["y"] = FieldSig((), "int64", "class", self.num_classes)
         else:
             ts = self.target_shape or 1
-            sig.target_shape = ts if isinstance(ts, tuple) else (ts,)
-        sig.has_test = self.n_test > 0
+            sig.fields["y"] = FieldSig(ts if isinstance(ts, tuple) else (ts,), "float32", "values")
+        sig.target = "y"
         return sig
 
 

@@ -60,7 +60,7 @@ PLAN = {
         "X": [[1, 2], [3, 4], [5, 6]],
         "y": [2, 4, 6],
         "seed": 0,
-        "task": "regression",
+        "fields": {"y": {"kind": "values"}, "X": {"kind": "input"}},
     },
     "batch_size": 3,
     "eval_batch_size": 3,
@@ -75,6 +75,7 @@ PLAN = {
     "seed": 0,
     "deterministic": False,
     "device": "auto",
+    "inputs": ["X"],
     "losses": [
         {
             "name": "MSELoss",
@@ -82,6 +83,7 @@ PLAN = {
             "tensors": [],
             "output": 0,
             "output_name": "y",
+            "field": "y",
             "target": "same",
             "weight": 1.0,
             "prefix": "",

@@ -76,6 +76,7 @@ PLAN = {
         "label_check": [
             {
                 "output": "logits",
+                "field": "label",
                 "loss": "CrossEntropyLoss",
                 "classes": 10,
                 "ignore_index": -100,
@@ -96,6 +97,7 @@ PLAN = {
     "seed": 0,
     "deterministic": False,
     "device": "auto",
+    "inputs": ["image"],
     "losses": [
         {
             "name": "CrossEntropyLoss",
@@ -103,6 +105,7 @@ PLAN = {
             "tensors": ["weight"],
             "output": 0,
             "output_name": "logits",
+            "field": "label",
             "target": "class",
             "weight": 1.0,
             "prefix": "",

@@ -89,6 +89,7 @@ PLAN = {
         "label_check": [
             {
                 "output": "logits",
+                "field": "label",
                 "loss": "CrossEntropyLoss",
                 "classes": 10,
                 "ignore_index": -100,
@@ -109,6 +110,7 @@ PLAN = {
     "seed": 0,
     "deterministic": False,
     "device": "auto",
+    "inputs": ["image"],
     "losses": [
         {
             "name": "CrossEntropyLoss",
@@ -116,6 +118,7 @@ PLAN = {
             "tensors": ["weight"],
             "output": 0,
             "output_name": "logits",
+            "field": "label",
             "target": "class",
             "weight": 1.0,
             "prefix": "",

@@ -85,6 +85,7 @@ PLAN = {
         "label_check": [
             {
                 "output": "a",
+                "field": "label",
                 "loss": "CrossEntropyLoss",
                 "classes": 10,
                 "ignore_index": -100,
@@ -92,6 +93,7 @@ PLAN = {
             },
             {
                 "output": "b",
+                "field": "label",
                 "loss": "CrossEntropyLoss",
                 "classes": 10,
                 "ignore_index": -100,
@@ -99,6 +101,7 @@ PLAN = {
             },
             {
                 "output": "c",
+                "field": "label",
                 "loss": "CrossEntropyLoss",
                 "classes": 10,
                 "ignore_index": -100,
@@ -119,6 +122,7 @@ PLAN = {
     "seed": 0,
     "deterministic": False,
     "device": "auto",
+    "inputs": ["image"],
     "losses": [
         {
             "name": "CrossEntropyLoss",
@@ -126,6 +130,7 @@ PLAN = {
             "tensors": ["weight"],
             "output": 0,
             "output_name": "a",
+            "field": "label",
             "target": "class",
             "weight": 1.0,
             "prefix": "a.",
@@ -138,6 +143,7 @@ PLAN = {
             "tensors": ["weight"],
             "output": 1,
             "output_name": "b",
+            "field": "label",
             "target": "class",
             "weight": 1.0,
             "prefix": "b.",
@@ -150,6 +156,7 @@ PLAN = {
             "tensors": ["weight"],
             "output": 2,
             "output_name": "c",
+            "field": "label",
             "target": "class",
             "weight": 1.0,
             "prefix": "c.",
