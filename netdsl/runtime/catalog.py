@@ -41,16 +41,22 @@ class Loss(Decl):
     dense: ClassVar[bool] = False  # class scores [C, d1, ...] against labels [d1, ...]
 
 
+CLASSES_LAST = ("true or false: the scores are [..., C], classes last, as a language model's "
+                "[T, V] logits are (torch reads the classes in dim 1)")
+
+
 @LOSSES.register
 class CrossEntropyLoss(Loss):
     weight: Optional[tuple[NonNegFloat, ...]] = None
     ignore_index: Int = -100
     reduction: Reduction = "mean"
     label_smoothing: Prob = 0.0
+    classes_last: Annotated[Bool, Extra()] = False
     torch = "torch.nn.CrossEntropyLoss"
     tensors = ("weight",)
     target = "class"
     dense = True
+    descriptions = {"classes_last": CLASSES_LAST}
     expects = "raw class scores (logits), one per class"
 
 
@@ -59,10 +65,12 @@ class NLLLoss(Loss):
     weight: Optional[tuple[NonNegFloat, ...]] = None
     ignore_index: Int = -100
     reduction: Reduction = "mean"
+    classes_last: Annotated[Bool, Extra()] = False
     torch = "torch.nn.NLLLoss"
     tensors = ("weight",)
     target = "class"
     dense = True
+    descriptions = {"classes_last": CLASSES_LAST}
     expects = "log-probabilities, one per class (end the model with LogSoftmax)"
 
 
@@ -425,6 +433,8 @@ METRICS = {
                  ("fraction of samples whose top-scoring class is the label (binary: of values "
                  "on the right side of the threshold)")),
     "top5": ("class", "max", "fraction of samples whose label is among the 5 top scores"),
+    "miou": ("class", "max", "mean intersection over union of the classes (segmentation)"),
+    "perplexity": ("class", "min", "exp of the mean cross-entropy (language models)"),
     "mae": ("same", "min", "mean absolute error"),
     "rmse": ("same", "min", "root mean squared error"),
 }

@@ -97,6 +97,8 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
                 return
     target = fs.shape
     if kind == "class":
+        written = out
+        out = t.scores_shape()
         dense = type(loss).dense and len(out) > 1 and target != ()
         if target is not None and len(target) > 0 and not dense:
             rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(out)} against '{t.target}' "
@@ -109,9 +111,13 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
                       span, "end the model with Flatten -> Linear(C)" if len(out) > 1 else
                       "give the output one score per class")
         elif dense and target is not None and tuple(target) != tuple(out[1:]):
-            rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(out)} needs labels of shape "
-                      f"{_fmt(out[1:])} (one per position), but '{t.target}' is {_fmt(target)}",
-                      span, f"give the model an output of shape [C, {', '.join(map(str, target))}]"
+            last = tuple(target) == tuple(written[:-1]) and not getattr(loss, "classes_last", False)
+            rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(written)} needs labels of "
+                      f"shape {_fmt(out[1:])} (torch reads the classes in dim 1), but "
+                      f"'{t.target}' is {_fmt(target)}", span,
+                      f"the scores are [{', '.join(map(str, written))}], classes last: write "
+                      f"{loss.kind}({t.output}, {t.target}, classes_last=true)" if last else
+                      f"give the model an output of shape [C, {', '.join(map(str, target))}]"
                       if target else "give the model an output of shape [C]")
         elif out[0] == 1:
             rep.error("E403", f"'{t.output}' has a single score per sample, which cannot be a "

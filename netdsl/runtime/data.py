@@ -1633,7 +1633,9 @@ def _csv_targets(ys: list[list[str]], task: str | None, path) -> tuple[Any, str]
     return [[float(v) for v in r] for r in ys], task
 
 
-def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Split]:
+def _carve(
+    split: Split, amount: float, seed: int, tag: str, contiguous: bool = False
+) -> tuple[Split, Split]:
     # amount: a float is a fraction, an int a count
     n = split.n
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
@@ -1650,6 +1652,8 @@ def _carve(split: Split, amount: float, seed: int, tag: str) -> tuple[Split, Spl
         raise DataError(
             f"{tag} of {amount} leaves no training data (train has {n} samples)"
         )
+    if contiguous:  # the last k samples: text held out after what trains
+        return split.take(slice(0, n - k)), split.take(slice(n - k, n))
     perm = torch.randperm(n, generator=_generator(seed, tag))
     held, kept = perm[:k].sort().values, perm[k:].sort().values
     return split.take(kept), split.take(held)
@@ -1663,6 +1667,7 @@ SOURCES = (
     "CSV",
     "tensors",
     "synthetic",
+    "Text",
 )
 _SOURCE_ALIASES = {s.lower(): s for s in SOURCES} | {
     "inline": "tensors",
@@ -1700,6 +1705,7 @@ def load_data(
     uses = {k: dict(v) for k, v in (fields or {}).items()}
     classes: dict[str, list[str]] = {}
     testsplit: Split | None = None
+    valsplit: Split | None = None
     counts: dict[str, int] = {}  # class counts a source fixes (synthetic)
     primary: str | None = "image" if image else None
     target: str | None = "label" if image else None
@@ -1714,6 +1720,7 @@ def load_data(
                 + (f"; it takes {', '.join(allowed)}" if allowed else "")
             )
 
+    pairs = bool(kw.pop("pairs", False)) if image else False
     if name in _TV_FILES:
         unused()
         if task not in (None, "classification"):
@@ -1766,6 +1773,28 @@ def load_data(
             kw, task, uses
         )
         origin = {k: (k, f"{k}_test") for k in kinds}
+    elif name == "Text":
+        unused("path", "block_size", "tokens", "stride")
+        if "path" not in kw:
+            raise DataError("Text needs path=<a text file>")
+        block = int(kw.get("block_size", 64))
+        ids, vocab = _text_ids(Path(kw["path"]), kw.get("tokens", "char"), block)
+        # val and test are held out from the end of the file (test last), as spans of
+        # tokens, so no window of theirs overlaps one that trains; they are scored in
+        # disjoint windows, every token once
+        parts: dict[str, Split] = {}
+        for tag, amount in (("test", test), ("val", val)):
+            if amount is None:
+                continue
+            k = _text_held(amount, tag, ids.numel(), block)
+            ids, held = ids[: ids.numel() - k + 1], ids[ids.numel() - k :]
+            parts[tag] = _windows(held, block, block, f"{kw['path']} ({tag})")
+        train = _windows(ids, block, int(kw.get("stride") or block), str(kw["path"]))
+        testsplit, valsplit, val, test = parts.get("test"), parts.get("val"), None, None
+        kinds, primary, target = {"tokens": "input", "next": "class"}, None, "next"
+        if vocab is not None:
+            classes["tokens"] = classes["next"] = vocab
+        origin = {k: (str(kw["path"]), str(kw["path"])) for k in kinds}
     else:  # synthetic
         unused(
             "shape", "num_classes", "target_shape", "n", "n_test", "vocab", "x_dtype"
@@ -1801,6 +1830,26 @@ def load_data(
         )
         check_labels(labelled, checks, classes.get(k), name)
 
+    for k, u in uses.items():  # ids beyond an Embedding would fail deep inside torch
+        vocab = u.get("vocab")
+        if vocab is None or u.get("kind") != "input" or k not in train:
+            continue
+        for s, where in (
+            (train, origin.get(k, (k, k))[0]),
+            (testsplit, origin.get(k, (k, k))[1]),
+        ):
+            if s is None or s[k].is_floating_point() or not s[k].numel():
+                continue
+            lo, hi = int(s[k].min()), int(s[k].max())
+            if lo < 0 or hi >= int(vocab):
+                raise LabelError(
+                    f"{where}: {k} holds token ids {_span(lo, hi)}, but the Embedding it "
+                    f"feeds takes ids 0..{int(vocab) - 1}",
+                    f"give the Embedding {hi + 1} entries (Embedding({hi + 1}, ...))"
+                    if lo >= 0
+                    else "token ids count from 0: fix the data",
+                )
+
     if static:
         if primary is None:
             raise DataError(
@@ -1813,7 +1862,6 @@ def load_data(
                 **{primary: _apply_static_tensor(testsplit[primary], static)}
             )
 
-    valsplit = None
     if test is not None:
         if testsplit is not None:
             raise DataError(
@@ -1823,6 +1871,20 @@ def load_data(
         train, testsplit = _carve(train, test, seed, "test")
     if val is not None:
         train, valsplit = _carve(train, val, seed, "val")
+
+    if pairs:
+        if augment:
+            raise DataError(
+                f"{name}(pairs=true) does not augment yet: leave the random transforms "
+                "out (or make the pairs another way)"
+            )
+        train, valsplit, testsplit = (
+            None if s is None else _pairs(s, seed, tag)
+            for s, tag in ((train, "train"), (valsplit, "val"), (testsplit, "test"))
+        )
+        kinds = {"left": "image", "right": "image", "same": "class"}
+        primary, target = None, "same"
+        classes = {"same": ["different", "same"]}
 
     eval_steps: list[Transform] = []
     if augment:
@@ -1851,8 +1913,8 @@ def load_data(
         if k == primary and augment:
             shape = augment.out_shape(shape)
         info = FieldInfo(shape, _dtype_name(t.dtype), kinds.get(k, "input"))
+        info.classes = classes.get(k)  # class names, or a text's characters
         if info.kind == "class":
-            info.classes = classes.get(k)
             info.num_classes = (
                 counts[k]
                 if k in counts
@@ -1877,6 +1939,108 @@ def load_data(
         eval_transforms=eval_steps,
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
+
+
+def _pairs(split: Split, seed: int, tag: str) -> Split:
+    """Pairs of images for a siamese net: `left` is every image in turn, `right` another
+    image of the same class (for half of them, drawn at random) or of another class, and
+    `same` is 1 when their labels match. Seeded, so every run makes the same pairs."""
+    g = _generator(seed, "pairs", tag)
+    labels = split["label"]
+    n = labels.shape[0]
+    order = torch.argsort(labels, stable=True)  # the samples grouped by class
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1 if n else 0)
+    starts = torch.cumsum(counts, 0) - counts
+    mine, start = counts[labels], starts[labels]
+    others = n - mine
+    want_same = (torch.rand(n, generator=g) < 0.5) | (others == 0)
+    r = torch.rand(n, generator=g)
+    same = order[start + (r * mine).long().clamp(max=mine - 1)]
+    k = torch.minimum((r * others).long(), (others - 1).clamp(min=0))
+    other = order[torch.where(k < start, k, k + mine).clamp(max=n - 1)]
+    j = torch.where(want_same, same, other)
+    image = split["image"]
+    return Split(
+        {"left": image, "right": image[j], "same": (labels == labels[j]).long()}
+    )
+
+
+def _text_ids(path: Path, tokens: str, block: int) -> tuple[torch.Tensor, list | None]:
+    """A file's token ids and, for characters, its vocabulary. `tokens` says what a token
+    is: "char" (the file's distinct characters, sorted, are the vocabulary), "byte"
+    (0..255), or "uint16"/"int32" (a binary file of token ids, as nanoGPT's prepare.py
+    writes them)."""
+    if block < 1:
+        raise DataError(f"Text: block_size must be at least 1, got {block}")
+    if not path.is_file():
+        raise DataError(f"text file {str(path)!r} does not exist")
+    raw = path.read_bytes()
+    vocab = None
+    if tokens == "char":
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DamagedFileError(
+                f"{path}: byte {e.start:,} is 0x{raw[e.start]:02X}, which is not UTF-8 "
+                "text",
+                'read it as bytes: tokens="byte"',
+            ) from None
+        vocab = sorted(set(text))
+        lut = {c: i for i, c in enumerate(vocab)}
+        ids = torch.tensor([lut[c] for c in text], dtype=torch.int64)
+    elif tokens == "byte":
+        ids = torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
+    elif tokens in ("uint16", "int32"):
+        width = 2 if tokens == "uint16" else 4
+        if len(raw) % width:
+            raise DamagedFileError(
+                f"{path}: {len(raw):,} bytes is not a whole number of {tokens} token ids"
+            )
+        import numpy as np
+
+        ids = torch.from_numpy(
+            np.frombuffer(raw, dtype=f"<{tokens[0]}{width}").astype(np.int64)
+        )
+    else:
+        raise DataError(
+            f"Text: tokens must be char, byte, uint16 or int32, got {tokens!r}"
+        )
+    return ids, vocab
+
+
+def _text_held(amount: Any, tag: str, n: int, block: int) -> int:
+    """How many tokens (with the one after the last window) `val=`/`test=` holds out: a
+    fraction of the file's tokens, or a number of windows."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise DataError(
+            f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}"
+        )
+    if isinstance(amount, float):
+        if not 0 < amount < 1:
+            raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
+        k = round(amount * n)
+    else:
+        k = int(amount) * block + 1
+    if k < block + 1 or n - k < block:
+        raise DataError(
+            f"{tag}={amount} of a text of {n:,} tokens leaves no window of {block} "
+            f"tokens to {'hold out' if k < block + 1 else 'train on'}"
+        )
+    return k
+
+
+def _windows(ids: torch.Tensor, block: int, stride: int, where: str) -> Split:
+    """Next-token samples: windows of `block` ids starting every `stride` ids (`tokens`)
+    and the same windows shifted by one (`next`)."""
+    n = (ids.numel() - 1 - block) // stride + 1 if ids.numel() > block else 0
+    if n < 1:
+        raise DataError(
+            f"{where}: {ids.numel():,} tokens make no sample of block_size {block} (it "
+            f"takes {block + 1})"
+        )
+    x = ids[:-1].unfold(0, block, stride)[:n]
+    y = ids[1:].unfold(0, block, stride)[:n]
+    return Split({"tokens": x.contiguous(), "next": y.contiguous()})
 
 
 def _kind(uses: Mapping[str, Mapping[str, Any]], name: str, default: str) -> str:
@@ -2056,6 +2220,24 @@ def _csv_source(kw: dict, task: str | None, uses: dict):
     )
 
 
+def _aligned(values: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor | None:
+    """An input's sample values as (N, features, positions) over a dense target of
+    `size`: an image [C, H, W] under a mask [H, W] (channels first), a sequence [T, D]
+    or one-hot tokens [T, V] under labels [T] (features last); None when they do not
+    line up position by position (or the target is one value per sample)."""
+    n, shape = values.shape[0], tuple(values.shape[1:])
+    if not size:
+        return None
+    p = math.prod(size)
+    if shape == size:
+        return values.reshape(n, 1, p)
+    if shape[1:] == size:
+        return values.reshape(n, shape[0], p)
+    if shape[:-1] == size:
+        return values.reshape(n, p, shape[-1]).transpose(1, 2)
+    return None
+
+
 def _synthetic(
     *,
     seed: int,
@@ -2099,7 +2281,7 @@ def _synthetic(
     g = _generator(seed, "synthetic")
     total = int(n) + int(n_test)
     made: dict[str, torch.Tensor] = {}
-    feats: list[torch.Tensor] = []  # per input: (N, features, positions)
+    feats: list[torch.Tensor] = []  # per input: its sample values, (N, *shape[, vocab])
     for k, u in uses.items():
         if u.get("kind") != "input":
             continue
@@ -2107,9 +2289,7 @@ def _synthetic(
         dtype = _dtype(u.get("dtype") or ("int64" if u.get("vocab") else "float32"))
         if dtype.is_floating_point:
             x = torch.randn((total, *size), generator=g).to(dtype)
-            feats.append(
-                x.reshape(total, 1, -1).float() if size else x.view(total, 1, 1).float()
-            )
+            feats.append(x.float())
         else:
             top = u.get("vocab")
             if top is None and dtype != torch.bool:
@@ -2119,8 +2299,7 @@ def _synthetic(
                 )
             top = 2 if dtype == torch.bool else int(top)
             x = torch.randint(0, top, (total, *size), generator=g).to(dtype)
-            hot = nnf.one_hot(x.long().reshape(total, -1), top).float()
-            feats.append(hot.transpose(1, 2))
+            feats.append(nnf.one_hot(x.long(), top).float())
         made[k] = x
     for k, u in uses.items():
         kind = u.get("kind")
@@ -2130,11 +2309,15 @@ def _synthetic(
         positions = math.prod(size)
         # a per-position teacher when an input has these positions (dense labels,
         # tokens), else one over everything
-        local = [f for f in feats if size and f.shape[2] == positions]
+        local = [f for f in (_aligned(t, size) for t in feats) if f is not None]
         if local:
             f = torch.cat(local, 1)
-        elif feats:
-            f = torch.cat([t.reshape(total, -1, 1) for t in feats], 1)
+        elif feats:  # each input weighs the same, however many values it has
+            flat = [t.reshape(total, -1, 1) for t in feats]
+            d = sum(t.shape[1] for t in flat)
+            f = torch.cat(
+                [t * math.sqrt(d / (len(flat) * t.shape[1])) for t in flat], 1
+            )
         else:
             f = torch.randn((total, 8, 1), generator=g)
         d = f.shape[1]

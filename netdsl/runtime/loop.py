@@ -145,7 +145,24 @@ class Term:
         self.metrics = list(
             spec.get("metrics", ())
         )  # the plan picked the ones that fit
-        self.columns = ["loss", *self.metrics]  # what `record` returns, in order
+        # class scores [.., C] (a language model's logits): moved to dim 1, where torch's
+        # losses read the classes
+        self.classes_last = bool(spec.get("classes_last"))
+        self.classes = spec.get("classes")  # class terms: the number of classes
+        self.ignore = kwargs.get("ignore_index") if self.target == "class" else None
+        # what `record` returns, in order: the loss, one column per metric, then the
+        # counts behind them (labels counted, per-class intersections and unions)
+        self.columns = ["loss", *self.metrics]
+        if self.target == "class" and {"accuracy", "top5"} & set(self.metrics):
+            self.columns.append("counted")
+        if "miou" in self.metrics:
+            c = int(self.classes)
+            self.columns += [f"inter.{i}" for i in range(c)]
+            self.columns += [f"union.{i}" for i in range(c)]
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        """The output as the loss reads it."""
+        return out.movedim(-1, 1) if self.classes_last else out
 
     def target_for(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.target == "binary":
@@ -159,38 +176,72 @@ class Term:
 
     def record(self, out: torch.Tensor, t: torch.Tensor, loss: torch.Tensor) -> list:
         """Per-batch values (0-dim tensors, on device): the loss as returned (a batch mean
-        unless reduction="sum"), then one sum per metric."""
+        unless reduction="sum"), then one sum per column. Class scores may be dense
+        ([N, C, d1, ...] against labels [N, d1, ...]): accuracy is then per position,
+        and labels equal to ignore_index are not counted."""
         vals = [loss.detach()]
         out = out.detach()
         if self.numel is None:  # one run's samples share one size
             self.numel = out[0].numel() if out.dim() else 1
+        valid = None
+        if self.target == "class":
+            valid = (
+                t != self.ignore
+                if self.ignore is not None
+                else torch.ones_like(t, dtype=torch.bool)
+            )
         for m in self.metrics:
             if m == "accuracy" and self.target == "class":
-                vals.append((out.argmax(1) == t).sum())
+                vals.append(((out.argmax(1) == t) & valid).sum())
             elif m == "accuracy":
                 vals.append(((out > self.threshold) == (t > 0.5)).sum())
             elif m == "top5":
                 k = min(5, out.shape[1])
-                vals.append((out.topk(k, 1).indices == t.unsqueeze(1)).any(1).sum())
+                hit = (out.topk(k, 1).indices == t.unsqueeze(1)).any(1)
+                vals.append((hit & valid).sum())
             elif m == "mae":
                 vals.append((out.float() - t).abs().sum())
             elif m == "rmse":
                 vals.append((out.float() - t).square().sum())
+            else:  # miou, perplexity: from the columns below, or from the loss
+                vals.append(torch.zeros((), device=out.device))
+        if "counted" in self.columns:
+            vals.append(valid.sum())
+        if "miou" in self.metrics:
+            c = int(self.classes)
+            ok = valid & (t >= 0) & (t < c)
+            # one-hot sums, not bincount: deterministic on every device
+            pred = torch.nn.functional.one_hot(out.argmax(1)[ok], c).bool()
+            true = torch.nn.functional.one_hot(t[ok], c).bool()
+            vals.extend((pred & true).sum(0).unbind())
+            vals.extend((pred | true).sum(0).unbind())
         return vals
 
     def finish(self, sums: list, n: int) -> dict:
         """Metric values from column sums over `n` samples (losses already weighted by batch
         size, so `loss` is the per-sample mean)."""
+        col = dict(zip(self.columns, sums))
         out = {}
-        for col, v in zip(self.columns, sums):
-            if col in ("loss", "top5") or (
-                col == "accuracy" and self.target == "class"
-            ):
-                out[col] = v / n
-            elif col == "rmse":
-                out[col] = math.sqrt(v / (n * self.numel))
+        for name in ["loss", *self.metrics]:
+            v = col[name]
+            if name in ("accuracy", "top5") and self.target == "class":
+                out[name] = v / col["counted"] if col["counted"] else math.nan
+            elif name == "loss":
+                out[name] = v / n
+            elif name == "perplexity":
+                out[name] = math.exp(min(col["loss"] / n, 700.0))
+            elif name == "miou":
+                c = int(self.classes)
+                ious = [
+                    col[f"inter.{i}"] / col[f"union.{i}"]
+                    for i in range(c)
+                    if col[f"union.{i}"]
+                ]
+                out[name] = sum(ious) / len(ious) if ious else math.nan
+            elif name == "rmse":
+                out[name] = math.sqrt(v / (n * self.numel))
             else:  # mae, binary accuracy: per value
-                out[col] = v / (n * self.numel)
+                out[name] = v / (n * self.numel)
         return out
 
 
@@ -565,7 +616,7 @@ class Trainer:
         outs = out if isinstance(out, tuple) else (out,)
         total, vals = None, []
         for term in self.terms:
-            o = outs[term.output]
+            o = term.scores(outs[term.output])
             if (
                 self.amp_dtype is not None
             ):  # losses and metrics in float32, as autocast does

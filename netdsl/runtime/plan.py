@@ -168,6 +168,16 @@ class LossTerm(BaseModel):
     prefix: str  # "" for a single term, else "OUTPUT." in metric keys
     metrics: tuple[str, ...] = ()
 
+    def scores_shape(self) -> tuple[Size, ...]:
+        """The output as the loss reads it: classes first (`classes_last` moves them)."""
+        out = tuple(self.output_shape)
+        return (out[-1], *out[:-1]) if getattr(self.loss, "classes_last", False) and out else out
+
+    def classes(self) -> Size | None:
+        """A class loss's number of classes (None for other losses)."""
+        out = self.scores_shape()
+        return out[0] if type(self.loss).target == "class" and out else None
+
     def label_rule(self) -> dict[str, Any] | None:
         """What this term needs of class labels (None when it trains no class labels): an
         entry of load_data's `label_check`."""
@@ -175,7 +185,7 @@ class LossTerm(BaseModel):
         if kind not in ("class", "binary") or (kind == "class" and not self.output_shape):
             return None
         return {"output": self.output, "field": self.target, "loss": self.loss.kind,
-                "classes": self.output_shape[0] if kind == "class" else 2,
+                "classes": self.classes() if kind == "class" else 2,
                 "ignore_index": getattr(self.loss, "ignore_index", None),
                 "binary": kind == "binary"}
 
@@ -262,6 +272,8 @@ class Plan(BaseModel):
                         "output_name": t.output, "field": t.target,
                         "target": type(t.loss).target,
                         "weight": t.weight, "prefix": t.prefix, "metrics": list(t.metrics),
+                        **({"classes": t.classes(), "classes_last": t.loss.classes_last}
+                           if type(t.loss).target == "class" else {}),
                         # values per sample; None where they vary with a declared dimension
                         "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
                        for t in self.loss],

@@ -505,9 +505,14 @@ class Builder:
         """How load_data reads each field ({"kind": ...}); for a source that makes what the
         plan asks for (synthetic), also its shape, dtype, classes and token count."""
         specs: dict[str, dict[str, Any]] = {f: {"kind": k} for f, k in uses.items()}
+        graph = self.graph
+        for name, f in inputs:  # ids an Embedding reads are checked against its size
+            node = graph.inputs[[n.name for n in graph.inputs].index(name)]
+            vocab = _vocab(graph, node.name)
+            if vocab is not None:
+                specs[f]["vocab"] = vocab
         if sig.fields is not None:
             return specs
-        graph = self.graph
         for name, f in inputs:
             node = graph.inputs[[n.name for n in graph.inputs].index(name)]
             ty = node.types[0]
@@ -609,6 +614,13 @@ class Builder:
             if not set(METRICS[name][0].split()) & kinds:
                 self.rep.error("E401", f"{name} does not apply to any loss here "
                                f"({METRICS[name][2]})", span)
+                continue
+            summed = [t for t in terms if type(t.loss).target == "class"
+                      and getattr(t.loss, "reduction", "mean") != "mean"]
+            if name == "perplexity" and summed:
+                self.rep.error("E401", f"perplexity is the exp of the mean cross-entropy per "
+                               f"label, but {summed[0].loss.kind} sums (reduction=\"sum\")", span,
+                               "drop reduction=\"sum\", or the perplexity metric")
                 continue
             out.append(name)
         return tuple(out)

@@ -161,6 +161,24 @@ class DataSig:
 
 
 # ---- sources ------------------------------------------------------------------------------
+PAIRS = ("pairs of images for a siamese net: fields left, right (images) and same (1 when "
+         "their classes match, else 0) instead of image and label")
+
+
+def _pair_fields(sig: DataSig, shape: tuple | None) -> DataSig:
+    sig.fields = {"left": FieldSig(shape, "float32", "image"),
+                  "right": FieldSig(shape, "float32", "image"),
+                  "same": FieldSig((), "int64", "class", 2)}
+    sig.target = "same"
+    return sig
+
+
+def _pairs_check(source) -> list:
+    if source.pairs and any(t.random for t in source.transform):
+        return [("pairs", "pairs are not augmented yet: leave the random transforms out")]
+    return []
+
+
 class Source(Decl):
     """A data source. `transform` is torchvision's name for the pipeline (load_data's
     `transforms`); `val` carves a validation split out of the training data.
@@ -208,17 +226,24 @@ class TorchvisionSource(Source):
     transform: Annotated[tuple[Transform, ...], Components(TRANSFORMS)] = ()
     val: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    pairs: Bool = False
     task_fixed = "classification"
     image = True
     shown = ("root",)  # where the data is matters even when it is the default
     raw_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     classes: ClassVar[int] = 10
+    descriptions = {**Source.descriptions, "pairs": PAIRS}
+
+    def check(self):
+        return _pairs_check(self)
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
         shape: tuple | None = self.raw_shape
         for t in self.transform:
             shape = t.shape(shape) if shape is not None else None
+        if self.pairs:
+            return _pair_fields(sig, shape)
         sig.fields = {"image": FieldSig(shape, "float32", "image"),
                       "label": FieldSig((), "int64", "class", self.classes)}
         sig.target = "label"
@@ -252,11 +277,18 @@ class ImageFolder(Source):
     val: Optional[Amount] = None
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    pairs: Bool = False
     task_fixed = "classification"
     image = True
+    descriptions = {**Source.descriptions, "pairs": PAIRS}
+
+    def check(self):
+        return _pairs_check(self)
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
+        if self.pairs:
+            return _pair_fields(sig, None)
         sig.fields = {"image": FieldSig(None, "float32", "image"),
                       "label": FieldSig((), "int64", "class")}
         sig.target = "label"
@@ -457,6 +489,36 @@ class synthetic(Source):
             ts = self.target_shape or 1
             sig.fields["y"] = FieldSig(ts if isinstance(ts, tuple) else (ts,), "float32", "values")
         sig.target = "y"
+        return sig
+
+
+@SOURCES.register
+class Text(Source):
+    """Next-token prediction from one file: `tokens` [block] and `next` [block] (the same
+    window shifted by one token); val/test are held out from the end of the file."""
+
+    path: StrictStr
+    block_size: PosInt = 64
+    stride: Optional[PosInt] = None
+    tokens: Literal["char", "byte", "uint16", "int32"] = "char"
+    val: Optional[Amount] = None
+    test: Optional[Amount] = None
+    limit: Optional[PosInt] = None
+    by_use = True
+    shown = ("block_size",)
+    descriptions = {**Source.descriptions,
+                    "stride": "tokens between the starts of training windows (default: "
+                              "block_size, windows side by side)",
+                    "tokens": "char (the file's characters), byte (0..255), or uint16/int32 "
+                              "(a binary file of token ids)"}
+
+    def signature(self, task, uses=None):
+        sig = super().signature(task)
+        sig.fields = {"tokens": FieldSig((self.block_size,), "int64", "input",
+                                         256 if self.tokens == "byte" else None),
+                      "next": FieldSig((self.block_size,), "int64", "class",
+                                       256 if self.tokens == "byte" else None)}
+        sig.target, sig.task, sig.has_test = "next", "classification", self.test is not None
         return sig
 
 
