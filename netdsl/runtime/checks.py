@@ -85,6 +85,16 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
     span = plan.span(f"loss.{i}.output") or plan.span("loss")
     out = t.output_shape
     what = f"{loss.kind} needs {type(loss).expects}" if type(loss).expects else loss.kind
+    if kind == "class" and t.scores_shape() and not isinstance(t.scores_shape()[0], int):
+        # the classes are a fixed number; a size that varies there is a sequence's length
+        c = t.scores_shape()[0]
+        last = not getattr(loss, "classes_last", False) and isinstance(out[-1], int)
+        rep.error("E403", f"{loss.kind} reads the classes of '{t.output}' {_fmt(out)} in its "
+                  f"first dimension, {c}, which varies", span,
+                  f"the scores are classes last ({out[-1]} classes): write {loss.kind}("
+                  f"{t.output}, {t.target}, classes_last=true)" if last else
+                  "give the output a fixed number of classes first")
+        return
     if fs is None:
         return
     labels = fs.kind == "class"

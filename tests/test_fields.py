@@ -1,0 +1,211 @@
+"""Samples as named fields and the objectives they make trainable: two inputs and two outputs,
+a siamese pair, an autoencoder on real MNIST, a U-Net on dense masks, a byte/character
+language model on a text file. Each trains for real (small sizes, loss goes down); the data
+layer's new pieces (Text windows, siamese pairs, dense metrics) are checked against values
+worked out by hand; compiled scripts train like `netdsl run`."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.runtime.data import DamagedFileError, DataError, load_data
+from netdsl.runtime.loop import Term
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
+HAVE_MNIST = (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA}")
+
+TEXT = (
+    "the quick brown fox jumps over the lazy dog. a spec is data; a model is a graph. "
+    "netdsl trains what users train, on data of any size, as fast as careful torch code. "
+) * 40
+
+
+def fit(spec, tmp_path, **settings):
+    return netdsl.fit(spec, out=tmp_path, progress=False, device="cpu", **settings)
+
+
+def losses(r) -> list[float]:
+    return [h["train.loss"] for h in r["history"]]
+
+
+# ---- training for real ------------------------------------------------------------------------
+def test_two_inputs_and_two_outputs_train(tmp_path):
+    r = fit(ROOT / "specs" / "image_and_table.net", tmp_path, epochs=4, data__n=1024,
+            optimizer__lr=3e-3)
+    ls = losses(r)
+    assert ls == sorted(ls, reverse=True) and ls[-1] < 0.85 * ls[0], ls
+    assert {"test.cls.accuracy", "test.score.mae"} <= set(r["test"])
+    assert r["history"][-1]["train.cls.loss"] < r["history"][0]["train.cls.loss"]
+    assert r["history"][-1]["train.score.loss"] < r["history"][0]["train.score.loss"]
+
+
+@needs_mnist
+def test_a_siamese_pair_with_a_shared_encoder_trains_on_mnist_pairs(tmp_path):
+    r = fit(ROOT / "specs" / "siamese.net", tmp_path, epochs=2, data__limit=2000,
+            data_root=DATA)
+    ls = losses(r)
+    assert ls[-1] < 0.8 * ls[0], ls
+    assert r["test"]["test.accuracy"] > 0.7, r["test"]
+    enc = [n for n, _ in r.model.named_parameters() if "enc" in n]
+    assert len(enc) == 6  # one encoder: 3 layers x (weight, bias), applied twice
+
+
+@needs_mnist
+def test_a_convolutional_autoencoder_trains_against_its_own_input(tmp_path):
+    r = fit(ROOT / "specs" / "autoencoder.net", tmp_path, epochs=2, data__limit=2000,
+            batch_size=32, data_root=DATA)
+    ls = losses(r)
+    assert ls[-1] < 0.5 * ls[0], ls
+    data = load_data("MNIST", root=DATA, limit=64,
+                     transforms=[["ToTensor", {}]])
+    x = data.test["image"]
+    with torch.no_grad():
+        recon = r.model(x)
+    # a trained autoencoder beats predicting the mean image by far
+    assert nnf_mse(recon, x) < 0.5 * nnf_mse(x.mean(0, keepdim=True).expand_as(x), x)
+
+
+def nnf_mse(a, b) -> float:
+    return float(((a - b) ** 2).mean())
+
+
+def test_a_small_unet_learns_synthetic_masks(tmp_path):
+    r = fit(ROOT / "specs" / "segmentation.net", tmp_path, epochs=3, data__n=128,
+            data__n_test=32)
+    ls = losses(r)
+    assert ls[-1] < 0.8 * ls[0], ls
+    assert r["test"]["test.accuracy"] > 0.6 and r["test"]["test.miou"] > 0.4, r["test"]
+
+
+def test_a_byte_level_decoder_learns_a_text_file(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    r = fit(ROOT / "specs" / "char_lm.net", tmp_path, epochs=4, data__path=str(text))
+    ls = losses(r)
+    assert ls[-1] < 0.7 * ls[0], ls
+    last = r["history"][-1]
+    assert last["val.perplexity"] == pytest.approx(math.exp(last["val.loss"]), rel=1e-9)
+    assert last["val.perplexity"] < 40  # of 256 possible bytes
+
+
+# ---- the Text source ---------------------------------------------------------------------------
+def test_text_windows_stride_and_held_out_spans(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_bytes(bytes(range(100)))
+    d = load_data("Text", path=str(f), tokens="byte", block_size=8, stride=3, val=2, test=0.2)
+    ids = torch.arange(100)
+    # test: the last 20 tokens, in disjoint windows of 8 (and the next token of each)
+    assert d.test["tokens"].tolist() == [list(range(80, 88)), list(range(88, 96))]
+    assert torch.equal(d.test["next"], d.test["tokens"] + 1)
+    # val: 2 windows before them; train: windows every 3 tokens before val
+    assert d.val["tokens"].tolist() == [list(range(64, 72)), list(range(72, 80))]
+    train = d.train["tokens"]
+    assert torch.equal(train[:, 0], torch.arange(0, 3 * train.shape[0], 3))
+    assert int(d.train["next"].max()) <= 64  # at most the first held-out token, as a target
+    assert torch.equal(d.train["next"], train + 1)
+    assert torch.equal(ids[train], train)
+    assert d.info.fields["tokens"].kind == "input" and d.info.fields["next"].kind == "class"
+
+
+def test_text_characters_and_token_id_files(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("abcabcabd" * 4, encoding="utf-8")
+    d = load_data("Text", path=str(f), tokens="char", block_size=4)
+    assert d.info.fields["next"].classes == ["a", "b", "c", "d"]
+    assert d.train["tokens"][0].tolist() == [0, 1, 2, 0]
+    ids = torch.tensor([5, 60000, 7, 8, 9, 10], dtype=torch.int32)
+    b = tmp_path / "ids.bin"
+    b.write_bytes(ids.numpy().astype("<u2").tobytes())
+    d = load_data("Text", path=str(b), tokens="uint16", block_size=2)
+    assert d.train["tokens"].tolist() == [[5, 60000], [7, 8]]
+    b.write_bytes(b"\x01\x02\x03")
+    with pytest.raises(DamagedFileError, match="not a whole number of uint16"):
+        load_data("Text", path=str(b), tokens="uint16", block_size=2)
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(DamagedFileError, match='tokens="byte"'):
+        load_data("Text", path=str(tmp_path / "latin.txt"), tokens="char", block_size=2)
+    with pytest.raises(DataError, match="no window of 8 tokens to train on"):
+        load_data("Text", path=str(f), tokens="char", block_size=8, val=0.9)
+
+
+# ---- siamese pairs -----------------------------------------------------------------------------
+@needs_mnist
+def test_mnist_pairs_match_half_the_time_and_are_seeded():
+    base = load_data("MNIST", root=DATA, limit=1000)
+    d = load_data("MNIST", root=DATA, limit=1000, pairs=True, seed=1)
+    assert set(d.train.fields) == {"left", "right", "same"}
+    assert torch.equal(d.train["left"], base.train["image"])
+    labels, images = base.train["label"], base.train["image"]
+    # every right image is an image of the split, and `same` says whether the labels match
+    flat = images.flatten(1)
+    index = {bytes(row.numpy().tobytes()): i for i, row in enumerate(flat)}
+    j = torch.tensor([index[bytes(r.numpy().tobytes())] for r in d.train["right"].flatten(1)])
+    assert torch.equal(d.train["same"], (labels[j] == labels).long())
+    assert 0.45 < d.train["same"].float().mean() < 0.55
+    again = load_data("MNIST", root=DATA, limit=1000, pairs=True, seed=1)
+    assert torch.equal(again.train["right"], d.train["right"])
+    other = load_data("MNIST", root=DATA, limit=1000, pairs=True, seed=2)
+    assert not torch.equal(other.train["right"], d.train["right"])
+    assert d.info.fields["same"].classes == ["different", "same"]
+
+
+# ---- dense metrics -----------------------------------------------------------------------------
+def test_pixel_accuracy_and_mean_iou_against_a_hand_count():
+    g = torch.Generator().manual_seed(0)
+    spec = {"name": "CrossEntropyLoss", "kwargs": {"ignore_index": 255}, "output": "logits",
+            "weight": 1.0, "field": "mask", "target": "class", "metrics": ["accuracy", "miou"],
+            "classes": 3}
+    term = Term(spec, "cpu")
+    sums = None
+    preds, truths = [], []
+    for _ in range(3):
+        out = torch.randn(4, 3, 5, 6, generator=g)
+        t = torch.randint(0, 3, (4, 5, 6), generator=g)
+        t[0, 0] = 255  # ignored pixels count nowhere
+        vals = [float(v) for v in term.record(out, t, term.fn(out, t))]
+        sums = vals if sums is None else [a + b for a, b in zip(sums, vals)]
+        keep = t != 255
+        preds.append(out.argmax(1)[keep])
+        truths.append(t[keep])
+    got = term.finish(sums, 12)
+    p, t = torch.cat(preds), torch.cat(truths)
+    assert got["accuracy"] == pytest.approx(float((p == t).float().mean()))
+    ious = [float(((p == c) & (t == c)).sum() / ((p == c) | (t == c)).sum()) for c in range(3)]
+    assert got["miou"] == pytest.approx(sum(ious) / 3)
+
+
+def test_classes_last_scores_train_like_permuted_ones():
+    spec = {"name": "CrossEntropyLoss", "kwargs": {}, "output": "logits", "weight": 1.0,
+            "field": "next", "target": "class", "metrics": ["accuracy"], "classes": 7,
+            "classes_last": True}
+    term = Term(spec, "cpu")
+    out = torch.randn(2, 5, 7)
+    t = torch.randint(0, 7, (2, 5))
+    want = torch.nn.functional.cross_entropy(out.reshape(-1, 7), t.reshape(-1))
+    assert torch.allclose(term.fn(term.scores(out), t), want)
+
+
+# ---- compiled scripts ----------------------------------------------------------------------------
+def test_compiled_scripts_train_the_new_objectives_like_netdsl_run(tmp_path):
+    from test_compile_train import compiled_file, run_netdsl, run_script, same_result
+
+    text = tmp_path / "corpus.txt"
+    text.write_text(TEXT[:3000], encoding="utf-8")
+    spec = (ROOT / "specs" / "char_lm.net").read_text(encoding="utf-8")
+    spec = spec.replace('path="README.md"', f'path="{text.as_posix()}"')
+    spec = spec.replace("epochs = 10", "epochs = 1")
+    lm = tmp_path / "lm.net"
+    lm.write_text(spec, encoding="utf-8")
+    for path, settings in ((lm, {}), (ROOT / "specs" / "segmentation.net", {"epochs": 1})):
+        file = compiled_file(path, tmp_path)
+        args = [a for k, v in settings.items() for a in (f"--{k}", str(v))]
+        got = run_script(file, *args, "--out", str(tmp_path / f"{path.stem}-out"), cwd=tmp_path)
+        same_result(got, run_netdsl(path, None, tmp_path, **settings))
