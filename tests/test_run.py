@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from netdsl.cli import main
 from netdsl.runtime import loop, runner
 from netdsl.runtime.catalog import LOSSES, OPTIMIZERS, SCHEDULERS
 from netdsl.runtime.data import load_data
+from netdsl.runtime.overrides import literal_setting
 
 NET = """\
 model Net {
@@ -216,6 +218,34 @@ def test_resume_from_a_checkpoint_of_another_model_is_refused(spec_file, tmp_pat
     assert "fc1.weight [16, 8] (model: [17, 8])" in str(exc.value)
 
 
+def test_resuming_a_one_cycle_run_with_more_epochs_says_why_it_cannot(spec_file, tmp_path):
+    text = NET.replace("StepLR(step_size=1, gamma=0.5)", "OneCycleLR(max_lr=0.1)")
+    path = spec_file(text)
+    r = runner.run(netdsl.load(path), out=tmp_path, progress=False)
+    more = [literal_setting("epochs", 5, "--epochs")]
+    with pytest.raises(netdsl.NetdslError) as exc:
+        runner.run(netdsl.load(path), None, more, resume=r["run_dir"], progress=False)
+    d = exc.value.diagnostics[0]
+    assert d.code == "E409" and "OneCycleLR planned its schedule over the checkpoint's 3 epoch(s)" in d.message
+    assert "resume with --epochs 3" in d.hint
+    assert not list(Path(r["run_dir"]).glob("*.resumed-*"))  # refused before writing anything
+    # with its length written out, the schedule continues
+    fixed = spec_file(text.replace("max_lr=0.1", "max_lr=0.1, total_steps=100"), "fixed.net")
+    r = runner.run(netdsl.load(fixed), out=tmp_path, progress=False)
+    again = runner.run(netdsl.load(fixed), None, more, resume=r["run_dir"], progress=False)
+    assert again["epochs"] == 5
+
+
+def test_a_run_that_fails_leaves_no_half_written_folder(spec_file, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(loop, "fit", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.run(netdsl.load(spec_file()), out=tmp_path / "runs", progress=False)
+    assert not list((tmp_path / "runs").iterdir())
+
+
 # ---- checkpoints -----------------------------------------------------------------------------
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck" / "last.pt"
@@ -253,7 +283,9 @@ def test_a_nan_loss_stops_with_a_message(spec_file, tmp_path, capsys):
     r = runner.run(netdsl.load(path), out=tmp_path, progress=False)
     assert r["status"] == "diverged" and r["history"] == []
     assert r["message"].startswith("the loss became nan at epoch 1, step ")
-    assert "weights" not in r["files"]
+    assert "weights" not in r["files"] and "metrics" not in r["files"]
+    assert not os.path.exists(os.path.join(r["run_dir"], "metrics.jsonl"))  # not an empty one
+    assert json.load(open(os.path.join(r["run_dir"], "result.json")))["status"] == "diverged"
     with pytest.raises(SystemExit) as exit_info:
         main(["run", str(path), "--out", str(tmp_path)])
     assert exit_info.value.code == 1
@@ -266,7 +298,7 @@ def test_a_nan_loss_stops_with_a_message(spec_file, tmp_path, capsys):
 def test_device_auto_falls_back_and_says_so(spec_file, tmp_path):
     r = runner.run(netdsl.load(spec_file()), out=tmp_path, progress=False)
     assert r["device"] == "cpu"
-    assert "note: device auto: no CUDA or MPS device found, training on the cpu" in r["notes"]
+    assert "note: device auto: no CUDA or MPS device found, using the cpu" in r["notes"]
     with pytest.raises(netdsl.NetdslError) as exc:
         netdsl.fit(spec_file(), device="cuda:1", out=tmp_path, progress=False)
     assert exc.value.diagnostics[0].code == "E404"
@@ -286,8 +318,10 @@ def test_eval_reproduces_the_runs_test_metrics(spec_file, tmp_path, capsys):
     main(["eval", str(path), "--weights", files["weights"], "--json"])
     assert json.loads(capsys.readouterr().out)["metrics"] == r["test"]
     main(["eval", str(path), "-w", files["weights"]])
-    line = capsys.readouterr().out
+    out = capsys.readouterr()
+    line = out.out
     assert line.startswith("Net on test (64 samples, cpu): test.loss ") and "test.accuracy" in line
+    assert "train" not in out.err  # evaluating, not training
 
 
 # ---- the loop --------------------------------------------------------------------------------

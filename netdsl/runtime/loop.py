@@ -479,6 +479,38 @@ def plan_hash(cfg: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class ResumeError(ValueError):
+    """A checkpoint that the run cannot continue exactly; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(f"{message}; {hint}")
+        self.message, self.hint = message, hint
+
+
+def check_resume(state: dict | None, cfg: dict) -> None:
+    """ResumeError when `state` cannot continue under `cfg` exactly: a scheduler whose length
+    came from the checkpoint's epochs (OneCycleLR's total_steps, CosineAnnealingLR's T_max
+    left out) when epochs changed. OneCycleLR would step past its end, a cosine climb again."""
+    sched = cfg.get("scheduler")
+    then = ((state or {}).get("settings") or {}).get("epochs")
+    if not sched or then is None or then == cfg["epochs"]:
+        return
+    sized = [
+        a
+        for a, what in (sched.get("infer") or {}).items()
+        if what == "total" and sched["kwargs"].get(a) is None
+    ]
+    if sized:
+        unit = "optimizer steps" if sched.get("interval") == "step" else "epochs"
+        raise ResumeError(
+            f"cannot resume with epochs = {cfg['epochs']}: {sched['name']} planned its "
+            f"schedule over the checkpoint's {then} epoch(s) ({sized[0]} is the {unit} of "
+            f"those {then} epochs), so it cannot continue exactly",
+            f"resume with --epochs {then}, or start a new run with the epochs you want (or "
+            f"give {sized[0]}= in the scheduler to fix the schedule's length yourself)",
+        )
+
+
 # ---- progress -------------------------------------------------------------------------------
 class Progress:
     """Plain-text progress: one line per epoch (thinned out when there are many) and messages.

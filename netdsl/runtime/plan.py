@@ -272,8 +272,10 @@ class Plan(BaseModel):
                         "output_name": t.output, "field": t.target,
                         "target": type(t.loss).target,
                         "weight": t.weight, "prefix": t.prefix, "metrics": list(t.metrics),
-                        **({"classes": t.classes(), "classes_last": t.loss.classes_last}
-                           if type(t.loss).target == "class" else {}),
+                        # only where they matter, so older plans keep their hashes
+                        **({"classes": t.classes()} if "miou" in t.metrics else {}),
+                        **({"classes_last": True}
+                           if getattr(t.loss, "classes_last", False) else {}),
                         # values per sample; None where they vary with a declared dimension
                         "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
                        for t in self.loss],

@@ -48,7 +48,7 @@ def resolve_device(plan: Plan, notes: list[Note]) -> torch.device:
     if name == "auto":
         dev = data_device("auto")  # what a compiled script picks too: cuda, else mps, else cpu
         if dev.type == "cpu":
-            notes.append(Note("device auto: no CUDA or MPS device found, training on the cpu"))
+            notes.append(Note("device auto: no CUDA or MPS device found, using the cpu"))
         _check_precision(plan, dev)
         return dev
     try:
@@ -372,12 +372,18 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         exc.result["notes"] = [n.format() for n in notes]
         _write_json(folder / "result.json", exc.result)
         raise
+    except BaseException as exc:
+        _failed(folder, state is not None, exc)
+        raise
     trained = out_.pop("model")
     result.update(out_)
     result.update(headline(result, settings, data))
     result["parameters"] = sum(p.numel() for p in trained.parameters())
     result["data"] = {"source": data.info.source, **data.info.sizes}
     files = {"spec": str(spec_copy), "plan": str(plan_copy), "metrics": str(log)}
+    if not result["history"] and state is None:  # diverged in its first epoch
+        log.unlink(missing_ok=True)
+        del files["metrics"]
     if result["status"] != "diverged":
         loop.save_checkpoint(str(folder / "weights.pt"), trained.state_dict())  # atomic
         files["weights"] = str(folder / "weights.pt")
@@ -394,6 +400,23 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     _write_json(folder / "result.json", result)
     result.model = trained
     return result
+
+
+def _failed(folder: Path, resumed: bool, exc: BaseException) -> None:
+    """A run that stopped on an error leaves nothing that looks like a result: a new run
+    with no checkpoint yet takes its folder with it; otherwise the folder stays (its
+    checkpoints resume) and result.json says how the run ended."""
+    ckpts = folder / "checkpoints"
+    if not resumed and not (ckpts.is_dir() and any(ckpts.glob("*.pt"))):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    record = {"status": "failed", "message": message, "run_dir": str(folder)}
+    with contextlib.suppress(OSError, ValueError):  # what the run before this one ended with
+        record["previous"] = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    _write_json(folder / "result.json", record)
 
 
 def accuracies(metrics: dict | None, split: str):
@@ -544,6 +567,11 @@ def _resume_notes(state: dict, settings: dict, path: Path, network: dict, folder
             "E409", f"the training plan changed since {path} was written ({what}): resume "
             f"with the plan that trained it{where}{'; ' if then else ''}only epochs, device and "
             f"the data's root may change), or start a new run without --resume{how}")])
+    try:
+        loop.check_resume(state, settings)
+    except loop.ResumeError as exc:
+        raise NetdslError([Diagnostic("E409", f"{exc.message} ({path})", hint=exc.hint)]) \
+            from None
     for key in changed:
         notes.append(Note(f"{key} differs from the checkpoint's ({json.dumps(old.get(key))} "
                           f"then, {json.dumps(settings.get(key))} now); the run continues with "

@@ -154,8 +154,10 @@ class Script:
             Stmt("try:", body=[Stmt('device = resolve_device(cfg["device"])'),
                                Stmt('data = load_data(**cfg["data"])')]),
             Stmt("except DataError as exc:", body=[Stmt('sys.exit(f"error: {exc}")')]),
-            Stmt("try:", body=[Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None")]),
-            Stmt("except ValueError as exc:  # a damaged or foreign file", body=[Stmt('sys.exit(f"error: {exc}")')]),
+            Stmt("try:", body=[Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None"),
+                               Stmt("check_resume(resume, cfg)")]),
+            Stmt("except ValueError as exc:  # a damaged or foreign file, or one that cannot continue",
+                 body=[Stmt('sys.exit(f"error: {exc}")')]),
             Stmt("progress = Progress(sys.stderr if args.json else None)"),
             Stmt("try:", body=[Stmt(
                 f"result = fit({build}, data, cfg, device=device, "

@@ -173,7 +173,8 @@ def main(argv=None):
         sys.exit(f"error: {exc}")
     try:
         resume = load_checkpoint(args.resume, device) if args.resume else None
-    except ValueError as exc:  # a damaged or foreign file
+        check_resume(resume, cfg)
+    except ValueError as exc:  # a damaged or foreign file, or one that cannot continue
         sys.exit(f"error: {exc}")
     progress = Progress(sys.stderr if args.json else None)
     try:
