@@ -711,6 +711,65 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
     return Augment(ops)
 
 
+def _static(x: torch.Tensor | Lazy, steps: list[Transform]) -> torch.Tensor | Lazy:
+    """Deterministic steps over a field: now for a tensor, as it is read for a Lazy one."""
+    return x.then(steps) if isinstance(x, Lazy) else _apply_static_tensor(x, steps)
+
+
+def _in_memory_limit() -> int:
+    """Bytes of decoded data a source keeps in memory before it streams instead: a quarter
+    of the machine's memory, or NETDSL_IN_MEMORY_LIMIT (bytes; K, M, G suffixes)."""
+    text = os.environ.get("NETDSL_IN_MEMORY_LIMIT", "").strip().upper()
+    if text:
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+        try:
+            return int(float(text.rstrip("KMG")) * scale)
+        except ValueError:
+            raise DataError(
+                f"NETDSL_IN_MEMORY_LIMIT={text!r} is not a size (bytes, or 512M, 8G)"
+            ) from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return total // 4
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _choose_stream(stream, n: int, sample_bytes, what: str) -> tuple[bool, str]:
+    """Whether to stream `n` samples (stream=None: when they would take more than
+    `_in_memory_limit()` as tensors), and the line that says so when the run starts."""
+    if n == 0:
+        return False, ""
+    size = n * sample_bytes()
+    limit = _in_memory_limit()
+    about = f"{n:,} {what}, {_size(size)} as tensors"
+    if stream is None:
+        stream = size > limit
+        why = (
+            f"more than the in-memory limit of {_size(limit)}"
+            if stream
+            else f"within the in-memory limit of {_size(limit)}"
+        )
+    else:
+        why = f"stream={'true' if stream else 'false'}"
+    where = "streamed from disk" if stream else "loaded into memory"
+    return bool(stream), f"data: {where} ({about}; {why})"
+
+
+def _sample_bytes(file: str, pil_steps, convert, static) -> int:
+    x = _decode(file, _pil_pipeline(pil_steps), convert)
+    x = _run_steps(x[None], static)[0] if static else x
+    return x.numel() * x.element_size()
+
+
 def _apply_static_tensor(
     x: torch.Tensor, steps: list[Transform], chunk: int = 8192
 ) -> torch.Tensor:
@@ -779,6 +838,137 @@ def _run_steps(x: torch.Tensor, steps: list[Transform]) -> torch.Tensor:
 
 
 # ---- containers -------------------------------------------------------------------------
+
+
+class Lazy:
+    """A field read from files sample by sample (the streaming path): it has a shape and a
+    dtype like a tensor, and indexing it selects samples, but its values stay on disk until
+    a loader reads a batch. `reader.read(i, key, steps)` gives sample i of the reader's
+    field `key` after the deterministic `steps`."""
+
+    def __init__(self, reader, key: str, index: torch.Tensor, steps=(), shape=None):
+        self.reader, self.key, self.index = reader, key, index
+        self.steps = list(steps)
+        if shape is None:
+            first = reader.read(int(index[0]), key, self.steps) if len(index) else None
+            if first is None:
+                raise DataError("a split needs at least one sample")
+            shape, self.dtype = tuple(first.shape), first.dtype
+        else:
+            self.dtype = reader.dtype(key, self.steps)
+        self.sample_shape = tuple(shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.index.shape[0]), *self.sample_shape)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def __getitem__(self, index) -> Lazy:
+        return Lazy(
+            self.reader, self.key, self.index[index], self.steps, self.sample_shape
+        )
+
+    def then(self, steps: list[Transform]) -> Lazy:
+        """The field after more deterministic steps (run per sample as it is read)."""
+        return Lazy(self.reader, self.key, self.index, [*self.steps, *steps])
+
+    def read(self, pos: int) -> torch.Tensor:
+        x = self.reader.read(int(self.index[pos]), self.key, self.steps)
+        if tuple(x.shape) != self.sample_shape:
+            raise DataError(
+                f"{self.reader.describe(int(self.index[pos]), self.key)} is "
+                f"{'×'.join(map(str, x.shape))} after the transforms, but the first is "
+                f"{'×'.join(map(str, self.sample_shape))}",
+                "add Resize and/or CenterCrop before ToTensor",
+            )
+        return x
+
+
+class _ImageFiles:
+    """Images (and masks) decoded from files per sample, for `Lazy` fields: `files[key]`
+    lists one path per sample. Picklable, so DataLoader workers can read with it."""
+
+    def __init__(self, files: dict[str, list[str]], pil_steps, convert, masks=()):
+        self.files, self.pil_steps, self.convert = files, list(pil_steps), convert
+        self.masks = set(masks)  # fields read as class ids per pixel
+        self._tf: dict[str, Any] = {}
+
+    def describe(self, i: int, key: str) -> str:
+        return f"{'mask' if key in self.masks else 'image'} {self.files[key][i]!r}"
+
+    def dtype(self, key: str, steps) -> torch.dtype:
+        return self.read(0, key, steps).dtype
+
+    def read(self, i: int, key: str, steps) -> torch.Tensor:
+        x = _decode(
+            self.files[key][i],
+            self._pil(key),
+            None if key in self.masks else self.convert,
+            key in self.masks,
+        )
+        return _run_steps(x[None], steps)[0] if steps else x
+
+    def _pil(self, key: str):
+        if key not in self._tf:
+            self._tf[key] = _pil_pipeline(self.pil_steps, nearest=key in self.masks)
+        return self._tf[key]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_tf": {}}
+
+
+def _pil_pipeline(steps: list[Transform], nearest: bool = False):
+    """torchvision's PIL transforms for the steps before ToTensor; masks are resized with
+    nearest-neighbour interpolation, so class ids stay class ids."""
+    import torchvision.transforms as T
+
+    ops = []
+    for t in steps:
+        kw = t.kwargs
+        if t.name == "Resize":
+            mode = "nearest" if nearest else str(kw["interpolation"]).lower()
+            ops.append(
+                T.Resize(
+                    kw["size"],
+                    T.InterpolationMode(mode),
+                    kw["max_size"],
+                    kw["antialias"] and not nearest,
+                )
+            )
+        elif t.name == "CenterCrop":
+            ops.append(T.CenterCrop(list(kw["size"])))
+        elif t.name == "Grayscale" and not nearest:
+            ops.append(T.Grayscale(kw["num_output_channels"]))
+    return T.Compose(ops)
+
+
+def _decode(file: str, tf, convert: str | None, mask: bool = False) -> torch.Tensor:
+    """One image file as a uint8 (C, H, W) tensor, or a mask as int64 (H, W) class ids."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            if mask and im.mode not in ("L", "P", "I", "I;16", "1"):
+                raise DataError(
+                    f"mask {file!r} is a {im.mode} image; a mask holds one class id per "
+                    "pixel (a grayscale or palette PNG)"
+                )
+            im = im.convert(convert) if convert else im
+            a = np.asarray(tf(im))
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- PIL raises many types
+        raise DamagedFileError(
+            f"cannot decode {'mask' if mask else 'image'} {file!r}: {e}",
+            "delete or replace the file",
+        ) from None
+    if mask:
+        return torch.from_numpy(a.astype(np.int64))
+    a = a[:, :, None] if a.ndim == 2 else a
+    return torch.from_numpy(a.astype(np.uint8, copy=True)).permute(2, 0, 1)
 
 
 class Split:
@@ -859,6 +1049,24 @@ class DataInfo:
     eval_transforms: list[Transform] = field(
         default_factory=list
     )  # run once, val/test only
+    loading: str = ""  # "data: streamed from disk (...)" where the source decided
+    workers: int | None = None  # DataLoader workers for streamed fields (None: auto)
+
+    @property
+    def streamed(self) -> bool:
+        return self.loading.startswith("data: streamed")
+
+    def loading_note(self) -> str:
+        """How the data is read, for the start of a run ("" when there was no choice)."""
+        if not self.streamed:
+            return self.loading
+        w = auto_workers() if self.workers is None else self.workers
+        by = (
+            f"{w} DataLoader worker{'s' if w != 1 else ''}"
+            if w
+            else "the training process"
+        )
+        return f"{self.loading[:-1]}; read by {by})"
 
     @property
     def classes(self) -> list[str] | None:
@@ -921,21 +1129,30 @@ class Data:
             if augment is None
             else (self.augment if augment is True else (augment or None))
         )
-        return DeviceLoader(
-            self._on_device(split, dev, non_blocking, pin_memory),
-            batch_size,
-            shuffle=train if shuffle is None else shuffle,
-            drop_last=drop_last,
-            seed=seed,
-            device=dev,
-            augment=aug,
-            augment_field=self.info.primary,
-            non_blocking=non_blocking,
-            pin_memory=pin_memory,
-        )
+        args = {
+            "shuffle": train if shuffle is None else shuffle,
+            "drop_last": drop_last,
+            "seed": seed,
+            "device": dev,
+            "augment": aug,
+            "augment_field": self.info.primary,
+            "non_blocking": non_blocking,
+            "pin_memory": pin_memory,
+            "workers": self.info.workers,
+        }
+        fields = self._on_device(split, dev, non_blocking, pin_memory)
+        if not any(isinstance(v, Lazy) for v in fields.values()):
+            return DeviceLoader(fields, batch_size, **args)
+        # a streamed split keeps one loader (and its worker processes) per way of reading
+        key = ("loader", split, batch_size, repr(sorted(args.items(), key=str)))
+        if key not in self._cache:
+            self._cache[key] = DeviceLoader(fields, batch_size, **args)
+        return self._cache[key]
 
 
 def _to_device(t: torch.Tensor, device: torch.device, non_blocking: bool, pin: bool):
+    if isinstance(t, Lazy):  # read per batch, moved then
+        return t
     if t.device == device:
         return t
     if pin and device.type == "cuda" and t.device.type == "cpu":
@@ -965,6 +1182,7 @@ class DeviceLoader:
         augment_field: str | None = None,
         non_blocking: bool = True,
         pin_memory: bool = False,
+        workers: int | None = None,
     ):
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -992,6 +1210,10 @@ class DeviceLoader:
         self.epoch = 0
         self._start_step = 0
         self._n = split.n
+        # fields read from files per batch, through torch's DataLoader
+        self.lazy = [k for k, v in self.fields.items() if isinstance(v, Lazy)]
+        self.workers = auto_workers() if workers is None else int(workers)
+        self._stream = None  # (DataLoader, its batch list), made on first use
 
     @property
     def dataset_size(self) -> int:
@@ -1038,9 +1260,11 @@ class DeviceLoader:
         steps, b = len(self), self.batch_size
         if not 0 <= start_step <= steps:
             raise DataError(f"start_step {start_step} outside 0..{steps}")
-        idx = self._move(self.order(epoch)) if self.shuffle else None
+        order = self.order(epoch) if self.shuffle else None
+        idx = self._move(order) if order is not None else None
         params = self._aug_params(epoch) if self.augment else None
-        fields = self.fields
+        fields = {k: v for k, v in self.fields.items() if k not in self.lazy}
+        read = self._read(epoch, start_step, order) if self.lazy else None
         for step in range(start_step, steps):
             lo, hi = step * b, min((step + 1) * b, self.dataset_size)
             if idx is None:
@@ -1048,6 +1272,9 @@ class DeviceLoader:
             else:
                 sel = idx[lo:hi]
                 batch = {k: v.index_select(0, sel) for k, v in fields.items()}
+            if read is not None:
+                batch.update({k: self._move(v) for k, v in next(read).items()})
+                batch = {k: batch[k] for k in self.fields}  # the fields' own order
             if params is not None:
                 k = self.augment_field
                 batch[k] = self.augment.apply(
@@ -1060,6 +1287,73 @@ class DeviceLoader:
         self._start_step = 0
         yield from self.batches(epoch, start)
         self.epoch = epoch + 1
+
+    def _read(self, epoch: int, start_step: int, order: torch.Tensor | None):
+        """The streamed fields of each batch from `start_step` on, in the epoch's order,
+        read by torch's DataLoader (workers, pinned memory, prefetching)."""
+        b, n = self.batch_size, self.dataset_size
+        pos = order if order is not None else torch.arange(n)
+        chunks = [
+            pos[s * b : min((s + 1) * b, n)].tolist()
+            for s in range(start_step, len(self))
+        ]
+        if self._stream is None:
+            dataset = _Samples({k: self.fields[k] for k in self.lazy})
+            batches = _BatchList()
+            w = self.workers
+            loader = torch.utils.data.DataLoader(
+                dataset,
+                batch_sampler=batches,
+                num_workers=w,
+                pin_memory=self.pin_memory,
+                persistent_workers=w > 0,
+                prefetch_factor=4 if w > 0 else None,
+            )
+            self._stream = (loader, batches, dataset)
+        loader, batches, dataset = self._stream
+        batches.chunks = chunks
+        it = iter(loader)
+        for chunk in chunks:
+            try:
+                got = next(it)
+            except DataError:
+                # a worker's error comes back as text with its traceback: read the batch
+                # here to raise the error itself, with its hint
+                for p in chunk:
+                    dataset[p]
+                raise
+            yield got
+
+
+def auto_workers() -> int:
+    """DataLoader workers when the data does not say: one per core but one, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class _Samples(torch.utils.data.Dataset):
+    """Sample `pos` of each streamed field (a DataLoader reads batches of these)."""
+
+    def __init__(self, fields: Mapping[str, Lazy]):
+        self.fields = dict(fields)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.fields.values())))
+
+    def __getitem__(self, pos: int) -> dict[str, torch.Tensor]:
+        return {k: v.read(pos) for k, v in self.fields.items()}
+
+
+class _BatchList(torch.utils.data.Sampler):
+    """The batches (lists of sample positions) of the current epoch, set before each pass."""
+
+    def __init__(self):
+        self.chunks: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(list(self.chunks))
+
+    def __len__(self) -> int:
+        return len(self.chunks)
 
 
 # ---- sources ----------------------------------------------------------------------------
@@ -1314,60 +1608,54 @@ def _load_torchvision(name: str, root, download: bool):
     return out[0], out[1], classes, (folder, folder)
 
 
-def _image_folder(path: Path, steps_pil: list[Transform], convert: str | None):
-    import numpy as np
+def _folder_files(path: Path) -> tuple[list[str], list[int], list[str]]:
+    """torchvision's ImageFolder layout: (files, labels, class names)."""
     import torchvision
-    import torchvision.transforms as T
-    from PIL import Image
 
     if not path.is_dir():
         raise DataError(f"image folder {str(path)!r} does not exist")
     try:
-        ds = torchvision.datasets.ImageFolder(str(path))
+        ds = torchvision.datasets.ImageFolder(str(path), loader=lambda f: f)
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"cannot read image folder {str(path)!r}: {e}") from None
-    pil_ops = []
-    for t in steps_pil:
-        kw = t.kwargs
-        if t.name == "Resize":
-            pil_ops.append(
-                T.Resize(
-                    kw["size"],
-                    T.InterpolationMode(str(kw["interpolation"]).lower()),
-                    kw["max_size"],
-                    kw["antialias"],
-                )
-            )
-        elif t.name == "CenterCrop":
-            pil_ops.append(T.CenterCrop(list(kw["size"])))
-        elif t.name == "Grayscale":
-            pil_ops.append(T.Grayscale(kw["num_output_channels"]))
-    tf = T.Compose(pil_ops)
-    xs, ys, shapes = [], [], set()
-    for file, label in ds.samples:
-        try:
-            with Image.open(file) as im:
-                im = im.convert(convert) if convert else im
-                im = tf(im)
-                a = np.asarray(im, dtype=np.uint8)
-        except Exception as e:  # noqa: BLE001 -- PIL raises many types
-            raise DamagedFileError(
-                f"cannot decode image {file!r}: {e}",
-                "delete or replace the file; every file in a class folder must be an image",
-            ) from None
-        a = a[:, :, None] if a.ndim == 2 else a
-        xs.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
-        ys.append(label)
-        shapes.add(tuple(xs[-1].shape))
+    files = [f for f, _ in ds.samples]
+    return files, [y for _, y in ds.samples], list(ds.classes)
+
+
+def _image_folder(
+    path: Path, steps_pil: list[Transform], convert: str | None, stream: bool
+) -> tuple[Split, list[str]]:
+    """An image folder's `image` and `label` fields: decoded into memory now, or (`stream`)
+    a `Lazy` image field read per batch."""
+    files, labels, classes = _folder_files(path)
+    label = torch.tensor(labels, dtype=torch.int64)
+    if stream:
+        reader = _ImageFiles({"image": files}, steps_pil, convert)
+        return Split(
+            {"image": Lazy(reader, "image", torch.arange(len(files))), "label": label}
+        ), classes
+    return Split(
+        {"image": _decode_all(files, steps_pil, convert, str(path)), "label": label}
+    ), classes
+
+
+def _decode_all(
+    files: list[str],
+    steps_pil: list[Transform],
+    convert,
+    where: str,
+    mask: bool = False,
+) -> torch.Tensor:
+    tf = _pil_pipeline(steps_pil, nearest=mask)
+    xs = [_decode(f, tf, None if mask else convert, mask) for f in files]
+    shapes = sorted({tuple(x.shape) for x in xs})
     if len(shapes) > 1:
-        ex = ", ".join("×".join(map(str, s)) for s in sorted(shapes)[:4])
+        ex = ", ".join("×".join(map(str, s)) for s in shapes[:4])
         raise DataError(
-            f"images in {str(path)!r} have different sizes ({ex}); add Resize and/or "
-            "CenterCrop before ToTensor"
+            f"{'masks' if mask else 'images'} in {where!r} have different sizes ({ex}); "
+            "add Resize and/or CenterCrop before ToTensor"
         )
-    images = torch.stack(xs)
-    labels = torch.tensor(ys, dtype=torch.int64)
-    return Split({"image": images, "label": labels}), list(ds.classes)
+    return torch.stack(xs) if xs else torch.empty(0)
 
 
 def infer_task(y: Any) -> str:
@@ -1711,6 +1999,7 @@ def load_data(
     target: str | None = "label" if image else None
     kinds: dict[str, str] = {"image": "image", "label": "class"} if image else {}
     origin: dict[str, tuple[str, str]] = {}  # where each field's labels come from
+    loading = ""  # in memory or streamed, and why (image folders)
 
     def unused(*allowed: str) -> None:
         extra = sorted(set(kw) - set(allowed))
@@ -1729,7 +2018,7 @@ def load_data(
         train, testsplit, labels, where = _load_torchvision(name, root, download)
         classes["label"], origin["label"] = labels, where
     elif name == "ImageFolder":
-        unused("path", "test_path", "convert")
+        unused("path", "test_path", "convert", "stream", "workers")
         if "path" not in kw and root is None:
             raise DataError(
                 "ImageFolder needs path=<folder with one subfolder per class>"
@@ -1747,16 +2036,22 @@ def load_data(
                 break
             pil_steps.append(t)
         static = static[len(pil_steps) :]
-        train, classes["label"] = _image_folder(
-            path, pil_steps, kw.get("convert", "RGB")
+        convert = kw.get("convert", "RGB")
+        files = _folder_files(path)[0] if path.is_dir() else []
+        streamed, loading = _choose_stream(
+            kw.get("stream"),
+            len(files),
+            lambda: _sample_bytes(files[0], pil_steps, convert, static),
+            "images",
         )
+        train, classes["label"] = _image_folder(path, pil_steps, convert, streamed)
         origin["label"] = (
             f"the image folder {str(path)!r}",
             f"the image folder {str(test_path)!r}",
         )
         if test_path is not None:
             testsplit, test_classes = _image_folder(
-                Path(test_path), pil_steps, kw.get("convert", "RGB")
+                Path(test_path), pil_steps, convert, streamed
             )
             if test_classes != classes["label"]:
                 raise DataError(
@@ -1838,7 +2133,9 @@ def load_data(
             (train, origin.get(k, (k, k))[0]),
             (testsplit, origin.get(k, (k, k))[1]),
         ):
-            if s is None or s[k].is_floating_point() or not s[k].numel():
+            if s is None or isinstance(s[k], Lazy):
+                continue
+            if s[k].is_floating_point() or not s[k].numel():
                 continue
             lo, hi = int(s[k].min()), int(s[k].max())
             if lo < 0 or hi >= int(vocab):
@@ -1856,10 +2153,10 @@ def load_data(
                 f"{name} has {len(train.fields)} input fields; transforms apply to one "
                 "(an image source's image, or a single input)"
             )
-        train = train.replace(**{primary: _apply_static_tensor(train[primary], static)})
+        train = train.replace(**{primary: _static(train[primary], static)})
         if testsplit is not None:
             testsplit = testsplit.replace(
-                **{primary: _apply_static_tensor(testsplit[primary], static)}
+                **{primary: _static(testsplit[primary], static)}
             )
 
     if test is not None:
@@ -1900,11 +2197,11 @@ def load_data(
             eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
             if valsplit is not None:
                 valsplit = valsplit.replace(
-                    **{primary: _apply_static_tensor(valsplit[primary], eval_steps)}
+                    **{primary: _static(valsplit[primary], eval_steps)}
                 )
             if testsplit is not None:
                 testsplit = testsplit.replace(
-                    **{primary: _apply_static_tensor(testsplit[primary], eval_steps)}
+                    **{primary: _static(testsplit[primary], eval_steps)}
                 )
     splits = [s for s in (train, valsplit, testsplit) if s is not None]
     infos = {}
@@ -1937,6 +2234,8 @@ def load_data(
         transforms=static,
         augmentations=[repr(op) for op in augment.ops],
         eval_transforms=eval_steps,
+        loading=loading,
+        workers=kw.get("workers"),
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 

@@ -340,6 +340,8 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         _fits(own, state["model"], ckpt_file, plan.model)
         notes.extend(_resume_notes(state, settings, ckpt_file, network, folder, spec, *allow))
     data = load(plan, settings)
+    if data.info.loading_note():
+        notes.append(Note(data.info.loading_note()))
     check_loaded(plan, graph, data, settings, notes)
     if folder is None:
         folder = run_folder(out, plan.model)

@@ -161,6 +161,11 @@ class DataSig:
 
 
 # ---- sources ------------------------------------------------------------------------------
+STREAM = ("true: read the files batch by batch through torch's DataLoader; false: decode "
+          "them all into memory first; left out: stream when the decoded data would take more "
+          "than a quarter of the machine's memory (NETDSL_IN_MEMORY_LIMIT)")
+WORKERS = ("DataLoader worker processes that read streamed files (0: in the training "
+           "process; default: one per core but one, at most 4)")
 PAIRS = ("pairs of images for a siamese net: fields left, right (images) and same (1 when "
          "their classes match, else 0) instead of image and label")
 
@@ -278,9 +283,11 @@ class ImageFolder(Source):
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
     pairs: Bool = False
+    stream: Optional[Bool] = None
+    workers: Optional[NonNegInt] = None
     task_fixed = "classification"
     image = True
-    descriptions = {**Source.descriptions, "pairs": PAIRS}
+    descriptions = {**Source.descriptions, "pairs": PAIRS, "stream": STREAM, "workers": WORKERS}
 
     def check(self):
         return _pairs_check(self)

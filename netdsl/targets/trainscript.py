@@ -154,6 +154,8 @@ class Script:
             Stmt("try:", body=[Stmt('device = resolve_device(cfg["device"])'),
                                Stmt('data = load_data(**cfg["data"])')]),
             Stmt("except DataError as exc:", body=[Stmt('sys.exit(f"error: {exc}")')]),
+            Stmt("if data.info.loading_note():",
+                 body=[Stmt("print(data.info.loading_note(), file=sys.stderr)")]),
             Stmt("try:", body=[Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None"),
                                Stmt("check_resume(resume, cfg)")]),
             Stmt("except ValueError as exc:  # a damaged or foreign file, or one that cannot continue",

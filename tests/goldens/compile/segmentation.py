@@ -214,6 +214,8 @@ def main(argv=None):
         data = load_data(**cfg["data"])
     except DataError as exc:
         sys.exit(f"error: {exc}")
+    if data.info.loading_note():
+        print(data.info.loading_note(), file=sys.stderr)
     try:
         resume = load_checkpoint(args.resume, device) if args.resume else None
         check_resume(resume, cfg)
