@@ -209,3 +209,93 @@ def test_compiled_scripts_train_the_new_objectives_like_netdsl_run(tmp_path):
         args = [a for k, v in settings.items() for a in (f"--{k}", str(v))]
         got = run_script(file, *args, "--out", str(tmp_path / f"{path.stem}-out"), cwd=tmp_path)
         same_result(got, run_netdsl(path, None, tmp_path, **settings))
+
+
+# ---- image/mask folders ------------------------------------------------------------------------
+def make_shapes(root: Path, n: int, size: int = 32, seed: int = 0) -> Path:
+    """n RGB images of a rectangle (class 1) and a disc (class 2) on dark noise, and their
+    masks (grayscale PNGs of class ids) under the same names."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        x0, y0 = rng.integers(0, size // 2, 2)
+        w, h = rng.integers(6, size // 2, 2)
+        mask[y0:y0 + h, x0:x0 + w] = 1
+        cx, cy, r = *rng.integers(6, size - 6, 2), rng.integers(3, 7)
+        mask[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = 2
+        img[mask == 1] = rng.integers(120, 256, 3)
+        img[mask == 2] = rng.integers(120, 256, 3)
+        Image.fromarray(img).save(root / "images" / f"{i:04d}.jpg", quality=95)
+        Image.fromarray(mask, mode="L").save(root / "masks" / f"{i:04d}.png")
+    return root
+
+
+def mask_spec(tmp_path, root: Path, extra: str = "", name: str = "seg.net") -> Path:
+    text = (ROOT / "specs" / "segmentation.net").read_text(encoding="utf-8")
+    data = (f'data = MaskFolder(images="{(root / "images").as_posix()}", '
+            f'masks="{(root / "masks").as_posix()}", val=0.25, {extra}'
+            "transform=[ToTensor, Normalize(0.5, 0.5)])")
+    text = text.replace("data = synthetic(n=256, n_test=64)", data)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_unet_trains_on_an_image_and_mask_folder_streamed_or_not(tmp_path):
+    root = make_shapes(tmp_path / "shapes", 192)
+    memory = fit(mask_spec(tmp_path, root, "stream=false, "), tmp_path / "a")
+    ls = losses(memory)
+    assert ls[-1] < 0.7 * ls[0], ls
+    assert memory["history"][-1]["val.miou"] > 0.5, memory["history"][-1]
+    streamed = fit(mask_spec(tmp_path, root, "stream=true, workers=1, ", "s.net"),
+                   tmp_path / "b")
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in memory["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in streamed["history"]] == strip
+    assert any("data: streamed from disk (192 images with masks" in n for n in streamed["notes"])
+
+
+def test_masks_that_do_not_match_their_images_are_named(tmp_path, capsys):
+    from netdsl.cli import main
+
+    root = make_shapes(tmp_path / "shapes", 6)
+    (root / "masks" / "0002.png").unlink()
+    (root / "masks" / "0004.png").rename(root / "masks" / "0004b.png")
+    path = mask_spec(tmp_path, root)
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(path), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert (f"seg.net:24:10: error[E406]: the mask folder does not match the image folder: "
+            f"2 images without a mask in '{(root / 'masks').as_posix()}' (0002, 0004); 1 mask "
+            f"without an image in '{(root / 'images').as_posix()}' (0004b)") in err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_mask_with_a_class_the_model_lacks_is_e412(tmp_path, capsys, stream):
+    import numpy as np
+    from PIL import Image
+
+    from netdsl.cli import main
+
+    root = make_shapes(tmp_path / "shapes", 8)
+    bad = np.zeros((32, 32), np.uint8)
+    bad[3, 5] = 7
+    Image.fromarray(bad, mode="L").save(root / "masks" / "0006.png")
+    path = mask_spec(tmp_path, root, f"stream={'true' if stream else 'false'}, workers=0, ")
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(path), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err and "E900" not in err
+    assert "error[E412]: " in err and "the first is 7 at [3, 5]" in err
+    assert "'logits' has 3 classes (0..2)" in err
+    if stream:  # found as the batch is read: the file is named
+        assert f"mask '{(root / 'masks' / '0006.png').as_posix()}'" in err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

@@ -893,6 +893,7 @@ class _ImageFiles:
     def __init__(self, files: dict[str, list[str]], pil_steps, convert, masks=()):
         self.files, self.pil_steps, self.convert = files, list(pil_steps), convert
         self.masks = set(masks)  # fields read as class ids per pixel
+        self.checks: dict[str, Any] = {}  # field -> label checks (see check_labels)
         self._tf: dict[str, Any] = {}
 
     def describe(self, i: int, key: str) -> str:
@@ -908,6 +909,8 @@ class _ImageFiles:
             None if key in self.masks else self.convert,
             key in self.masks,
         )
+        if key in self.checks:
+            check_labels([(x[None], self.describe(i, key))], self.checks[key])
         return _run_steps(x[None], steps)[0] if steps else x
 
     def _pil(self, key: str):
@@ -1628,15 +1631,78 @@ def _image_folder(
     """An image folder's `image` and `label` fields: decoded into memory now, or (`stream`)
     a `Lazy` image field read per batch."""
     files, labels, classes = _folder_files(path)
-    label = torch.tensor(labels, dtype=torch.int64)
+    split = _files_split({"image": files}, steps_pil, convert, stream, str(path))
+    return split.replace(label=torch.tensor(labels, dtype=torch.int64)), classes
+
+
+def _files_split(
+    files: dict[str, list[str]], steps_pil, convert, stream: bool, where: str
+) -> Split:
+    """Fields read from files (`image`, and `mask` as class ids per pixel): decoded into
+    memory now, or `Lazy` fields read per batch."""
+    masks = [k for k in files if k == "mask"]
     if stream:
-        reader = _ImageFiles({"image": files}, steps_pil, convert)
-        return Split(
-            {"image": Lazy(reader, "image", torch.arange(len(files))), "label": label}
-        ), classes
+        reader = _ImageFiles(files, steps_pil, convert, masks)
+        n = len(next(iter(files.values())))
+        return Split({k: Lazy(reader, k, torch.arange(n)) for k in files})
     return Split(
-        {"image": _decode_all(files, steps_pil, convert, str(path)), "label": label}
-    ), classes
+        {
+            k: _decode_all(paths, steps_pil, convert, where, mask=k in masks)
+            for k, paths in files.items()
+        }
+    )
+
+
+def _pil_prefix(static: list[Transform]) -> list[Transform]:
+    """The steps before ToTensor: they run on PIL images as each file is decoded."""
+    out: list[Transform] = []
+    for t in static:
+        if t.name == "ToTensor":
+            break
+        out.append(t)
+    return out
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _mask_pairs(images: Path, masks: Path) -> dict[str, list[str]]:
+    """Image files and the mask of each: the file in `masks` at the same relative path with
+    the same name before the suffix (photo.jpg and photo.png); every image needs one mask
+    and every mask an image."""
+    for what, folder in (("image", images), ("mask", masks)):
+        if not folder.is_dir():
+            raise DataError(f"{what} folder {str(folder)!r} does not exist")
+
+    def stems(folder: Path) -> dict[str, str]:
+        out = {}
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES:
+                out[f.relative_to(folder).with_suffix("").as_posix()] = str(f)
+        return out
+
+    image, mask = stems(images), stems(masks)
+    if not image:
+        raise DataError(f"no images in {str(images)!r} ({', '.join(_IMAGE_SUFFIXES)})")
+    lonely = [k for k in image if k not in mask]
+    extra = [k for k in mask if k not in image]
+    if lonely or extra:
+        parts = []
+        for keys, what, where in ((lonely, "image", masks), (extra, "mask", images)):
+            if keys:
+                shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+                other = "a mask" if what == "image" else "an image"
+                parts.append(
+                    f"{len(keys):,} {what}{'s' if len(keys) != 1 else ''} without "
+                    f"{other} in {str(where)!r} ({shown})"
+                )
+        raise DataError(
+            f"the mask folder does not match the image folder: {'; '.join(parts)}",
+            "each image needs a mask of the same name (any image suffix) at the same "
+            "place in the mask folder",
+        )
+    keys = list(image)
+    return {"image": [image[k] for k in keys], "mask": [mask[k] for k in keys]}
 
 
 def _decode_all(
@@ -1701,7 +1767,13 @@ def check_labels(
                 continue
             real = y[y != int(ignore)] if ignore is not None else y
             lo, hi = int(real.min()), int(real.max())
-            bad = (~ok).nonzero()[0, 0]
+            first = int((~ok).flatten().nonzero()[0, 0])  # the first label outside
+            per = max(1, y[0].numel()) if y.dim() > 1 else 1  # labels per sample
+            at = ""
+            if y.dim() > 1:  # dense labels: where in the sample
+                spot = torch.unravel_index(torch.tensor(first % per), y.shape[1:])
+                at = f" at [{', '.join(str(int(i)) for i in spot)}]"
+            of = f" (sample {first // per})" if y.shape[0] > 1 or y.dim() == 1 else ""
             out = f"'{c['output']}'"
             msg = (
                 f"{where} holds labels {_span(lo, hi)}, but {c['loss']} trains 0/1 labels "
@@ -1712,7 +1784,7 @@ def check_labels(
             )
             msg += (
                 f": {int((~ok).sum()):,} of {y.numel():,} labels are outside, the first "
-                f"is {int(y[bad])} (sample {int(bad)})"
+                f"is {int(y.flatten()[first])}{at}{of}"
             )
             if lo < 0:
                 hint = "class labels count from 0: fix the labels"
@@ -1724,6 +1796,11 @@ def check_labels(
                     )
             elif binary:
                 hint = "use CrossEntropyLoss with one score per class, or relabel the data 0/1"
+            elif y.dim() > 1:
+                hint = (
+                    f"fix the labels, or give {out} {hi + 1} class scores per position "
+                    f"if the data has {hi + 1} classes"
+                )
             else:
                 hint = (
                     f"fix the labels, or give {out} {hi + 1} class scores (end the model "
@@ -1952,6 +2029,7 @@ SOURCES = (
     "FashionMNIST",
     "CIFAR10",
     "ImageFolder",
+    "MaskFolder",
     "CSV",
     "tensors",
     "synthetic",
@@ -1988,7 +2066,7 @@ def load_data(
         raise DataError(
             f"unknown data source {source!r}; expected one of {', '.join(SOURCES)}"
         )
-    image = name in ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder")
+    image = name in ("MNIST", "FashionMNIST", "CIFAR10", "ImageFolder", "MaskFolder")
     static, augment = plan_transforms(transforms, image=image, sample_shape=None)
     uses = {k: dict(v) for k, v in (fields or {}).items()}
     classes: dict[str, list[str]] = {}
@@ -1998,6 +2076,8 @@ def load_data(
     primary: str | None = "image" if image else None
     target: str | None = "label" if image else None
     kinds: dict[str, str] = {"image": "image", "label": "class"} if image else {}
+    if name == "MaskFolder":
+        target, kinds = "mask", {"image": "image", "mask": "class"}
     origin: dict[str, tuple[str, str]] = {}  # where each field's labels come from
     loading = ""  # in memory or streamed, and why (image folders)
 
@@ -2009,7 +2089,7 @@ def load_data(
                 + (f"; it takes {', '.join(allowed)}" if allowed else "")
             )
 
-    pairs = bool(kw.pop("pairs", False)) if image else False
+    pairs = bool(kw.pop("pairs", False)) if image and name != "MaskFolder" else False
     if name in _TV_FILES:
         unused()
         if task not in (None, "classification"):
@@ -2030,11 +2110,7 @@ def load_data(
             if len(subs) == 2 and "train" in subs and ({"test", "val"} & set(subs)):
                 test_path = path / next(s for s in subs if s != "train")
                 path = path / "train"
-        pil_steps: list[Transform] = []
-        for t in static:
-            if t.name == "ToTensor":
-                break
-            pil_steps.append(t)
+        pil_steps = _pil_prefix(static)
         static = static[len(pil_steps) :]
         convert = kw.get("convert", "RGB")
         files = _folder_files(path)[0] if path.is_dir() else []
@@ -2058,6 +2134,59 @@ def load_data(
                     f"the test folder's classes {test_classes} differ from the "
                     f"training folder's {classes['label']}"
                 )
+    elif name == "MaskFolder":
+        unused(
+            "images",
+            "masks",
+            "test_images",
+            "test_masks",
+            "convert",
+            "stream",
+            "workers",
+        )
+        for k in ("images", "masks"):
+            if k not in kw:
+                raise DataError(f"MaskFolder needs {k}=<folder>")
+        if ("test_images" in kw) != ("test_masks" in kw):
+            raise DataError("MaskFolder: give test_images= and test_masks= together")
+        pil_steps = _pil_prefix(static)
+        static = static[len(pil_steps) :]
+        late = [t.name for t in static if t.name in ("Resize", "CenterCrop")]
+        if late:
+            raise DataError(
+                f"MaskFolder: {late[0]} after ToTensor would resize the images but not "
+                "their masks",
+                f"put {late[0]} before ToTensor: both get it (masks by nearest neighbour)",
+            )
+        if augment:
+            raise DataError(
+                "MaskFolder does not augment yet: a random crop or flip must move the "
+                "image and its mask together; leave the random transforms out"
+            )
+        convert = kw.get("convert", "RGB")
+        found = _mask_pairs(Path(kw["images"]), Path(kw["masks"]))
+        streamed, loading = _choose_stream(
+            kw.get("stream"),
+            len(found["image"]),
+            lambda: (
+                _sample_bytes(found["image"][0], pil_steps, convert, static)
+                + 8
+                * _decode(
+                    found["mask"][0], _pil_pipeline(pil_steps, True), None, True
+                ).numel()
+            ),
+            "images with masks",
+        )
+        train = _files_split(found, pil_steps, convert, streamed, kw["images"])
+        origin["mask"] = (
+            f"the mask folder {kw['masks']!r}",
+            f"the mask folder {kw.get('test_masks')!r}",
+        )
+        if "test_images" in kw:
+            found = _mask_pairs(Path(kw["test_images"]), Path(kw["test_masks"]))
+            testsplit = _files_split(
+                found, pil_steps, convert, streamed, kw["test_images"]
+            )
     elif name == "CSV":
         if "path" not in kw:
             raise DataError("CSV needs path=<file.csv>")
@@ -2115,14 +2244,19 @@ def load_data(
     for k, kind in kinds.items():
         if kind != "class":
             continue
-        labelled = [(train[k], origin[k][0])]
-        if testsplit is not None:
-            labelled.append((testsplit[k], origin[k][1]))
         checks = (
             None
             if label_check is None
             else [c for c in label_check if c.get("field", target) == k]
         )
+        if isinstance(train[k], Lazy):  # checked sample by sample as it is read
+            for s in (train, testsplit):
+                if s is not None:
+                    s[k].reader.checks[k] = checks
+            continue
+        labelled = [(train[k], origin[k][0])]
+        if testsplit is not None:
+            labelled.append((testsplit[k], origin[k][1]))
         check_labels(labelled, checks, classes.get(k), name)
 
     for k, u in uses.items():  # ids beyond an Embedding would fail deep inside torch
@@ -2211,7 +2345,7 @@ def load_data(
             shape = augment.out_shape(shape)
         info = FieldInfo(shape, _dtype_name(t.dtype), kinds.get(k, "input"))
         info.classes = classes.get(k)  # class names, or a text's characters
-        if info.kind == "class":
+        if info.kind == "class" and not isinstance(t, Lazy):  # (streamed: not known)
             info.num_classes = (
                 counts[k]
                 if k in counts

@@ -98,11 +98,16 @@ def load(plan: Plan, settings: dict):
         with out_of_memory("loading the data"):
             data = load_data(**settings["data"])
     except DataError as exc:  # E406, or its kinds: E412 labels, E414 damaged files
-        first, *rest = exc.message.splitlines() or ["cannot load the data"]
-        notes = [(line.strip(), None) for line in rest if line.strip()]
-        raise NetdslError([Diagnostic(exc.code, first, plan.span("data"), exc.hint,
-                                      notes=notes)]) from None
+        raise data_error(plan, exc) from None
     return data
+
+
+def data_error(plan: Plan, exc: DataError) -> NetdslError:
+    """A data mistake found loading the data, or reading a streamed batch, at the spec's
+    data line."""
+    first, *rest = exc.message.splitlines() or ["cannot load the data"]
+    notes = [(line.strip(), None) for line in rest if line.strip()]
+    return NetdslError([Diagnostic(exc.code, first, plan.span("data"), exc.hint, notes=notes)])
 
 
 def check_memory(plan: Plan, graph, device: torch.device) -> None:
@@ -374,6 +379,9 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         exc.result["notes"] = [n.format() for n in notes]
         _write_json(folder / "result.json", exc.result)
         raise
+    except DataError as exc:  # a streamed file that cannot be read, or its labels
+        _failed(folder, state is not None, exc)
+        raise data_error(plan, exc) from None
     except BaseException as exc:
         _failed(folder, state is not None, exc)
         raise

@@ -302,6 +302,54 @@ class ImageFolder(Source):
         return sig
 
 
+@SOURCES.register
+class MaskFolder(Source):
+    """Images and their segmentation masks: `images` and `masks` are parallel folders, a
+    mask holding one class id per pixel (a grayscale or palette PNG) under the image's name."""
+
+    images: StrictStr
+    masks: StrictStr
+    test_images: Optional[StrictStr] = None
+    test_masks: Optional[StrictStr] = None
+    convert: Optional[StrictStr] = "RGB"
+    transform: Annotated[tuple[Transform, ...], Components(TRANSFORMS)] = ()
+    val: Optional[Amount] = None
+    test: Optional[Amount] = None
+    limit: Optional[PosInt] = None
+    stream: Optional[Bool] = None
+    workers: Optional[NonNegInt] = None
+    task_fixed = "classification"
+    image = True
+    descriptions = {**Source.descriptions, "stream": STREAM, "workers": WORKERS,
+                    "masks": "a folder with one mask per image, under the image's name "
+                             "(any image suffix): class ids per pixel"}
+
+    def check(self):
+        if (self.test_images is None) != (self.test_masks is None):
+            return [("test_images" if self.test_images is None else "test_masks",
+                     "give test_images= and test_masks= together")]
+        names = [t.kind for t in self.transform]
+        if any(t.random for t in self.transform):
+            return [("transform", "MaskFolder does not augment yet: a random crop or flip "
+                     "must move an image and its mask together; leave the random "
+                     "transforms out")]
+        after = names[names.index("ToTensor") + 1:] if "ToTensor" in names else []
+        late = [n for n in after if n in ("Resize", "CenterCrop")]
+        if late:
+            return [("transform", f"{late[0]} after ToTensor would resize the images but "
+                     f"not their masks: put it before ToTensor (masks get it by nearest "
+                     "neighbour)")]
+        return []
+
+    def signature(self, task, uses=None):
+        sig = super().signature(task)
+        sig.fields = {"image": FieldSig(None, "float32", "image"),
+                      "mask": FieldSig(None, "int64", "class")}
+        sig.target = "mask"
+        sig.has_test = self.test_images is not None or self.test is not None
+        return sig
+
+
 Columns = Union[StrictStr, tuple[StrictStr, ...]]
 
 
