@@ -67,6 +67,7 @@ train LeNet {{
   data = ImageFolder(path={root}, convert="L", stream={stream}, workers={workers},
                      transform=[RandomCrop(28, padding=2), ToTensor, Normalize(0.1307, 0.3081)])
   batch_size = {batch}
+  eval_batch_size = {test_batch}
   epochs = {epochs}
   optimizer = Adam(lr=1e-3)
   seed = {seed}
@@ -103,6 +104,7 @@ class Result:
     setup_s: float  # datasets, loaders (and for netdsl: spec, plan, model), before epoch 1
     final_loss: float  # mean training loss of the last epoch
     train_rss_mb: float  # main process peak RSS at the end of the last training epoch
+    workers: int  # DataLoader worker processes (0: batches read in the main process)
     extra: dict = field(default_factory=dict)
 
 
@@ -257,7 +259,8 @@ def run_tutorial(root: Path, cfg: Config) -> Result:
         times.append(time.perf_counter() - t0)
     train_rss = _rss_mb(resource.RUSAGE_SELF)
     acc = _evaluate(model, test_loader, device)
-    return Result(times, len(train_set), acc, setup, running_loss / len(train_loader), train_rss)
+    loss = running_loss / len(train_loader)
+    return Result(times, len(train_set), acc, setup, loss, train_rss, workers=0)
 
 
 def _decode_gray(path: str):
@@ -318,7 +321,7 @@ def run_best(root: Path, cfg: Config) -> Result:
         times.append(time.perf_counter() - t0)
     train_rss = _rss_mb(resource.RUSAGE_SELF)
     acc = _evaluate(model, test_loader, device)
-    return Result(times, len(train_set), acc, setup, final_loss, train_rss)
+    return Result(times, len(train_set), acc, setup, final_loss, train_rss, workers=w)
 
 
 def _run_netdsl(root: Path, cfg: Config, stream: bool) -> Result:
@@ -326,7 +329,8 @@ def _run_netdsl(root: Path, cfg: Config, stream: bool) -> Result:
     times are the runner's own (training only); setup runs from loading the spec to the
     trainer's start (parse, plan, scanning the folders, building the model and loaders)."""
     sys.path.insert(0, str(REPO))
-    import netdsl
+    import torchvision  # noqa: F401 -- imported before setup is timed, as in the baselines
+
     from netdsl.runtime import runner
 
     marks: dict[str, float] = {}
@@ -341,6 +345,16 @@ def _run_netdsl(root: Path, cfg: Config, stream: bool) -> Result:
         return epoch_end(self, record, epochs)
 
     runner.RunProgress.start, runner.RunProgress.epoch_end = on_start, on_epoch_end
+    try:
+        return _run_spec(root, cfg, stream, marks)
+    finally:
+        runner.RunProgress.start, runner.RunProgress.epoch_end = start, epoch_end
+
+
+def _run_spec(root: Path, cfg: Config, stream: bool, marks: dict) -> Result:
+    import netdsl
+    from netdsl.runtime import runner
+
     with tempfile.TemporaryDirectory(prefix="bench_stream_") as tmp:
         path = Path(tmp) / "lenet_stream.net"
         path.write_text(
@@ -349,6 +363,7 @@ def _run_netdsl(root: Path, cfg: Config, stream: bool) -> Result:
                 stream=str(stream).lower(),
                 workers=cfg.workers,
                 batch=cfg.batch_size,
+                test_batch=TEST_BATCH,
                 epochs=cfg.epochs,
                 seed=cfg.seed,
                 device=json.dumps(cfg.device),
@@ -364,6 +379,7 @@ def _run_netdsl(root: Path, cfg: Config, stream: bool) -> Result:
             marks["start"] - t0,
             history[-1]["train.loss"],
             marks["train_rss_mb"],
+            workers=cfg.workers if stream else 0,
             extra={
                 "netdsl_samples_per_second": r["samples_per_second"],
                 "notes": r.get("notes", []),
@@ -383,6 +399,27 @@ def run_netdsl_memory(root: Path, cfg: Config) -> Result:
 
 # ---- harness ----------------------------------------------------------------------------------
 
+SPAWNED: list[str] = []  # programs this process started (children other than workers)
+
+
+def watch_children() -> None:
+    """Keep RUSAGE_CHILDREN to the DataLoader workers. `import torch` runs `ldconfig -p`
+    (ctypes.util.find_library, from the CUDA library loader) once torch's libraries are
+    loaded: that child, started from a ~430 MB process, would set the children's peak RSS
+    before any worker ran. So look libraries up once, now, while this interpreter is small,
+    and remember the answers; any other program started later is listed in the row."""
+    import ctypes.util
+    import functools
+
+    ctypes.util.find_library = functools.cache(ctypes.util.find_library)
+    ctypes.util.find_library("dl")
+
+    def hook(event: str, args) -> None:
+        if event in ("subprocess.Popen", "os.posix_spawn", "os.system", "os.exec"):
+            SPAWNED.append(str(args[0]))
+
+    sys.addaudithook(hook)
+
 
 def run_one(variant_name: str, scale: int, cfg: Config) -> dict:
     """Run one (variant, scale) in this process and return its row."""
@@ -392,6 +429,7 @@ def run_one(variant_name: str, scale: int, cfg: Config) -> dict:
 
     if cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    before = _rss_mb(resource.RUSAGE_CHILDREN), list(SPAWNED)
     res = VARIANTS[variant_name](png_root(cfg, scale), cfg)
     gc.collect()  # the loaders are gone: their workers have been joined (and counted)
     alive = len(multiprocessing.active_children())
@@ -405,6 +443,8 @@ def run_one(variant_name: str, scale: int, cfg: Config) -> dict:
         "peak_rss_mb": _rss_mb(resource.RUSAGE_SELF),
         "workers_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN),
         "workers_still_alive": alive,
+        "children_peak_rss_before_mb": before[0],  # from other programs, before the run
+        "programs_started": SPAWNED[len(before[1]) :],  # during the run: counted in workers MB
         "threads": torch.get_num_threads(),
     }
     if cfg.device.startswith("cuda"):
@@ -505,7 +545,7 @@ def table(rows: list[dict], rats: list[dict], grow: list[dict]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        wmb = f"{r['workers_peak_rss_mb']:.0f}" if r["workers_peak_rss_mb"] else "-"
+        wmb = f"{r['workers_peak_rss_mb']:.0f}" if r["workers"] else "-"
         lines.append(
             f"{'x' + str(r['scale']):>5} {r['variant']:<13} {r['train_samples']:>7} "
             f"{r['samples_per_s']:>10.0f} {r['mean_epoch_s']:>8.2f} {r['setup_s']:>8.2f} "
@@ -607,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # debug
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child or args.no_isolate:
+        watch_children()  # before torch is imported
 
     cfg = Config(
         epochs=args.epochs,
@@ -693,6 +735,13 @@ def main(argv: list[str] | None = None) -> int:
             "is not counted",
             file=sys.stderr,
         )
+    for r in rows:
+        if r["programs_started"]:
+            print(
+                f"note: x{r['scale']} {r['variant']} started {', '.join(r['programs_started'])}: "
+                "workers MB is the peak of those and the workers",
+                file=sys.stderr,
+            )
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
