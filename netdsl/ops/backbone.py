@@ -61,6 +61,37 @@ BACKBONES = (
     "swin_t",
 )
 
+# Where each model keeps its last classification layer: `features=true` replaces it with
+# nn.Identity, so the model gives the features its head would have read (resnet18: [512]).
+# tests/test_finetune.py checks each against the model's last Linear (squeezenet's 1x1 Conv2d).
+HEADS = {
+    **dict.fromkeys(("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                     "resnext50_32x4d", "wide_resnet50_2", "regnet_y_400mf",
+                     "shufflenet_v2_x1_0"), "fc"),
+    **dict.fromkeys(("mobilenet_v2", "efficientnet_b0", "efficientnet_b1", "efficientnet_v2_s",
+                     "mnasnet1_0", "squeezenet1_1"), "classifier[1]"),
+    **dict.fromkeys(("mobilenet_v3_small", "mobilenet_v3_large"), "classifier[3]"),
+    **dict.fromkeys(("vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "alexnet"), "classifier[6]"),
+    "densenet121": "classifier",
+    "convnext_tiny": "classifier[2]",
+    "vit_b_16": "heads.head",
+    "swin_t": "head",
+}
+
+
+def drop_head(model, builder: str) -> None:
+    """Replace `model`'s classification layer (HEADS) with nn.Identity."""
+    import torch.nn as nn
+
+    *path, last = HEADS[builder].replace("]", "").replace("[", ".").split(".")
+    owner = model
+    for part in path:
+        owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
+    if last.isdigit():
+        owner[int(last)] = nn.Identity()
+    else:
+        setattr(owner, last, nn.Identity())
+
 
 class WeightsError(ShapeError):
     """A weights= problem: an invalid argument value (E104), not a shape mismatch."""
@@ -74,6 +105,7 @@ class Backbone(Op):
     num_classes: PosInt = 1000
     weights: Optional[str] = None
     trainable: Annotated[Bool, Extra()] = True
+    features: Annotated[Bool, Extra()] = False  # the head removed: the features it reads
 
     family = "backbone"
     prefix = "backbone"
@@ -84,7 +116,18 @@ class Backbone(Op):
     def _build(self):
         import torchvision
 
-        return getattr(torchvision.models, self.builder)(num_classes=self.num_classes)
+        model = getattr(torchvision.models, self.builder)(num_classes=self.num_classes)
+        if self.features:
+            drop_head(model, self.builder)
+        return model
+
+    def _key(self) -> str:
+        return f"{self.builder}:{self.num_classes}" + (":features" if self.features else "")
+
+    def setup_lines(self, attr: str) -> list[str] | None:
+        if not self.features:
+            return None
+        return [f"self.{attr}.{HEADS[self.builder]} = nn.Identity()  # its features, no head"]
 
     def shape(self, ins):
         x = ins[0]
@@ -95,6 +138,14 @@ class Backbone(Op):
                 if x.rank == 3
                 else None,
             )
+        if self.features and self.num_classes != 1000:
+            raise ShapeError(
+                f"{self.kind}(features=true) has no classification head, so num_classes "
+                "has no effect",
+                arg="num_classes",
+                hint=f"leave num_classes out and put your own head after it: "
+                f"{self.kind}(features=true) -> Linear({self.num_classes})",
+            )
         self._check_weights()
         outs, _ = self._trace(ins)
         return outs
@@ -103,7 +154,7 @@ class Backbone(Op):
         """(output types, multiply-adds) on these inputs: from the disk cache, or a meta trace."""
         if any(t.symbolic for t in ins):  # E307 from the trace, never remembered on disk
             return meta_trace(self._build, ins, self.kind)
-        key = f"{self.builder}:{self.num_classes}:" + ";".join(f"{list(t.shape)} {t.dtype}" for t in ins)
+        key = f"{self._key()}:" + ";".join(f"{list(t.shape)} {t.dtype}" for t in ins)
         fact = facts().get(key)
         if fact is None:
             try:
@@ -117,9 +168,10 @@ class Backbone(Op):
         return [TensorType(shape=tuple(s), dtype=d) for s, d in fact["outs"]], fact["macs"]
 
     def param_count(self):
-        key = f"{self.builder}:{self.num_classes}:parameters"
+        key = f"{self._key()}:parameters"
         if key not in facts():
-            module = meta_module(self._build, self.kind, ("backbone", self.builder, self.num_classes))
+            module = meta_module(self._build, self.kind,
+                                 ("backbone", self.builder, self.num_classes, self.features))
             remember(key, sum(p.numel() for p in module.parameters()))
         return facts()[key]
 
@@ -135,7 +187,8 @@ class Backbone(Op):
         return [], kwargs
 
     def args_label(self):
-        return f"{self.num_classes} classes" + (f", {self.weights}" if self.weights else "")
+        what = "features" if self.features else f"{self.num_classes} classes"
+        return what + (f", {self.weights}" if self.weights else "")
 
     def _check_weights(self) -> None:
         if self.weights is None:

@@ -7,12 +7,12 @@ declaration needs (a loss's kind of target, a scheduler's cadence). Torch-free.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, StrictStr
 
 from ..ops.base import Bool, Extra, Float, Inferred, Int, NonNegInt, PosInt, Prob
-from .decl import Decl, Family
+from .decl import Components, Decl, Family
 
 NonNegFloat = Annotated[Float, Field(ge=0)]
 PosFloat = Annotated[Float, Field(gt=0)]
@@ -26,6 +26,7 @@ OPTIMIZERS = Family("optimizer", "optimizers")
 SCHEDULERS = Family("scheduler", "schedulers")
 EARLY_STOPPING = Family("early-stopping rule", "early-stopping rules")
 CHECKPOINTS = Family("checkpoint policy", "checkpoint policies")
+PARAM_GROUPS = Family("parameter group", "parameter groups")
 
 
 # ---- losses ------------------------------------------------------------------------------
@@ -136,9 +137,79 @@ class KLDivLoss(Loss):
 
 
 # ---- optimizers ----------------------------------------------------------------------------
+Names = Union[StrictStr, tuple[StrictStr, ...]]
+Setting = Union[Bool, Float, tuple[Float, ...]]  # an optimizer argument's value
+
+
+@PARAM_GROUPS.register
+class Group(Decl):
+    """Optimizer settings for some parameters: those whose names match one of the glob
+    patterns `match` ("*.bias", "backbone1.*"), or that belong to a layer of one of `kinds`
+    (LayerNorm, BatchNorm2d, Embedding, or a block's name). A parameter joins the first
+    group that takes it; the rest keep the optimizer's own settings. Any optimizer argument
+    may be given (lr, weight_decay, momentum, betas, ...)."""
+
+    match: Names = ()
+    kinds: Names = ()
+    open_fields: Annotated[tuple[tuple[str, Setting], ...], Extra()] = ()
+    open_type = Setting
+    positional = ("match",)
+    descriptions = {"match": "a glob pattern over parameter names, or a list of them",
+                    "kinds": "a layer kind (LayerNorm, BatchNorm2d, ...) or a list of them",
+                    "open_fields": "a number, a bool, or a tuple of numbers"}
+
+    def patterns(self) -> tuple[str, ...]:
+        return (self.match,) if isinstance(self.match, str) else tuple(self.match)
+
+    def kind_names(self) -> tuple[str, ...]:
+        return (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+
+    def options(self) -> dict:
+        return dict(self.open_fields)
+
+    def check(self):
+        if not self.patterns() and not self.kind_names():
+            return [(None, 'say which parameters: Group("*.bias", ...) or '
+                     'Group(kinds=["LayerNorm"], ...)')]
+        if not self.options():
+            return [(None, "give the group a setting of its own (lr=, weight_decay=, ...)")]
+        return []
+
+    def describe(self) -> str:
+        """As a spec writes it: `Group("*.bias", kinds="LayerNorm", weight_decay=0)`."""
+        def text(v):
+            if isinstance(v, tuple):
+                return "[" + ", ".join(text(x) for x in v) + "]"
+            return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) \
+                else f"{v:g}" if isinstance(v, float) else str(v)
+        args = [text(self.match)] if self.patterns() else []
+        args += [f"kinds={text(self.kinds)}"] if self.kind_names() else []
+        args += [f"{k}={text(v)}" for k, v in self.options().items()]
+        return f"Group({', '.join(args)})"
+
+
 class Optimizer(Decl):
     positional = ("lr",)
     state: ClassVar[int] = 2  # tensors of each parameter's size the optimizer keeps
+    groups: Annotated[tuple[Group, ...], Components(PARAM_GROUPS), Extra()] = ()
+    descriptions = {"groups": "a list of Group(...): settings for some parameters"}
+    apart = ("groups",)  # the plan shows each group on a line of its own
+
+    def check(self):
+        own = set(type(self).model_fields) - {"groups"}
+        for i, g in enumerate(self.groups):
+            bad = [k for k in g.options() if k not in own]
+            if bad:
+                return [("groups", f"group {i + 1}: {self.kind} has no setting "
+                         f"'{bad[0]}'; it takes {', '.join(sorted(own))}")]
+        return []
+
+    def group_settings(self) -> list[dict]:
+        """The groups as loop.make_optimizer reads them."""
+        return [{"match": list(g.patterns()), "kinds": list(g.kind_names()),
+                 "options": {k: list(v) if isinstance(v, tuple) else v
+                             for k, v in g.options().items()}}
+                for g in self.groups]
 
     def state_copies(self) -> int:
         """How many parameter-sized tensors of state this optimizer keeps (netdsl/memory.py;
@@ -164,7 +235,7 @@ class SGD(Optimizer):
     def check(self):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             return [("nesterov", "nesterov=true needs momentum > 0 and dampening = 0")]
-        return []
+        return super().check()
 
 
 @OPTIMIZERS.register

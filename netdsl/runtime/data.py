@@ -1308,7 +1308,8 @@ class DeviceLoader:
                 dataset,
                 batch_sampler=batches,
                 num_workers=w,
-                pin_memory=self.pin_memory,
+                pin_memory=self.device.type
+                == "cuda",  # copied to the GPU asynchronously
                 persistent_workers=w > 0,
                 prefetch_factor=4 if w > 0 else None,
             )
@@ -1626,11 +1627,15 @@ def _folder_files(path: Path) -> tuple[list[str], list[int], list[str]]:
 
 
 def _image_folder(
-    path: Path, steps_pil: list[Transform], convert: str | None, stream: bool
+    path: Path,
+    steps_pil: list[Transform],
+    convert: str | None,
+    stream: bool,
+    found=None,
 ) -> tuple[Split, list[str]]:
     """An image folder's `image` and `label` fields: decoded into memory now, or (`stream`)
-    a `Lazy` image field read per batch."""
-    files, labels, classes = _folder_files(path)
+    a `Lazy` image field read per batch. `found`: the folder's `_folder_files`, if read."""
+    files, labels, classes = found or _folder_files(path)
     split = _files_split({"image": files}, steps_pil, convert, stream, str(path))
     return split.replace(label=torch.tensor(labels, dtype=torch.int64)), classes
 
@@ -2113,14 +2118,17 @@ def load_data(
         pil_steps = _pil_prefix(static)
         static = static[len(pil_steps) :]
         convert = kw.get("convert", "RGB")
-        files = _folder_files(path)[0] if path.is_dir() else []
+        found = _folder_files(path) if path.is_dir() else None
+        files = found[0] if found else []
         streamed, loading = _choose_stream(
             kw.get("stream"),
             len(files),
             lambda: _sample_bytes(files[0], pil_steps, convert, static),
             "images",
         )
-        train, classes["label"] = _image_folder(path, pil_steps, convert, streamed)
+        train, classes["label"] = _image_folder(
+            path, pil_steps, convert, streamed, found
+        )
         origin["label"] = (
             f"the image folder {str(path)!r}",
             f"the image folder {str(test_path)!r}",

@@ -35,6 +35,7 @@ class Decl(BaseModel):
     shown: ClassVar[tuple[str, ...]] = ()  # fields `describe` shows even at their default
     descriptions: ClassVar[dict[str, str]] = {}  # field -> what it takes, where types say it badly
     open_type: ClassVar[Any] = None  # extra keywords it takes, and their type (data fields)
+    apart: ClassVar[tuple[str, ...]] = ()  # fields `describe` leaves to lines of their own
 
     def check(self) -> list[tuple[str | None, str]]:
         """Problems that involve several fields: (field to point at or None, message)."""
@@ -82,7 +83,7 @@ class Decl(BaseModel):
         fields = type(self).model_fields
         args = {**{k: _jsonable(getattr(self, k)) for k in self.shown}, **self.kwargs(),
                 **{k: v for k, v in self.extras().items() if v != fields[k].default}}
-        args = {k: args[k] for k in fields if k in args}  # declaration order
+        args = {k: args[k] for k in fields if k in args and k not in self.apart}
         return f"{self.kind}(" + ", ".join(f"{k}={_show(v)}" for k, v in args.items()) + ")"
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import hashlib
 import json
 import math
@@ -91,12 +92,72 @@ def seed_everything(seed: int, deterministic: bool = False):
     return restore
 
 
+class SettingError(ValueError):
+    """A setting that does not fit the model it trains (a pattern that matches no
+    parameter); `key` names the setting."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _like(names: list[str]) -> str:
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"the trainable parameters are {shown}" if names else "nothing trains"
+
+
 def make_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """The optimizer over every trainable parameter. Each of the plan's parameter groups
+    takes the parameters whose names match one of its glob patterns or whose layer is of
+    one of its kinds (the first group that takes a parameter keeps it); the rest form the
+    first group, with the optimizer's own settings."""
     spec = cfg["optimizer"]
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("the model has no trainable parameters")
-    return getattr(torch.optim, spec["name"])(params, **spec["kwargs"])
+    groups = spec.get("groups") or []
+    owner = {}  # parameter name -> the class name of the layer that holds it
+    for prefix, module in model.named_modules():
+        for name, _ in module.named_parameters(recurse=False):
+            owner[f"{prefix}.{name}" if prefix else name] = type(module).__name__
+    taken: list[list] = [[] for _ in groups]
+    rest = []
+    for n, p in named:
+        for i, g in enumerate(groups):
+            if owner.get(n) in g["kinds"] or any(
+                fnmatch.fnmatchcase(n, pat) for pat in g["match"]
+            ):
+                taken[i].append(p)
+                break
+        else:
+            rest.append(p)
+    for i, (g, params) in enumerate(zip(groups, taken)):
+        if not params:
+            which = ", ".join([*g["match"], *g["kinds"]])
+            raise SettingError(
+                f"parameter group {i + 1} ({which}) takes no parameter (an earlier group "
+                f"may have taken them); {_like([n for n, _ in named])}",
+                "optimizer",
+            )
+    # the rest first: its lr is the one progress lines show
+    param_groups = [{"params": rest}] if rest else []
+    param_groups += [{"params": ps, **g["options"]} for g, ps in zip(groups, taken)]
+    return getattr(torch.optim, spec["name"])(param_groups, **spec["kwargs"])
+
+
+def frozen_parameters(model: torch.nn.Module, cfg: dict) -> list[torch.nn.Parameter]:
+    """The trainable parameters the plan's `freeze` patterns name (every pattern must
+    match at least one)."""
+    patterns = cfg.get("freeze") or []
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(n, pat) for n, _ in named):
+            raise SettingError(
+                f"freeze: '{pat}' matches no trainable parameter; "
+                f"{_like([n for n, _ in named])}",
+                "freeze",
+            )
+    return [p for n, p in named if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
 
 
 def make_scheduler(optimizer, cfg: dict, steps_per_epoch: int):
@@ -593,7 +654,11 @@ class Trainer:
             )
         self._weights = self._batch_weights(self.train_loader)
         self.accumulate = max(1, int(cfg.get("accumulate", 1)))
+        self.frozen = frozen_parameters(
+            model, cfg
+        )  # before make_optimizer: it takes them
         self.optimizer = make_optimizer(model, cfg)
+        self._set_frozen(0)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
         sched = cfg.get("scheduler") or {}
         self.step_scheduler = sched.get("interval") == "step"
@@ -602,7 +667,7 @@ class Trainer:
         self.scaler = (
             torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         )
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.epoch = 0  # completed epochs
         self.start_step = (
             0  # steps already done in the current epoch (resume mid-epoch)
@@ -731,6 +796,20 @@ class Trainer:
         weighted[loss_cols] = buf[loss_cols] * self._weights[:upto]
         return weighted.sum(1).tolist()
 
+    def _set_frozen(self, epoch: int) -> None:
+        """The `freeze` parameters do not train before epoch `unfreeze_at` (from 1)."""
+        if not self.frozen:
+            return
+        until = self.cfg.get("unfreeze_at")
+        train = until is not None and epoch + 1 >= until
+        if train and not self.frozen[0].requires_grad and epoch > 0:
+            n = sum(p.numel() for p in self.frozen)
+            self.progress.message(
+                f"epoch {epoch + 1}: the {n:,} frozen parameter values train from now on"
+            )
+        for p in self.frozen:
+            p.requires_grad_(train)
+
     def train_epoch(self) -> dict | None:
         """One epoch (from `start_step`); the record, or None when the loss diverged."""
         model, loader, steps = self.model, self.train_loader, self.steps
@@ -742,6 +821,7 @@ class Trainer:
             )
         buf = self.buffer
         model.train()
+        self._set_frozen(epoch)
         t0 = time.perf_counter()
         every = max(0, int(getattr(self.progress, "every", 0) or 0))
         check = min(every, 50) if every else 50

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import (
     BaseModel,
@@ -105,7 +105,13 @@ SETTINGS: dict[str, SettingDecl] = {
     "shuffle": SettingDecl("value", Bool, True, doc="a new sample order every epoch"),
     "drop_last": SettingDecl("value", Bool, False, doc="skip a last, smaller batch"),
     "workers": SettingDecl("value", NonNegInt, 0,
-                           doc="loader processes: none needed (the data is preloaded)"),
+                           doc="loader processes: give them to the data source (ImageFolder("
+                           "..., workers=N)), which streams"),
+    "freeze": SettingDecl("value", Optional[Union[StrictStr, tuple[StrictStr, ...]]], None,
+                          doc='parameters that do not train: glob patterns over their names '
+                          '("backbone1.*")'),
+    "unfreeze_at": SettingDecl("value", Optional[PosInt], None,
+                               doc="the epoch (from 1) from which frozen parameters train"),
 }
 # keys people write out of habit -> what netdsl calls them
 HABITS = {"lr": "optimizer.lr", "learning_rate": "optimizer.lr", "criterion": "loss",
@@ -218,6 +224,8 @@ class Plan(BaseModel):
     shuffle: bool
     drop_last: bool
     workers: int = 0  # accepted, never needed: batches are slices of preloaded tensors
+    freeze: Optional[Union[str, tuple[str, ...]]] = None
+    unfreeze_at: Optional[int] = None
     monitor: str  # the metric that picks the best epoch
     inputs: list[tuple[str, str]] = Field(default_factory=list)  # (model input, data field)
     fields: dict[str, dict[str, Any]] = Field(default_factory=dict)  # how load_data reads each
@@ -232,6 +240,9 @@ class Plan(BaseModel):
                 return self.spans[key]
             key = key.rpartition(".")[0]
         return self.spans.get("train")
+
+    def freeze_patterns(self) -> list[str]:
+        return [self.freeze] if isinstance(self.freeze, str) else list(self.freeze or ())
 
     def settings(self) -> dict[str, Any]:
         """The resolved plan as plain values: what runtime/loop.py and compiled scripts read."""
@@ -279,7 +290,12 @@ class Plan(BaseModel):
                         # values per sample; None where they vary with a declared dimension
                         "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
                        for t in self.loss],
-            "optimizer": {"name": self.optimizer.kind, "kwargs": self.optimizer.kwargs()},
+            "optimizer": {"name": self.optimizer.kind, "kwargs": self.optimizer.kwargs(),
+                          # only when written, so plans without keep their hashes
+                          **({"groups": self.optimizer.group_settings()}
+                             if self.optimizer.groups else {})},
+            **({"freeze": self.freeze_patterns(), "unfreeze_at": self.unfreeze_at}
+               if self.freeze else {}),
             "scheduler": sched,
             "early_stopping": None if es is None else {
                 "monitor": es.monitor, "mode": es.mode, "patience": es.patience,
@@ -307,6 +323,8 @@ class Plan(BaseModel):
                                               (", " if t.loss.kwargs() else ""), 1)
                     for t in self.loss)),
                 ("optimizer", self.optimizer.describe())]
+        for i, g in enumerate(self.optimizer.groups):  # shown one per line, in order
+            rows.append((f"  group {i + 1}", g.describe()))
         if self.scheduler is not None:
             s = self.scheduler
             filled = {"lr": f"{self.optimizer.lr:g} (the optimizer's lr)", "total": "the whole run"}
@@ -318,7 +336,7 @@ class Plan(BaseModel):
                                               else ", per epoch")))
         for key in ("epochs", "batch_size", "eval_batch_size", "warmup", "accumulate",
                     "clip_grad_norm", "clip_grad_value", "precision", "seed", "deterministic",
-                    "device"):
+                    "device", "freeze", "unfreeze_at"):
             v = getattr(self, key)
             if v != SETTINGS[key].default or key in ("epochs", "batch_size", "seed", "device"):
                 rows.append((key, show(v)))

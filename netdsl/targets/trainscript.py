@@ -168,7 +168,7 @@ class Script:
             Stmt("except TrainingInterrupted as exc:", body=[
                 Stmt('where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""'),
                 Stmt("sys.exit(f\"{exc.result['message']}{where}\")")]),
-            Stmt("except DataError as exc:  # a streamed file that cannot be read",
+            Stmt("except (DataError, SettingError) as exc:  # a bad file, a bad pattern",
                  body=[Stmt('sys.exit(f"error: {exc}")')]),
             Stmt("except DiskFull as exc:", body=[Stmt('sys.exit(f"error: {exc.strerror}")')]),
             Stmt('trained = result.pop("model")'),

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import csv
 import errno
+import fnmatch
 import gzip
 import hashlib
 import json
@@ -186,6 +187,8 @@ def main(argv=None):
     except TrainingInterrupted as exc:
         where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""
         sys.exit(f"{exc.result['message']}{where}")
+    except (DataError, SettingError) as exc:  # a bad file, a bad pattern
+        sys.exit(f"error: {exc}")
     except DiskFull as exc:
         sys.exit(f"error: {exc.strerror}")
     trained = result.pop("model")
