@@ -1,45 +1,69 @@
-"""The data layer: whole datasets as tensors on the target device, batches by slicing.
+"""The data layer: datasets as named fields, batches by slicing or streamed from files.
 
-Every split is loaded once, run once through the deterministic part of its transform
-pipeline, moved once to the device, and then served by a `DeviceLoader` that slices
-batches out of it. Random augmentations run per batch, vectorised, on the device.
-There is no streaming path (no `torch.utils.data.DataLoader`, no workers): a dataset
-must fit in host memory and in device memory. That covers MNIST, FashionMNIST, CIFAR10,
-CSV tables and small image folders; anything larger is out of scope for this module.
+Every sample is a set of named fields (``image``, ``label``, ``tokens``, ``mask``, ...).
+A split that fits in memory is loaded once, run once through the deterministic part of its
+transform pipeline, moved once to the device, and served by a `DeviceLoader` that slices
+batches out of it. Image folders too big for that are streamed: their image (and mask)
+fields are `Lazy`, read per batch by torch's `DataLoader` (workers, pinned memory on CUDA,
+persistent workers, prefetching). Either way a batch is a dict of tensors on the device, the
+sample order of an epoch depends only on (seed, epoch), and random augmentations run per
+batch, vectorised, on the device; so a streamed and an in-memory run give the same batches.
 
 API
 ---
 `load_data(source, *, root=None, transforms=(), val=None, test=None, seed=0,
-           download=False, limit=None, task=None, **source_kwargs) -> Data`
+           download=False, limit=None, task=None, label_check=None, fields=None,
+           **source_kwargs) -> Data`
     Load a source, apply the deterministic transforms, carve splits. `source` is one of
     (case-insensitive):
 
     * ``"MNIST"``, ``"FashionMNIST"``, ``"CIFAR10"``: torchvision datasets under `root`
-      (default ``"data"``). Their raw uint8 arrays are read directly, never per-sample PIL.
+      (default ``"data"``), fields ``image`` and ``label``. Their raw uint8 arrays are read
+      directly, never per-sample PIL. ``pairs=True`` (also for ImageFolder) gives siamese
+      pairs instead: ``left`` (each image), ``right`` (an image of the same class for half
+      of them, of another class for the rest, seeded) and ``same`` (1 when they match).
     * ``"ImageFolder"``: ``path=`` (class-per-subfolder, torchvision layout), optional
       ``test_path=``; if `path` holds exactly ``train/`` and ``test/`` (or ``val/``)
-      subfolders those are used. Images are decoded once through PIL (``convert="RGB"``
-      by default); Resize/CenterCrop/Grayscale placed before ToTensor run per image on the
-      PIL image with torchvision's own transforms, so images of different sizes work.
-    * ``"CSV"``: ``path=``, optional ``test_path=``, ``targets=`` (column name or list),
-      ``features=`` (names; default every other column), ``delimiter=","``. Header row
-      required, values numeric (a single classification target may hold string labels).
-    * ``"tensors"`` (alias ``"inline"``): ``X=``, ``y=``, optional ``X_test=``, ``y_test=``;
-      nested lists, numpy arrays or tensors.
-    * ``"synthetic"``: ``shape=`` (per sample), ``num_classes=`` *or* ``target_shape=``,
-      ``n=512``, ``n_test=128``, optional ``vocab=`` (integer token inputs). Inputs are
-      seeded noise; targets come from a seeded random linear "teacher", so a model can
-      actually learn them (useful for smoke tests).
+      subfolders those are used. Images are decoded through PIL (``convert="RGB"`` by
+      default); Resize/CenterCrop/Grayscale placed before ToTensor run per image on the PIL
+      image with torchvision's own transforms, so images of different sizes work.
+      ``stream=None`` streams when the decoded images would take more than
+      `_in_memory_limit()` (a quarter of the machine's memory, or NETDSL_IN_MEMORY_LIMIT);
+      ``True``/``False`` force it. ``workers=`` sets the DataLoader processes (default: one
+      per core but one, 1 to 4; 0 reads in the training process).
+    * ``"MaskFolder"``: ``images=``, ``masks=`` (each image's mask has its name, any image
+      suffix; class ids per pixel), optional ``test_images=``, ``test_masks=``; fields
+      ``image`` and ``mask`` (int64 [H, W]); ``convert``, ``stream``, ``workers`` as for
+      ImageFolder. Resize/CenterCrop must come before ToTensor (masks get them by nearest
+      neighbour); random transforms are refused.
+    * ``"CSV"``: ``path=``, optional ``test_path=``; ``targets=`` (column name or list) and
+      ``features=`` (names; default every other column) give fields ``features`` and
+      ``target``; or column groups, one keyword per field (``table=["a", "b"],
+      price="price"``). Header row required, values numeric (class labels may be strings).
+    * ``"tensors"`` (alias ``"inline"``): one keyword per field (nested lists, numpy arrays
+      or tensors), ``NAME_test=`` for the test split of field NAME; ``X=``/``y=`` classic.
+    * ``"Text"``: ``path=``, ``tokens="char"|"byte"|"uint16"|"int32"``, ``block_size=64``,
+      ``stride=block_size``: windows of token ids (``tokens``) and the same windows shifted
+      by one (``next``); `val` and `test` are held out from the end of the file as spans of
+      tokens (test last), scored in disjoint windows.
+    * ``"synthetic"``: ``shape=`` (per sample), ``num_classes=`` *or* ``target_shape=``
+      give fields ``x`` and ``y``; without ``shape=``, one field per entry of `fields`
+      (what the plan's model inputs and losses read: float or integer inputs, class labels
+      one per sample or per position, values). ``n=512``, ``n_test=128``, ``vocab=``.
+      Inputs are seeded noise (or tokens); targets come from a seeded random linear
+      "teacher" of them (per position where a target lines up with an input), so a model
+      can actually learn them.
 
-    `task` is ``"classification"`` or ``"regression"``; when None it is inferred (see
-    `infer_task`). Classification targets are int64 of shape (N,); regression targets are
-    float32 and at least 2-D: a single target column becomes shape (N, 1).
-    `val` (fraction in (0, 1) or a count) carves a validation split out of train;
-    `test` does the same for sources that have no test split. When a RandomCrop changes the
-    sample size, val and test are center-cropped to that size once at load time
-    (`DataInfo.eval_transforms`), so every split has `DataInfo.input_shape`. Both are seeded by `seed`
-    and deterministic. `limit` keeps only the first `limit` train and test samples.
-    Inputs are float32 unless ``x_dtype=`` says otherwise (tensors/CSV/synthetic).
+    `fields` maps a field to how the plan reads it: ``{"kind": "input" | "class" |
+    "values", "vocab": N, ...}``; sources whose fields the spec names (tensors, CSV column
+    groups, synthetic, Text) read each accordingly, and integer inputs are checked against
+    the ``vocab`` of the Embedding they feed (`LabelError`). `task` is
+    ``"classification"`` or ``"regression"`` for a source's one target (inferred when
+    None, see `infer_task`). `val` (fraction in (0, 1) or a count) carves a validation
+    split out of train; `test` does the same for sources that have no test split. When a
+    RandomCrop changes the sample size, val and test are center-cropped to that size
+    (`DataInfo.eval_transforms`). Both are seeded by `seed` and deterministic. `limit` keeps
+    only the first `limit` train and test samples.
 
 `Data`: ``.train``, ``.val``, ``.test`` (`Split` or None), ``.info`` (`DataInfo`),
     ``.augment`` (`Augment`, the random part of the pipeline).
@@ -48,24 +72,27 @@ API
              drop_last=False, seed=0, augment=None, non_blocking=True,
              pin_memory=False) -> DeviceLoader`
     shuffle and augmentation default to on for "train", off otherwise. The split is moved
-    to the device once and cached on the `Data`, so several loaders share it.
-`Data.loaders(batch_size, *, device="cpu", seed=0, eval_batch_size=None, drop_last=False)
-    -> dict[str, DeviceLoader]`: one per present split.
-`Split(x, y)`: a NamedTuple of two tensors with the same first dimension.
-`DataInfo`: ``source, task, input_shape, input_dtype, target_shape, target_dtype,
-    num_classes, classes, sizes, transforms, augmentations, eval_transforms``;
-    ``describe() -> str``. `input_shape` excludes the batch dimension and is the shape the
-    model sees (after augmentation).
+    to the device once and cached on the `Data`, so several loaders share it (a streamed
+    split keeps one loader, and its workers, per way of reading it).
+`Split({name: tensor_or_Lazy})`: fields with the same first dimension; ``split.n``,
+    ``split["image"]``, ``split.take(index)``, ``split.replace(name=...)``.
+`Lazy`: a field read from files per sample: ``.shape``, ``.dtype``, indexing selects
+    samples, ``.then(steps)`` adds deterministic steps run as it is read.
+`DataInfo`: ``source, fields ({name: FieldInfo(shape, dtype, kind, num_classes, classes)}),
+    sizes, primary (the field transforms apply to), target (the one target), transforms,
+    augmentations, eval_transforms, loading, workers``; ``classes``, ``streamed``,
+    ``loading_note()`` ("data: streamed from disk (...)"), ``describe() -> str``.
 
-`DeviceLoader(x, y, batch_size, *, shuffle=False, drop_last=False, seed=0, device="cpu",
-              augment=None, non_blocking=True, pin_memory=False)`
+`DeviceLoader(fields, batch_size, *, shuffle=False, drop_last=False, seed=0,
+              device="cpu", augment=None, augment_field=None, non_blocking=True,
+              pin_memory=False, workers=None)`
     ``len(loader)`` is steps per epoch; ``loader.num_samples`` samples per epoch.
-    ``loader.batches(epoch, start_step=0)`` yields ``(x, y)`` for that epoch: a pure
-    function of (seed, epoch), identical on every run and device, so a resumed run sees
-    bit-identical batches (mid-epoch too, via `start_step`). ``set_epoch(epoch,
-    start_step=0)`` then ``iter(loader)`` does the same; without `set_epoch`, iterating
-    starts at epoch 0 and moves to the next epoch after each *complete* pass.
-    ``loader.order(epoch)`` is the epoch's sample order (CPU int64).
+    ``loader.batches(epoch, start_step=0)`` yields dicts of the fields for that epoch: a
+    pure function of (seed, epoch), identical on every run and device, so a resumed run
+    sees bit-identical batches (mid-epoch too, via `start_step`), streamed or not.
+    ``set_epoch(epoch, start_step=0)`` then ``iter(loader)`` does the same; without
+    `set_epoch`, iterating starts at epoch 0 and moves to the next epoch after each
+    *complete* pass. ``loader.order(epoch)`` is the epoch's sample order (CPU int64).
 
 `Transform(name, kwargs)`: one pipeline step; pipelines are lists of `Transform`s,
     ``(name, kwargs)`` pairs, bare names, or ``{"name": ..., **kwargs}`` dicts.
@@ -78,8 +105,8 @@ API
 `infer_task(y) -> str`; `DataError`: every user-facing failure, with a readable message
     (``.code``: the diagnostic `netdsl run` reports it as; ``.hint``: what to do).
     `DamagedFileError` (E414): a file is there but is not what its name says (a wrong
-    magic number, a truncated IDX file, bytes that are not text); `LabelError` (E412): a
-    class label the model cannot train on.
+    magic number, a truncated IDX file, bytes that are not text, an image that does not
+    decode); `LabelError` (E412): a class label the model cannot train on.
 
 Labels
 ------

@@ -28,9 +28,14 @@ The settings dict
 batch_size, eval_batch_size, epochs, shuffle, drop_last, accumulate (micro-batches per
 optimizer step), warmup (optimizer steps of linear warmup), clip_grad_norm, clip_grad_value
 (None or a number), precision ("fp32" | "bf16" | "fp16"), seed, deterministic,
-losses: [{name, kwargs, tensors, output, weight, target ("class" | "same" | "binary"), prefix,
-metrics (of "accuracy", "top5", "mae", "rmse"), numel (values per sample in the output)}],
-optimizer: {name, kwargs}, scheduler: None | {name, kwargs, interval, infer, monitor},
+inputs: [field per model input, in order] (each batch is a dict of fields),
+losses: [{name, kwargs, tensors, output, field (the batch field it trains against), weight,
+target ("class" | "same" | "binary"), prefix, metrics (of "accuracy", "top5", "miou",
+"perplexity", "mae", "rmse"), numel (values per sample in the output), classes_last (class
+scores in the last dimension: moved to dim 1, where torch reads them), classes (for miou)}],
+optimizer: {name, kwargs, groups: [{match: [glob], kinds: [layer class], options}]},
+freeze: [glob] and unfreeze_at (epoch from 1, or None): parameters that do not train yet,
+scheduler: None | {name, kwargs, interval, infer, monitor},
 early_stopping: None | {monitor, mode, patience, min_delta, restore_best},
 checkpoint: None | {every, every_steps, every_minutes, keep ("last" | "best" | "all"),
     monitor, mode}.
