@@ -47,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench_train import _sync, resolve_device  # same folder: the yardstick's helpers
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data"
 DEFAULT_CACHE = REPO / "bench" / ".cache"
@@ -178,13 +180,6 @@ def _seeded(cfg: Config):
     torch.manual_seed(cfg.seed)
     model = lenet().to(cfg.device)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _rss_mb(who: int) -> float:
@@ -577,16 +572,6 @@ def table(rows: list[dict], rats: list[dict], grow: list[dict]) -> str:
                 f"{g['data_x']:>5.1f}x {main:>16} {work:>18} {g['throughput_x']:>9.2f}x"
             )
     return "\n".join(lines)
-
-
-def resolve_device(spec: str) -> str:
-    import torch
-
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda requested but CUDA is not available")
-    return spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2030,18 +2030,22 @@ def _csv_targets(ys: list[list[str]], task: str | None, path) -> tuple[Any, str]
     return [[float(v) for v in r] for r in ys], task
 
 
-def _carve(
-    split: Split, amount: float, seed: int, tag: str, contiguous: bool = False
-) -> tuple[Split, Split]:
-    # amount: a float is a fraction, an int a count
-    n = split.n
+def _is_fraction(amount: Any, tag: str) -> bool:
+    """Whether `val=`/`test=` is a fraction in (0, 1) (True) or a count (False)."""
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise DataError(
             f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}"
         )
-    if isinstance(amount, float):
-        if not 0 < amount < 1:
-            raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
+    if isinstance(amount, float) and not 0 < amount < 1:
+        raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
+    return isinstance(amount, float)
+
+
+def _carve(
+    split: Split, amount: float, seed: int, tag: str, contiguous: bool = False
+) -> tuple[Split, Split]:
+    n = split.n
+    if _is_fraction(amount, tag):
         k = max(1, round(amount * n))
     else:
         k = int(amount)
@@ -2479,13 +2483,7 @@ def _text_ids(path: Path, tokens: str, block: int) -> tuple[torch.Tensor, list |
 def _text_held(amount: Any, tag: str, n: int, block: int) -> int:
     """How many tokens (with the one after the last window) `val=`/`test=` holds out: a
     fraction of the file's tokens, or a number of windows."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
-        raise DataError(
-            f"{tag} must be a fraction in (0, 1) or a sample count, got {amount!r}"
-        )
-    if isinstance(amount, float):
-        if not 0 < amount < 1:
-            raise DataError(f"{tag} fraction must be in (0, 1), got {amount}")
+    if _is_fraction(amount, tag):
         k = round(amount * n)
     else:
         k = int(amount) * block + 1
