@@ -299,3 +299,56 @@ def test_a_mask_with_a_class_the_model_lacks_is_e412(tmp_path, capsys, stream):
     if stream:  # found as the batch is read: the file is named
         assert f"mask '{(root / 'masks' / '0006.png').as_posix()}'" in err
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+# ---- token files, streamed ---------------------------------------------------------------------
+TOKEN_LM = """\
+model LM {{
+  input tokens: [T] int64 where T <= 32
+  x = tokens -> Embedding({vocab}, 32)
+  pos = arange(tokens.size(1)) -> Embedding(32, 32)
+  logits = x + pos -> Linear(64) -> GELU -> Linear(300)
+  output logits
+}}
+train LM {{
+  data = Text(path="{path}", tokens="uint16", block_size=32, stride=8, val=0.1, {extra})
+  loss = CrossEntropyLoss(logits, next, classes_last=true)
+  metrics = [accuracy, perplexity]
+  batch_size = 32
+  epochs = 2
+  optimizer = AdamW(lr=3e-3)
+}}
+"""
+
+
+def token_file(tmp_path) -> Path:
+    import numpy as np
+
+    base = np.random.default_rng(0).integers(0, 300, 50).astype("<u2")
+    path = tmp_path / "train.bin"  # nanoGPT's layout: uint16 ids, little-endian
+    np.concatenate([np.roll(base, k) for k in range(200)]).tofile(path)
+    return path
+
+
+def test_a_token_file_streams_with_the_in_memory_history(tmp_path, monkeypatch):
+    path = token_file(tmp_path)
+
+    def spec(extra, name, vocab=300):
+        p = tmp_path / name
+        p.write_text(TOKEN_LM.format(path=path.as_posix(), extra=extra, vocab=vocab))
+        return p
+
+    memory = fit(spec("stream=false", "m.net"), tmp_path / "m")
+    streamed = fit(spec("stream=true, workers=1", "s.net"), tmp_path / "s")
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in memory["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in streamed["history"]] == strip
+    assert losses(memory)[-1] < 0.5 * losses(memory)[0]
+    assert any("data: streamed from disk (" in n and "windows" in n for n in streamed["notes"])
+    monkeypatch.setenv("NETDSL_IN_MEMORY_LIMIT", "64K")  # the automatic choice streams
+    d = load_data("Text", path=str(path), tokens="uint16", block_size=32)
+    assert d.info.streamed and d.train["tokens"].shape == (312, 32)
+    # ids beyond the Embedding are found before training, without loading the file
+    with pytest.raises(netdsl.NetdslError) as e:
+        fit(spec("stream=true, workers=0", "bad.net", vocab=200), tmp_path / "b")
+    d = e.value.diagnostics[0]
+    assert d.code == "E412" and "takes ids 0..199" in d.message and "Embedding(" in d.hint

@@ -738,6 +738,15 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
     return Augment(ops)
 
 
+def _checkable(x: torch.Tensor | Lazy) -> torch.Tensor | None:
+    """The values to check a field's labels or ids on: the tensor, the smallest and largest
+    of a streamed token file, or None where they are only seen as they are read."""
+    if not isinstance(x, Lazy):
+        return x
+    values = getattr(x.reader, "values", None)
+    return values(x.key) if values is not None else None
+
+
 def _static(x: torch.Tensor | Lazy, steps: list[Transform]) -> torch.Tensor | Lazy:
     """Deterministic steps over a field: now for a tensor, as it is read for a Lazy one."""
     return x.then(steps) if isinstance(x, Lazy) else _apply_static_tensor(x, steps)
@@ -2237,11 +2246,37 @@ def load_data(
         )
         origin = {k: (k, f"{k}_test") for k in kinds}
     elif name == "Text":
-        unused("path", "block_size", "tokens", "stride")
+        unused("path", "block_size", "tokens", "stride", "stream", "workers")
         if "path" not in kw:
             raise DataError("Text needs path=<a text file>")
         block = int(kw.get("block_size", 64))
-        ids, vocab = _text_ids(Path(kw["path"]), kw.get("tokens", "char"), block)
+        stride = int(kw.get("stride") or block)
+        tokens = kw.get("tokens", "char")
+        path = Path(kw["path"])
+        size = _token_count(path, tokens, block)
+        streamed, loading = _choose_stream(
+            kw.get("stream"),
+            max(0, (size - 1 - block) // stride + 1),
+            lambda: 16 * block,  # a window of int64 ids and its targets
+            "windows",
+        )
+        if streamed and tokens == "char":
+            if kw.get("stream"):
+                raise DataError(
+                    'Text(tokens="char") reads the whole file for its characters: stream '
+                    'a file of bytes (tokens="byte") or of token ids (uint16, int32)'
+                )
+            streamed, loading = (
+                False,
+                loading.replace("streamed from disk", "loaded into memory").replace(
+                    "more than", 'tokens="char" reads it whole; more than'
+                ),
+            )
+        ids, vocab = (
+            (_TokenSpan(str(path), tokens, 0, size), None)
+            if streamed
+            else _text_ids(path, tokens, block)
+        )
         # val and test are held out from the end of the file (test last), as spans of
         # tokens, so no window of theirs overlaps one that trains; they are scored in
         # disjoint windows, every token once
@@ -2252,7 +2287,7 @@ def load_data(
             k = _text_held(amount, tag, ids.numel(), block)
             ids, held = ids[: ids.numel() - k + 1], ids[ids.numel() - k :]
             parts[tag] = _windows(held, block, block, f"{kw['path']} ({tag})")
-        train = _windows(ids, block, int(kw.get("stride") or block), str(kw["path"]))
+        train = _windows(ids, block, stride, str(kw["path"]))
         testsplit, valsplit, val, test = parts.get("test"), parts.get("val"), None, None
         kinds, primary, target = {"tokens": "input", "next": "class"}, None, "next"
         if vocab is not None:
@@ -2288,14 +2323,14 @@ def load_data(
             if label_check is None
             else [c for c in label_check if c.get("field", target) == k]
         )
-        if isinstance(train[k], Lazy):  # checked sample by sample as it is read
+        if _checkable(train[k]) is None:  # checked sample by sample as it is read
             for s in (train, testsplit):
                 if s is not None:
                     s[k].reader.checks[k] = checks
             continue
-        labelled = [(train[k], origin[k][0])]
+        labelled = [(_checkable(train[k]), origin[k][0])]
         if testsplit is not None:
-            labelled.append((testsplit[k], origin[k][1]))
+            labelled.append((_checkable(testsplit[k]), origin[k][1]))
         check_labels(labelled, checks, classes.get(k), name)
 
     for k, u in uses.items():  # ids beyond an Embedding would fail deep inside torch
@@ -2306,11 +2341,12 @@ def load_data(
             (train, origin.get(k, (k, k))[0]),
             (testsplit, origin.get(k, (k, k))[1]),
         ):
-            if s is None or isinstance(s[k], Lazy):
+            if s is None:
                 continue
-            if s[k].is_floating_point() or not s[k].numel():
+            values = _checkable(s[k])
+            if values is None or values.is_floating_point() or not values.numel():
                 continue
-            lo, hi = int(s[k].min()), int(s[k].max())
+            lo, hi = int(values.min()), int(values.max())
             if lo < 0 or hi >= int(vocab):
                 raise LabelError(
                     f"{where}: {k} holds token ids {_span(lo, hi)}, but the Embedding it "
@@ -2480,6 +2516,84 @@ def _text_ids(path: Path, tokens: str, block: int) -> tuple[torch.Tensor, list |
     return ids, vocab
 
 
+_TOKEN_WIDTH = {"byte": 1, "uint16": 2, "int32": 4}
+_TOKEN_NUMPY = {"byte": "u1", "uint16": "<u2", "int32": "<i4"}
+
+
+def _token_count(path: Path, tokens: str, block: int) -> int:
+    """The tokens in a file, without reading it (characters: its size in bytes, at most)."""
+    if block < 1:
+        raise DataError(f"Text: block_size must be at least 1, got {block}")
+    if not path.is_file():
+        raise DataError(f"text file {str(path)!r} does not exist")
+    return path.stat().st_size // _TOKEN_WIDTH.get(tokens, 1)
+
+
+class _TokenSpan:
+    """Tokens `start:stop` of a file of bytes or token ids, read when asked (streaming)."""
+
+    def __init__(self, path: str, tokens: str, start: int, stop: int):
+        self.path, self.tokens, self.start, self.stop = path, tokens, start, stop
+        if tokens != "byte" and os.path.getsize(path) % _TOKEN_WIDTH[tokens]:
+            raise DamagedFileError(
+                f"{path}: {os.path.getsize(path):,} bytes is not a whole number of "
+                f"{tokens} token ids"
+            )
+
+    def numel(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, part: slice) -> _TokenSpan:
+        lo, hi, _ = part.indices(self.numel())
+        return _TokenSpan(self.path, self.tokens, self.start + lo, self.start + hi)
+
+    def read(self, lo: int, hi: int) -> torch.Tensor:
+        """Tokens lo:hi of the span as int64."""
+        import numpy as np
+
+        width = _TOKEN_WIDTH[self.tokens]
+        with open(self.path, "rb") as f:
+            f.seek((self.start + lo) * width)
+            raw = f.read((hi - lo) * width)
+        a = np.frombuffer(raw, dtype=_TOKEN_NUMPY[self.tokens]).astype(np.int64)
+        return torch.from_numpy(a)
+
+    def span(self, chunk: int = 1 << 22) -> tuple[int, int]:
+        """The smallest and largest id, read in chunks (memory stays flat)."""
+        lo, hi = None, None
+        for s in range(0, self.numel(), chunk):
+            a = self.read(s, min(s + chunk, self.numel()))
+            lo = int(a.min()) if lo is None else min(lo, int(a.min()))
+            hi = int(a.max()) if hi is None else max(hi, int(a.max()))
+        return (lo or 0), (hi or 0)
+
+
+class _TokenWindows:
+    """The windows of a `_TokenSpan` as `Lazy` fields `tokens` and `next` (read per
+    sample: a window of `block` ids from `i * stride`, and the same shifted by one)."""
+
+    def __init__(self, span: _TokenSpan, block: int, stride: int):
+        self.span, self.block, self.stride = span, block, stride
+        self.checks: dict[str, Any] = {}
+        self._range: tuple[int, int] | None = None
+
+    def read(self, i: int, key: str, steps) -> torch.Tensor:
+        lo = i * self.stride + (key == "next")
+        return self.span.read(lo, lo + self.block)
+
+    def dtype(self, key: str, steps) -> torch.dtype:
+        return torch.int64
+
+    def describe(self, i: int, key: str) -> str:
+        return f"window {i} of {self.span.path}"
+
+    def values(self, key: str) -> torch.Tensor:
+        """The smallest and largest id any window holds, for the label and vocab checks."""
+        if self._range is None:
+            self._range = self.span.span()
+        return torch.tensor(self._range)
+
+
 def _text_held(amount: Any, tag: str, n: int, block: int) -> int:
     """How many tokens (with the one after the last window) `val=`/`test=` holds out: a
     fraction of the file's tokens, or a number of windows."""
@@ -2495,15 +2609,21 @@ def _text_held(amount: Any, tag: str, n: int, block: int) -> int:
     return k
 
 
-def _windows(ids: torch.Tensor, block: int, stride: int, where: str) -> Split:
+def _windows(
+    ids: torch.Tensor | _TokenSpan, block: int, stride: int, where: str
+) -> Split:
     """Next-token samples: windows of `block` ids starting every `stride` ids (`tokens`)
-    and the same windows shifted by one (`next`)."""
+    and the same windows shifted by one (`next`); `Lazy` windows of a token file's span."""
     n = (ids.numel() - 1 - block) // stride + 1 if ids.numel() > block else 0
     if n < 1:
         raise DataError(
             f"{where}: {ids.numel():,} tokens make no sample of block_size {block} (it "
             f"takes {block + 1})"
         )
+    if isinstance(ids, _TokenSpan):
+        reader = _TokenWindows(ids, block, stride)
+        index = torch.arange(n)
+        return Split({k: Lazy(reader, k, index) for k in ("tokens", "next")})
     x = ids[:-1].unfold(0, block, stride)[:n]
     y = ids[1:].unfold(0, block, stride)[:n]
     return Split({"tokens": x.contiguous(), "next": y.contiguous()})

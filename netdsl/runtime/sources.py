@@ -555,6 +555,8 @@ class Text(Source):
     block_size: PosInt = 64
     stride: Optional[PosInt] = None
     tokens: Literal["char", "byte", "uint16", "int32"] = "char"
+    stream: Optional[Bool] = None
+    workers: Optional[NonNegInt] = None
     val: Optional[Amount] = None
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
@@ -564,7 +566,17 @@ class Text(Source):
                     "stride": "tokens between the starts of training windows (default: "
                               "block_size, windows side by side)",
                     "tokens": "char (the file's characters), byte (0..255), or uint16/int32 "
-                              "(a binary file of token ids)"}
+                              "(a binary file of token ids)",
+                    "stream": "true: read the windows from the file as batches need them "
+                              "(bytes and token ids); left out: when they would take more "
+                              "than a quarter of the machine's memory",
+                    "workers": WORKERS}
+
+    def check(self):
+        if self.stream and self.tokens == "char":
+            return [("stream", 'tokens="char" reads the whole file for its characters: '
+                     'stream a file of bytes (tokens="byte") or of token ids')]
+        return []
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
