@@ -352,3 +352,102 @@ def test_a_token_file_streams_with_the_in_memory_history(tmp_path, monkeypatch):
         fit(spec("stream=true, workers=0", "bad.net", vocab=200), tmp_path / "b")
     d = e.value.diagnostics[0]
     assert d.code == "E412" and "takes ids 0..199" in d.message and "Embedding(" in d.hint
+
+
+# ---- variable-length sequences -----------------------------------------------------------------
+NAMES = ["anna", "bob", "charlotte", "dave", "eve", "frederick", "george", "hannah", "isabella"]
+
+NAME_LM = """\
+model NameLM {
+  input tokens: [T] int64 where T <= 12
+  input pad: [T] bool
+  x = tokens -> Embedding(32, 32)
+  pos = arange(tokens.size(1)) -> Embedding(12, 32)
+  h = x + pos -> TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=true,
+                                         src_key_padding_mask=pad, is_causal=true)
+  logits = h -> Linear(32)
+  output logits
+}
+train NameLM {
+  data = Text(path="PATH", lines=true, block_size=12, val=0.1)
+  loss = CrossEntropyLoss(logits, next, classes_last=true)
+  metrics = [accuracy, perplexity]
+  batch_size = 32
+  epochs = 3
+  optimizer = AdamW(lr=3e-3)
+}
+"""
+
+
+def test_lines_are_samples_of_their_own_length_padded_per_batch(tmp_path):
+    f = tmp_path / "names.txt"
+    f.write_text("bob\n\nx\ncharlotte\nfrederick-the-great\n", encoding="utf-8")
+    d = load_data("Text", path=str(f), tokens="byte", lines=True, block_size=8)
+    assert d.train.n == 3  # the empty line and the one-letter line make no sample
+    batch = next(iter(d.loader("train", 3, shuffle=False)))
+    ids = [list(w.encode()) for w in ("bob", "charlotte", "frederick")]  # at most 8 + 1
+    assert batch["tokens"].tolist() == [
+        ids[0][:-1] + [0] * 6, ids[1][:-1], ids[2][:8]]
+    assert batch["next"].tolist() == [
+        ids[0][1:] + [-100] * 6, ids[1][1:], ids[2][1:9]]
+    assert batch["pad"].tolist() == [[False] * 2 + [True] * 6, [False] * 8, [False] * 8]
+    one = next(iter(d.loader("train", 1, shuffle=False)))  # padded to its own batch
+    assert one["tokens"].shape == (1, 2)
+
+
+def test_padding_counts_in_neither_the_loss_nor_the_accuracy():
+    spec = {"name": "CrossEntropyLoss", "kwargs": {}, "output": "logits", "weight": 1.0,
+            "field": "next", "target": "class", "metrics": ["accuracy"], "classes_last": True}
+    term = Term(spec, "cpu")
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(2, 5, 7, generator=g)
+    t = torch.randint(0, 7, (2, 5), generator=g)
+    t[0, 3:] = -100  # the first sequence is 3 long
+    loss = term.fn(term.scores(out), t)
+    real = t != -100
+    want = torch.nn.functional.cross_entropy(out[real], t[real])
+    assert torch.allclose(loss, want)
+    vals = [float(v) for v in term.record(term.scores(out), t, loss)]
+    got = term.finish(vals, 2)
+    hits = (out.argmax(-1) == t)[real].float().mean()
+    assert got["accuracy"] == pytest.approx(float(hits))
+
+
+def test_a_decoder_with_a_padding_mask_learns_names(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    f = tmp_path / "names.txt"
+    f.write_text("\n".join(rng.choice(NAMES) for _ in range(400)) + "\n", encoding="utf-8")
+    spec = tmp_path / "names.net"
+    spec.write_text(NAME_LM.replace("PATH", f.as_posix()), encoding="utf-8")
+    r = fit(spec, tmp_path)
+    ls = losses(r)
+    assert ls[-1] < 0.5 * ls[0], ls
+    assert r["history"][-1]["val.accuracy"] > 0.6
+    # the mask reaches the model: a name's outputs do not depend on how long the batch is
+    model = r.model.eval()
+    d = load_data("Text", path=str(f), lines=True, block_size=12)
+    short = min(range(d.train.n), key=lambda i: int(d.train["tokens"].lengths[i]))
+    long = max(range(d.train.n), key=lambda i: int(d.train["tokens"].lengths[i]))
+    rows = torch.tensor([short, long])
+    both = {k: d.train[k].padded(rows) for k in ("tokens", "pad")}
+    alone = {k: d.train[k].padded(rows[:1]) for k in ("tokens", "pad")}
+    n = alone["tokens"].shape[1]
+    with torch.no_grad():
+        a = model(alone["tokens"], alone["pad"])[0, :n]
+        b = model(both["tokens"], both["pad"])[0, :n]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_compiled_script_pads_lines_like_netdsl_run(tmp_path):
+    from test_compile_train import compiled_file, run_netdsl, run_script, same_result
+
+    f = tmp_path / "names.txt"
+    f.write_text("\n".join(NAMES * 8) + "\n", encoding="utf-8")
+    spec = tmp_path / "names.net"
+    spec.write_text(NAME_LM.replace("PATH", f.as_posix()).replace("epochs = 3", "epochs = 1"),
+                    encoding="utf-8")
+    file = compiled_file(spec, tmp_path)
+    got = run_script(file, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    same_result(got, run_netdsl(spec, None, tmp_path))

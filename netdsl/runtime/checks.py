@@ -65,6 +65,15 @@ def check_fit(plan: Plan, sig: DataSig, graph: Graph, rep: Reporter, notes: list
                 hint = f"declare `input {x.name}: {_fmt(shape)}`, or change the data's transforms"
             rep.error("E407", f"{what} of shape {_fmt(shape)}, but {graph.name} takes "
                       f"{x.name}: {_fmt(xt.shape)}", span, hint)
+        elif shape is not None and len(shape) == len(xt.shape) and any(
+                s is None and isinstance(d, int) for s, d in zip(shape, xt.shape)):
+            i = next(i for i, (s, d) in enumerate(zip(shape, xt.shape))
+                     if s is None and isinstance(d, int))
+            dims = ["T" if j == i else str(d) for j, d in enumerate(xt.shape)]
+            rep.error("E407", f"{what} of varying length (padded per batch), but "
+                      f"{graph.name} takes {x.name}: {_fmt(xt.shape)}, of one length", span,
+                      f"declare the length a symbol: input {x.name}: [{', '.join(dims)}] "
+                      f"{xt.dtype} where T <= {xt.shape[i]}")
         if fs.dtype is not None and (fs.dtype in _INT) != (xt.dtype in _INT):
             hint = (f"write x_dtype=\"{xt.dtype}\" in the data" if "x_dtype" in
                     type(plan.data).model_fields else None)
@@ -106,6 +115,12 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
                 rep.error("E412", problem[0], plan.span(f"data.{where}"), problem[1])
                 return
     target = fs.shape
+    if kind == "class" and target and None in target \
+            and getattr(loss, "ignore_index", -100) != -100:
+        rep.error("E403", f"'{t.target}' is padded per batch with -100, which {loss.kind} "
+                  f"must ignore, but its ignore_index is {loss.ignore_index}",
+                  plan.span(f"loss.{i}"), "leave ignore_index at its default, -100")
+        return
     if kind == "class":
         written = out
         out = t.scores_shape()
@@ -120,7 +135,7 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
             rep.error("E403", f"{what}: a vector [C] per sample, but '{t.output}' is {_fmt(out)}",
                       span, "end the model with Flatten -> Linear(C)" if len(out) > 1 else
                       "give the output one score per class")
-        elif dense and target is not None and tuple(target) != tuple(out[1:]):
+        elif dense and target is not None and not _fits(target, out[1:]):
             last = tuple(target) == tuple(written[:-1]) and not getattr(loss, "classes_last", False)
             rep.error("E403", f"{loss.kind} over '{t.output}' {_fmt(written)} needs labels of "
                       f"shape {_fmt(out[1:])} (torch reads the classes in dim 1), but "
@@ -162,6 +177,11 @@ def _check_term(plan, i, t, sig: DataSig, fs, rep: Reporter, notes, Note) -> Non
                           f"{loss.kind} would broadcast [N] targets against [N, 1] predictions "
                           "to [N, N] and fit every prediction to the mean",
                           plan.span(f"data.{t.target}") or plan.span("data")))
+
+
+def _fits(target, shape) -> bool:
+    """Whether a field's shape is `shape` (a None in it: a length that varies, any)."""
+    return len(target) == len(shape) and all(t is None or t == s for t, s in zip(target, shape))
 
 
 def _span(lo: int, hi: int) -> str:

@@ -741,6 +741,8 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
 def _checkable(x: torch.Tensor | Lazy) -> torch.Tensor | None:
     """The values to check a field's labels or ids on: the tensor, the smallest and largest
     of a streamed token file, or None where they are only seen as they are read."""
+    if isinstance(x, Ragged):
+        return x.values
     if not isinstance(x, Lazy):
         return x
     values = getattr(x.reader, "values", None)
@@ -920,6 +922,65 @@ class Lazy:
                 "add Resize and/or CenterCrop before ToTensor",
             )
         return x
+
+
+class Ragged:
+    """A field of variable-length sequences (one per sample), padded per batch to its
+    longest: `values` holds them end to end, sample i is values[offsets[i]:offsets[i+1]],
+    and padding positions take `pad` (a token id, -100 for labels, True for the padding
+    mask). `shape` is (n, None): the length varies."""
+
+    def __init__(self, values: torch.Tensor, offsets: torch.Tensor, pad):
+        self.values, self.offsets, self.pad = values, offsets, pad
+        self.lengths = (offsets[1:] - offsets[:-1]).cpu()  # on the CPU: no device sync
+
+    @property
+    def shape(self) -> tuple:
+        return (int(self.lengths.shape[0]), None)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def __getitem__(self, index) -> Ragged:
+        if isinstance(index, slice):
+            index = torch.arange(len(self))[index]
+        index = torch.as_tensor(index, dtype=torch.int64).cpu()
+        lengths = self.lengths[index]
+        offsets = torch.zeros(len(index) + 1, dtype=torch.int64)
+        torch.cumsum(lengths, 0, out=offsets[1:])
+        starts = self.offsets.cpu()[index]
+        pos = torch.repeat_interleave(starts - offsets[:-1], lengths) + torch.arange(
+            int(offsets[-1])
+        )
+        return Ragged(
+            self.values[pos.to(self.device)], offsets.to(self.device), self.pad
+        )
+
+    def to(self, device, non_blocking: bool = False) -> Ragged:
+        return Ragged(
+            self.values.to(device, non_blocking=non_blocking),
+            self.offsets.to(device, non_blocking=non_blocking),
+            self.pad,
+        )
+
+    def padded(self, index: torch.Tensor) -> torch.Tensor:
+        """Samples `index` (CPU int64) as one [len(index), longest] tensor."""
+        lengths = self.lengths[index]
+        longest = int(lengths.max()) if len(index) else 0
+        dev = self.device
+        steps = torch.arange(longest, device=dev)
+        valid = steps[None, :] < lengths.to(dev)[:, None]
+        at = self.offsets[index.to(dev)][:, None] + steps[None, :]
+        got = self.values[at.clamp(max=max(self.values.numel() - 1, 0))]
+        return got.masked_fill(~valid, self.pad)
 
 
 class _ImageFiles:
@@ -1192,6 +1253,8 @@ class Data:
 def _to_device(t: torch.Tensor, device: torch.device, non_blocking: bool, pin: bool):
     if isinstance(t, Lazy):  # read per batch, moved then
         return t
+    if isinstance(t, Ragged):
+        return t.to(device, non_blocking=non_blocking and device.type == "cuda")
     if t.device == device:
         return t
     if pin and device.type == "cuda" and t.device.type == "cpu":
@@ -1302,7 +1365,12 @@ class DeviceLoader:
         order = self.order(epoch) if self.shuffle else None
         idx = self._move(order) if order is not None else None
         params = self._aug_params(epoch) if self.augment else None
-        fields = {k: v for k, v in self.fields.items() if k not in self.lazy}
+        fields = {
+            k: v
+            for k, v in self.fields.items()
+            if k not in self.lazy and not isinstance(v, Ragged)
+        }
+        ragged = {k: v for k, v in self.fields.items() if isinstance(v, Ragged)}
         read = self._read(epoch, start_step, order) if self.lazy else None
         for step in range(start_step, steps):
             lo, hi = step * b, min((step + 1) * b, self.dataset_size)
@@ -1311,6 +1379,10 @@ class DeviceLoader:
             else:
                 sel = idx[lo:hi]
                 batch = {k: v.index_select(0, sel) for k, v in fields.items()}
+            if ragged:  # padded to the batch's longest sequence
+                rows = order[lo:hi] if order is not None else torch.arange(lo, hi)
+                batch.update({k: v.padded(rows) for k, v in ragged.items()})
+                batch = {k: batch[k] for k in self.fields}
             if read is not None:
                 batch.update({k: self._move(v) for k, v in next(read).items()})
                 batch = {k: batch[k] for k in self.fields}  # the fields' own order
@@ -2245,8 +2317,25 @@ def load_data(
             kw, task, uses
         )
         origin = {k: (k, f"{k}_test") for k in kinds}
+    elif name == "Text" and kw.get("lines"):
+        unused("path", "block_size", "tokens", "lines")
+        if "path" not in kw:
+            raise DataError("Text needs path=<a text file>")
+        train, vocab = _text_lines(
+            Path(kw["path"]), kw.get("tokens", "char"), int(kw.get("block_size", 64))
+        )
+        parts = {}
+        for tag, amount in (("test", test), ("val", val)):  # the last lines, test last
+            if amount is not None:
+                train, parts[tag] = _carve(train, amount, seed, tag, contiguous=True)
+        testsplit, valsplit, val, test = parts.get("test"), parts.get("val"), None, None
+        kinds = {"tokens": "input", "next": "class", "pad": "input"}
+        primary, target = None, "next"
+        if vocab is not None:
+            classes["tokens"] = classes["next"] = vocab
+        origin = {k: (str(kw["path"]), str(kw["path"])) for k in kinds}
     elif name == "Text":
-        unused("path", "block_size", "tokens", "stride", "stream", "workers")
+        unused("path", "block_size", "tokens", "stride", "stream", "workers", "lines")
         if "path" not in kw:
             raise DataError("Text needs path=<a text file>")
         block = int(kw.get("block_size", 64))
@@ -2426,7 +2515,11 @@ def load_data(
                 if k in counts
                 else len(info.classes)
                 if info.classes
-                else max(int(s[k].max()) if s[k].numel() else -1 for s in splits) + 1
+                else max(
+                    int(_checkable(s[k]).max()) if _checkable(s[k]).numel() else -1
+                    for s in splits
+                )
+                + 1
             )
         infos[k] = info
     sizes = {"train": train.n}
@@ -2592,6 +2685,44 @@ class _TokenWindows:
         if self._range is None:
             self._range = self.span.span()
         return torch.tensor(self._range)
+
+
+def _text_lines(path: Path, tokens: str, block: int) -> tuple[Split, list | None]:
+    """One sample per line (a sentence, a name, a record): `tokens` are its ids but the
+    last, `next` its ids but the first, at most `block` of each, and `pad` marks padding;
+    all three vary in length and are padded per batch (ids with 0, `next` with -100, the
+    ignore_index of CrossEntropyLoss, `pad` with true). Lines of one token are skipped."""
+    if tokens not in ("char", "byte"):
+        raise DataError(
+            f'Text(lines=true) reads lines of text: tokens="char" or "byte", not {tokens!r}'
+        )
+    ids, vocab = _text_ids(path, tokens, block)
+    newline = (
+        (vocab.index("\n") if "\n" in vocab else None) if vocab is not None else 10
+    )
+    cut = (
+        (ids == newline).nonzero().flatten()
+        if newline is not None
+        else torch.empty(0, dtype=torch.int64)
+    )
+    starts = torch.cat([torch.zeros(1, dtype=torch.int64), cut + 1])
+    ends = torch.cat([cut, torch.tensor([ids.numel()])])
+    keep = ends - starts >= 2
+    starts, ends = starts[keep], torch.minimum(ends[keep], starts[keep] + block + 1)
+    if not len(starts):
+        raise DataError(f"{path}: no line of two tokens or more")
+    lengths = ends - starts - 1  # each line gives len - 1 (input, next) pairs
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    pos = torch.repeat_interleave(starts - offsets[:-1], lengths) + torch.arange(
+        int(offsets[-1])
+    )
+    fields = {
+        "tokens": Ragged(ids[pos], offsets, 0),
+        "next": Ragged(ids[pos + 1], offsets, -100),
+        "pad": Ragged(torch.zeros(pos.numel(), dtype=torch.bool), offsets, True),
+    }
+    return Split(fields), vocab
 
 
 def _text_held(amount: Any, tag: str, n: int, block: int) -> int:

@@ -215,7 +215,10 @@ class Term:
         # losses read the classes
         self.classes_last = bool(spec.get("classes_last"))
         self.classes = spec.get("classes")  # class terms: the number of classes
-        self.ignore = kwargs.get("ignore_index") if self.target == "class" else None
+        # labels that count nowhere: torch's default -100 too (the padding of sequences)
+        self.ignore = (
+            kwargs.get("ignore_index", -100) if self.target == "class" else None
+        )
         # what `record` returns, in order: the loss, one column per metric, then the
         # counts behind them (labels counted, per-class intersections and unions)
         self.columns = ["loss", *self.metrics]

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 from pydantic import Field, StrictFloat, StrictStr
 
 from ..ops.base import Bool, Extra, Float, NonNegInt, Pair, PosInt, Prob
-from .decl import Components, Decl, Family, _jsonable
+from .decl import Components, Decl, Family, _jsonable, show
 
 TRANSFORMS = Family("transform", "transforms")
 SOURCES = Family("data source", "data sources")
@@ -555,6 +555,7 @@ class Text(Source):
     block_size: PosInt = 64
     stride: Optional[PosInt] = None
     tokens: Literal["char", "byte", "uint16", "int32"] = "char"
+    lines: Bool = False
     stream: Optional[Bool] = None
     workers: Optional[NonNegInt] = None
     val: Optional[Amount] = None
@@ -570,9 +571,19 @@ class Text(Source):
                     "stream": "true: read the windows from the file as batches need them "
                               "(bytes and token ids); left out: when they would take more "
                               "than a quarter of the machine's memory",
-                    "workers": WORKERS}
+                    "workers": WORKERS,
+                    "lines": "true: one sample per line, of its own length (at most "
+                             "block_size), padded per batch; a field pad marks the padding"}
 
     def check(self):
+        if self.lines:
+            for arg, bad in (("tokens", self.tokens not in ("char", "byte")),
+                             ("stride", self.stride is not None),
+                             ("stream", bool(self.stream)), ("workers", self.workers is not None)):
+                if bad:
+                    return [(arg, f"lines=true reads lines of text into memory, one sample "
+                             f"per line: {arg}={show(getattr(self, arg))} does not apply")]
+            return []
         if self.stream and self.tokens == "char":
             return [("stream", 'tokens="char" reads the whole file for its characters: '
                      'stream a file of bytes (tokens="byte") or of token ids')]
@@ -580,10 +591,13 @@ class Text(Source):
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
-        sig.fields = {"tokens": FieldSig((self.block_size,), "int64", "input",
+        length = None if self.lines else self.block_size  # lines: each its own length
+        sig.fields = {"tokens": FieldSig((length,), "int64", "input",
                                          256 if self.tokens == "byte" else None),
-                      "next": FieldSig((self.block_size,), "int64", "class",
+                      "next": FieldSig((length,), "int64", "class",
                                        256 if self.tokens == "byte" else None)}
+        if self.lines:
+            sig.fields["pad"] = FieldSig((None,), "bool", "input")
         sig.target, sig.task, sig.has_test = "next", "classification", self.test is not None
         return sig
 
