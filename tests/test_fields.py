@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.runtime.data import DamagedFileError, DataError, load_data
+from netdsl.runtime.data import DamagedFileError, DataError, LabelError, load_data
 from netdsl.runtime.loop import Term
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +150,7 @@ def test_mnist_pairs_match_half_the_time_and_are_seeded():
     j = torch.tensor([index[bytes(r.numpy().tobytes())] for r in d.train["right"].flatten(1)])
     assert torch.equal(d.train["same"], (labels[j] == labels).long())
     assert 0.45 < d.train["same"].float().mean() < 0.55
+    assert not bool((j == torch.arange(len(j))).any())  # never an image with itself
     again = load_data("MNIST", root=DATA, limit=1000, pairs=True, seed=1)
     assert torch.equal(again.train["right"], d.train["right"])
     other = load_data("MNIST", root=DATA, limit=1000, pairs=True, seed=2)
@@ -451,3 +452,43 @@ def test_a_compiled_script_pads_lines_like_netdsl_run(tmp_path):
     file = compiled_file(spec, tmp_path)
     got = run_script(file, "--out", str(tmp_path / "out"), cwd=tmp_path)
     same_result(got, run_netdsl(spec, None, tmp_path))
+
+
+def test_a_mask_folder_with_void_pixels_ignored_loads_in_memory(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = make_shapes(tmp_path / "shapes", 8)
+    for f in (root / "masks").iterdir():  # VOC's habit: 255 marks pixels that count nowhere
+        m = np.array(Image.open(f))
+        m[0, :] = 255
+        Image.fromarray(m, mode="L").save(f)
+    path = mask_spec(tmp_path, root, "stream=false, ")
+    text = path.read_text().replace("CrossEntropyLoss(logits, mask)",
+                                    "CrossEntropyLoss(logits, mask, ignore_index=255)")
+    path.write_text(text.replace("epochs = 4", "epochs = 1"))
+    r = fit(path, tmp_path / "runs")
+    assert r["epochs"] == 1 and 0 <= r["history"][0]["train.accuracy"] <= 1
+
+
+def test_text_val_is_checked_like_train_and_test(tmp_path):
+    f = tmp_path / "t.bin"
+    f.write_bytes(bytes(range(100)) * 9 + bytes(range(200, 256)) * 2)  # high bytes at the end
+    with pytest.raises(LabelError, match="takes ids 0..127"):
+        load_data("Text", path=str(f), tokens="byte", block_size=8, val=0.1,
+                  fields={"tokens": {"kind": "input", "vocab": 128}, "next": {"kind": "class"}})
+
+
+def test_padded_losses_do_not_depend_on_the_evaluation_batch(tmp_path):
+    import random
+
+    rng = random.Random(1)
+    f = tmp_path / "names.txt"
+    f.write_text("\n".join(rng.choice(NAMES) for _ in range(120)) + "\n", encoding="utf-8")
+    spec = tmp_path / "names.net"
+    spec.write_text(NAME_LM.replace("PATH", f.as_posix()).replace("epochs = 3", "epochs = 1"),
+                    encoding="utf-8")
+    a = fit(spec, tmp_path / "a", eval_batch_size=1)["history"][-1]
+    b = fit(spec, tmp_path / "b", eval_batch_size=5)["history"][-1]
+    assert a["val.loss"] == pytest.approx(b["val.loss"], rel=1e-6)
+    assert a["val.perplexity"] == pytest.approx(math.exp(a["val.loss"]), rel=1e-9)

@@ -166,3 +166,20 @@ model Transfer {
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.loads(bad, "t.net").graph("Transfer")
     assert "num_classes has no effect" in str(e.value)
+
+
+def test_one_cycle_keeps_each_groups_own_learning_rate(tmp_path):
+    spec = load(tmp_path, more="scheduler = OneCycleLR")
+    settings = spec.plan().settings()
+    model = spec.build()
+    opt = loop.make_optimizer(model, settings)
+    sched = loop.make_scheduler(opt, settings, 8)
+    peaks = [g["max_lr"] for g in opt.param_groups]
+    assert peaks == [0.01, 0.01, 0.001]  # the rest, group 1 (no lr of its own), group 2
+    assert sched is not None
+
+
+def test_unfreeze_at_without_freeze_is_e401(tmp_path):
+    with pytest.raises(netdsl.NetdslError) as e:
+        load(tmp_path, more="unfreeze_at = 2").plan()
+    assert "unfreeze_at has nothing to unfreeze" in str(e.value)

@@ -29,7 +29,8 @@ SPEC = """\
 model LeNet {{
   input image: [1, 28, 28]
   image -> Conv2d(6, 5) -> ReLU -> MaxPool2d(2) -> Conv2d(16, 5) -> ReLU -> MaxPool2d(2)
-        -> Flatten -> Linear(120) -> ReLU -> Linear(84) -> ReLU -> Linear(10) -> logits
+        -> Flatten -> Linear(120) -> ReLU -> Dropout(0.2) -> Linear(84) -> ReLU -> Linear(10)
+        -> logits
   output logits
 }}
 train LeNet {{
@@ -80,6 +81,7 @@ def weights(model):
 
 
 def test_streamed_and_in_memory_runs_give_identical_histories(tmp_path, folder):
+    # (with Dropout: the DataLoader must not draw from the RNG the model's dropout uses)
     memory = run(spec(tmp_path, folder, "stream=false,"), tmp_path / "a")
     for workers in (0, 1):
         streamed = run(spec(tmp_path, folder, f"stream=true, workers={workers},",

@@ -738,6 +738,18 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
     return Augment(ops)
 
 
+def _largest(values: list[torch.Tensor], ignored: set[int]) -> int:
+    """The largest label of the splits, leaving out labels a loss ignores (255 for VOC
+    masks); -1 when there is none."""
+    top = -1
+    for v in values:
+        for i in ignored:
+            v = v[v != i]
+        if v.numel():
+            top = max(top, int(v.max()))
+    return top
+
+
 def _checkable(x: torch.Tensor | Lazy) -> torch.Tensor | None:
     """The values to check a field's labels or ids on: the tensor, the smallest and largest
     of a streamed token file, or None where they are only seen as they are read."""
@@ -1420,6 +1432,9 @@ class DeviceLoader:
                 == "cuda",  # copied to the GPU asynchronously
                 persistent_workers=w > 0,
                 prefetch_factor=4 if w > 0 else None,
+                # its seeds from (seed), never from the global RNG the model's dropout uses
+                generator=_generator(self.seed, "loader"),
+                worker_init_fn=_quiet_worker,
             )
             self._stream = (loader, batches, dataset)
         loader, batches, dataset = self._stream
@@ -1435,6 +1450,13 @@ class DeviceLoader:
                     dataset[p]
                 raise
             yield got
+
+
+def _quiet_worker(_: int) -> None:
+    """A DataLoader worker leaves Ctrl-C to the training process, which stops cleanly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def auto_workers() -> int:
@@ -2413,13 +2435,14 @@ def load_data(
             else [c for c in label_check if c.get("field", target) == k]
         )
         if _checkable(train[k]) is None:  # checked sample by sample as it is read
-            for s in (train, testsplit):
+            for s in (train, testsplit, valsplit):
                 if s is not None:
                     s[k].reader.checks[k] = checks
             continue
         labelled = [(_checkable(train[k]), origin[k][0])]
-        if testsplit is not None:
-            labelled.append((_checkable(testsplit[k]), origin[k][1]))
+        for s, where in ((testsplit, origin[k][1]), (valsplit, origin[k][0])):
+            if s is not None:  # (a Text source holds val out before these checks)
+                labelled.append((_checkable(s[k]), where))
         check_labels(labelled, checks, classes.get(k), name)
 
     for k, u in uses.items():  # ids beyond an Embedding would fail deep inside torch
@@ -2429,6 +2452,7 @@ def load_data(
         for s, where in (
             (train, origin.get(k, (k, k))[0]),
             (testsplit, origin.get(k, (k, k))[1]),
+            (valsplit, origin.get(k, (k, k))[0]),
         ):
             if s is None:
                 continue
@@ -2515,9 +2539,14 @@ def load_data(
                 if k in counts
                 else len(info.classes)
                 if info.classes
-                else max(
-                    int(_checkable(s[k]).max()) if _checkable(s[k]).numel() else -1
-                    for s in splits
+                else _largest(
+                    [_checkable(s[k]) for s in splits],
+                    {
+                        int(c["ignore_index"])
+                        for c in label_check or ()
+                        if c.get("field", target) == k
+                        and c.get("ignore_index") is not None
+                    },
                 )
                 + 1
             )
@@ -2554,9 +2583,14 @@ def _pairs(split: Split, seed: int, tag: str) -> Split:
     starts = torch.cumsum(counts, 0) - counts
     mine, start = counts[labels], starts[labels]
     others = n - mine
-    want_same = (torch.rand(n, generator=g) < 0.5) | (others == 0)
+    want_same = ((torch.rand(n, generator=g) < 0.5) & (mine > 1)) | (others == 0)
     r = torch.rand(n, generator=g)
-    same = order[start + (r * mine).long().clamp(max=mine - 1)]
+    # another sample of the class: one of the other mine - 1, skipping the sample itself
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n)
+    k = torch.minimum((r * (mine - 1)).long(), (mine - 2).clamp(min=0))
+    k = k + (k >= rank - start).long() * (mine > 1).long()
+    same = order[(start + k).clamp(max=n - 1)]
     k = torch.minimum((r * others).long(), (others - 1).clamp(min=0))
     other = order[torch.where(k < start, k, k + mine).clamp(max=n - 1)]
     j = torch.where(want_same, same, other)

@@ -176,7 +176,8 @@ def make_scheduler(optimizer, cfg: dict, steps_per_epoch: int):
     total = cfg["epochs"] * (updates if spec["interval"] == "step" else 1)
     for arg, what in spec.get("infer", {}).items():
         if kwargs.get(arg) is None:
-            kwargs[arg] = total if what == "total" else optimizer.param_groups[0]["lr"]
+            lrs = [g["lr"] for g in optimizer.param_groups]  # one per parameter group
+            kwargs[arg] = total if what == "total" else lrs if len(lrs) > 1 else lrs[0]
     return getattr(torch.optim.lr_scheduler, spec["name"])(optimizer, **kwargs)
 
 
@@ -222,7 +223,14 @@ class Term:
         # what `record` returns, in order: the loss, one column per metric, then the
         # counts behind them (labels counted, per-class intersections and unions)
         self.columns = ["loss", *self.metrics]
-        if self.target == "class" and {"accuracy", "top5"} & set(self.metrics):
+        # dense labels (per pixel, per token; padded): the loss is a mean over labelled
+        # positions, so epochs sum it weighted by them, not by samples
+        self.per_label = (
+            bool(spec.get("dense")) and self.target == "class" and self.mean
+        )
+        if self.target == "class" and (
+            {"accuracy", "top5"} & set(self.metrics) or self.per_label
+        ):
             self.columns.append("counted")
         if "miou" in self.metrics:
             c = int(self.classes)
@@ -250,6 +258,9 @@ class Term:
         and labels equal to ignore_index are not counted."""
         vals = [loss.detach()]
         out = out.detach()
+        if self.per_label:  # weighted by its labelled positions (none: adds nothing)
+            n = (t != self.ignore).sum()
+            vals[0] = torch.where(n > 0, vals[0].double() * n, 0.0).to(vals[0].dtype)
         if self.numel is None:  # one run's samples share one size
             self.numel = out[0].numel() if out.dim() else 1
         valid = None
@@ -293,12 +304,16 @@ class Term:
         out = {}
         for name in ["loss", *self.metrics]:
             v = col[name]
-            if name in ("accuracy", "top5") and self.target == "class":
+            per_label = name in ("accuracy", "top5") and self.target == "class"
+            if per_label or (
+                name == "loss" and self.per_label
+            ):  # per labelled position
                 out[name] = v / col["counted"] if col["counted"] else math.nan
             elif name == "loss":
                 out[name] = v / n
             elif name == "perplexity":
-                out[name] = math.exp(min(col["loss"] / n, 700.0))
+                mean = out["loss"]  # per labelled position where labels are dense
+                out[name] = math.exp(min(mean, 700.0)) if not math.isnan(mean) else mean
             elif name == "miou":
                 c = int(self.classes)
                 ious = [
@@ -697,7 +712,9 @@ class Trainer:
         self.terms = [Term(t, self.device) for t in cfg["losses"]]
         # per column: whether it holds a per-batch mean loss (weighted by batch size when summed)
         self._column_kinds = [
-            c == "loss" and t.mean for t in self.terms for c in t.columns
+            c == "loss" and t.mean and not t.per_label
+            for t in self.terms
+            for c in t.columns
         ]
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             cfg.get("precision", "fp32")
@@ -810,7 +827,7 @@ class Trainer:
             return
         until = self.cfg.get("unfreeze_at")
         train = until is not None and epoch + 1 >= until
-        if train and not self.frozen[0].requires_grad and epoch > 0:
+        if train and not self.frozen[0].requires_grad and epoch + 1 == until:
             n = sum(p.numel() for p in self.frozen)
             self.progress.message(
                 f"epoch {epoch + 1}: the {n:,} frozen parameter values train from now on"
@@ -1070,6 +1087,14 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         if self.start_step:
+            if state["buffer"].shape[0] != self._columns():
+                raise ResumeError(
+                    f"the checkpoint stopped mid-epoch ({self.start_step} steps into epoch "
+                    f"{self.epoch + 1}) and records its metrics in another layout (an "
+                    "older netdsl wrote it)",
+                    "resume from a checkpoint written at the end of an epoch, or start "
+                    "the run again",
+                )
             self.buffer = torch.zeros(
                 (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
             )

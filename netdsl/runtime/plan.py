@@ -287,6 +287,9 @@ class Plan(BaseModel):
                         **({"classes": t.classes()} if "miou" in t.metrics else {}),
                         **({"classes_last": True}
                            if getattr(t.loss, "classes_last", False) else {}),
+                        # labels per position (pixels, tokens): the loss is per position
+                        **({"dense": True} if type(t.loss).target == "class"
+                           and len(t.scores_shape()) > 1 else {}),
                         # values per sample; None where they vary with a declared dimension
                         "numel": None if is_symbolic(t.output_shape) else math.prod(t.output_shape)}
                        for t in self.loss],

@@ -396,9 +396,13 @@ class Builder:
             values["precision"] = canon or ERR
         if values["workers"] not in (ERR, 0):
             self.notes.append(Note(
-                f"workers = {values['workers']} has no effect: netdsl decodes the data once, "
-                "keeps it in memory on the device and batches it by slicing, so there is no "
-                "per-sample loading to spread over worker processes", self.spans.get("workers")))
+                f"workers = {values['workers']} has no effect here: data that fits in memory "
+                "is batched by slicing tensors on the device; sources that stream from disk "
+                "take their own (ImageFolder(..., workers=N))", self.spans.get("workers")))
+        if values["unfreeze_at"] not in (ERR, None) and values["freeze"] in (ERR, None):
+            rep.error("E401", "unfreeze_at has nothing to unfreeze: say which parameters "
+                      "are frozen until then", self.spans.get("unfreeze_at"),
+                      'for example: freeze = "backbone.*"')
         device = values["device"]
         bad_index = device_problem(device) if device is not ERR else None
         if bad_index:

@@ -382,6 +382,8 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     except DataError as exc:  # a streamed file that cannot be read, or its labels
         _failed(folder, state is not None, exc)
         raise data_error(plan, exc) from None
+    except loop.ResumeError as exc:  # a mid-epoch checkpoint it cannot continue
+        raise NetdslError([Diagnostic("E409", exc.message, hint=exc.hint)]) from None
     except loop.SettingError as exc:  # a freeze pattern or a group that takes nothing
         _failed(folder, state is not None, exc)
         raise NetdslError([Diagnostic("E401", str(exc), plan.span(exc.key))]) from None

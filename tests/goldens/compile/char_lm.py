@@ -175,6 +175,7 @@ PLAN = {
             "prefix": "",
             "metrics": ["accuracy", "perplexity"],
             "classes_last": True,
+            "dense": True,
             "numel": None,
         }
     ],

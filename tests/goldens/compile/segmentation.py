@@ -154,6 +154,7 @@ PLAN = {
             "prefix": "",
             "metrics": ["accuracy", "miou"],
             "classes": 3,
+            "dense": True,
             "numel": None,
         }
     ],
