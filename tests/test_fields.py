@@ -492,3 +492,32 @@ def test_padded_losses_do_not_depend_on_the_evaluation_batch(tmp_path):
     b = fit(spec, tmp_path / "b", eval_batch_size=5)["history"][-1]
     assert a["val.loss"] == pytest.approx(b["val.loss"], rel=1e-6)
     assert a["val.perplexity"] == pytest.approx(math.exp(a["val.loss"]), rel=1e-9)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_mask_takes_its_images_random_flips_and_crops(tmp_path, stream):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "coded"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(16):  # the image's red channel codes its mask: red = 10 * class + 5
+        mask = rng.integers(0, 3, (12, 16)).astype(np.uint8)
+        img = np.zeros((12, 16, 3), np.uint8)
+        img[..., 0] = mask * 10 + 5
+        Image.fromarray(img).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask, mode="L").save(root / "masks" / f"{i}.png")
+    d = load_data("MaskFolder", images=str(root / "images"), masks=str(root / "masks"),
+                  transforms=[["RandomCrop", {"size": [10, 10], "padding": 3}],
+                              ["RandomHorizontalFlip", {}], "ToTensor"],
+                  stream=stream, workers=0, val=4)
+    for batch in d.loader("train", 4):
+        red, mask = (batch["image"][:, 0] * 255).round().long(), batch["mask"]
+        padded = red == 0  # a crop's padding: black in the image, ignored in the mask
+        assert bool(padded.any()) and bool((mask[padded] == -100).all())
+        assert torch.equal(mask[~padded], (red[~padded] - 5) // 10)
+    val = next(iter(d.loader("val", 4)))  # evaluation: the center 10x10 of both
+    assert val["mask"].shape == (4, 10, 10) and val["image"].shape == (4, 3, 10, 10)
+    assert torch.equal(val["mask"], ((val["image"][:, 0] * 255).round().long() - 5) // 10)

@@ -35,7 +35,8 @@ API
       suffix; class ids per pixel), optional ``test_images=``, ``test_masks=``; fields
       ``image`` and ``mask`` (int64 [H, W]); ``convert``, ``stream``, ``workers`` as for
       ImageFolder. Resize/CenterCrop must come before ToTensor (masks get them by nearest
-      neighbour); random transforms are refused.
+      neighbour); random flips and crops move each mask with its image (padding takes the
+      loss's ignore_index, `DataInfo.masks`).
     * ``"CSV"``: ``path=``, optional ``test_path=``; ``targets=`` (column name or list) and
       ``features=`` (names; default every other column) give fields ``features`` and
       ``target``; or column groups, one keyword per field (``table=["a", "b"],
@@ -142,6 +143,7 @@ the global RNG, or on how many batches were consumed before.
 
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 import hashlib
@@ -638,6 +640,19 @@ class Augment:
             x = op.apply(x, p)
         return x
 
+    def apply_mask(
+        self, mask: torch.Tensor, params: list[dict], fill: int
+    ) -> torch.Tensor:
+        """The same flips and crops on class-id masks [N, H, W] (every random step is
+        geometric); what a crop's padding adds is `fill`, a label the loss ignores."""
+        x = mask[:, None]
+        for op, p in zip(self.ops, params):
+            if isinstance(op, _Crop):
+                op = copy.copy(op)
+                op.fill, op._fills = (fill,), {}
+            x = op.apply(x, p)
+        return x[:, 0]
+
     def __call__(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -738,6 +753,14 @@ def _build_augment(steps, random_at, image, sample_shape) -> Augment:
     return Augment(ops)
 
 
+def _mask_fill(label_check) -> int:
+    """The label a crop's padding gets in a mask: the ignore_index of the loss on it."""
+    for c in label_check or ():
+        if c.get("field", "mask") == "mask" and c.get("ignore_index") is not None:
+            return int(c["ignore_index"])
+    return -100
+
+
 def _largest(values: list[torch.Tensor], ignored: set[int]) -> int:
     """The largest label of the splits, leaving out labels a loss ignores (255 for VOC
     masks); -1 when there is none."""
@@ -761,9 +784,16 @@ def _checkable(x: torch.Tensor | Lazy) -> torch.Tensor | None:
     return values(x.key) if values is not None else None
 
 
-def _static(x: torch.Tensor | Lazy, steps: list[Transform]) -> torch.Tensor | Lazy:
-    """Deterministic steps over a field: now for a tensor, as it is read for a Lazy one."""
-    return x.then(steps) if isinstance(x, Lazy) else _apply_static_tensor(x, steps)
+def _static(
+    x: torch.Tensor | Lazy, steps: list[Transform], mask: bool = False
+) -> torch.Tensor | Lazy:
+    """Deterministic steps over a field: now for a tensor, as it is read for a Lazy one
+    (a mask [N, H, W] is cropped as a one-channel image)."""
+    if isinstance(x, Lazy):
+        return x.then(steps)
+    if mask:
+        return _apply_static_tensor(x[:, None], steps)[:, 0]
+    return _apply_static_tensor(x, steps)
 
 
 def _in_memory_limit() -> int:
@@ -1020,6 +1050,8 @@ class _ImageFiles:
         )
         if key in self.checks:
             check_labels([(x[None], self.describe(i, key))], self.checks[key])
+        if steps and key in self.masks:  # a mask [H, W]: as a one-channel image
+            return _run_steps(x[None, None], steps)[0, 0]
         return _run_steps(x[None], steps)[0] if steps else x
 
     def _pil(self, key: str):
@@ -1163,6 +1195,9 @@ class DataInfo:
     )  # run once, val/test only
     loading: str = ""  # "data: streamed from disk (...)" where the source decided
     workers: int | None = None  # DataLoader workers for streamed fields (None: auto)
+    masks: dict[str, int] = field(
+        default_factory=dict
+    )  # follow the image's flips, crops
 
     @property
     def streamed(self) -> bool:
@@ -1251,6 +1286,7 @@ class Data:
             "non_blocking": non_blocking,
             "pin_memory": pin_memory,
             "workers": self.info.workers,
+            "masks": self.info.masks,
         }
         fields = self._on_device(split, dev, non_blocking, pin_memory)
         if not any(isinstance(v, Lazy) for v in fields.values()):
@@ -1297,6 +1333,7 @@ class DeviceLoader:
         non_blocking: bool = True,
         pin_memory: bool = False,
         workers: int | None = None,
+        masks: Mapping[str, int] | None = None,
     ):
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
@@ -1318,6 +1355,9 @@ class DeviceLoader:
                 f"data does not have (its fields: {', '.join(self.fields)})"
             )
         self.augment_field = augment_field
+        self.masks = dict(
+            masks or {}
+        )  # fields that take the image's flips and crops: fill
         if isinstance(augment, _PendingAugment):
             augment = augment.build(tuple(self.fields[augment_field].shape[1:]))
         self.augment = augment if augment else None
@@ -1400,9 +1440,10 @@ class DeviceLoader:
                 batch = {k: batch[k] for k in self.fields}  # the fields' own order
             if params is not None:
                 k = self.augment_field
-                batch[k] = self.augment.apply(
-                    batch[k], [{n: v[lo:hi] for n, v in p.items()} for p in params]
-                )
+                mine = [{n: v[lo:hi] for n, v in p.items()} for p in params]
+                batch[k] = self.augment.apply(batch[k], mine)
+                for m, fill in self.masks.items():  # a mask moves with its image
+                    batch[m] = self.augment.apply_mask(batch[m], mine, fill)
             yield batch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -2300,11 +2341,6 @@ def load_data(
                 "their masks",
                 f"put {late[0]} before ToTensor: both get it (masks by nearest neighbour)",
             )
-        if augment:
-            raise DataError(
-                "MaskFolder does not augment yet: a random crop or flip must move the "
-                "image and its mask together; leave the random transforms out"
-            )
         convert = kw.get("convert", "RGB")
         found = _mask_pairs(Path(kw["images"]), Path(kw["masks"]))
         streamed, loading = _choose_stream(
@@ -2517,13 +2553,20 @@ def load_data(
             # A RandomCrop that changes the size trains on smaller images; evaluation
             # splits get the usual counterpart, a CenterCrop to the same size.
             eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
+            follow = [k for k in kinds if k == "mask"]  # cropped with their image
             if valsplit is not None:
                 valsplit = valsplit.replace(
-                    **{primary: _static(valsplit[primary], eval_steps)}
+                    **{
+                        k: _static(valsplit[k], eval_steps, k in follow)
+                        for k in (primary, *follow)
+                    }
                 )
             if testsplit is not None:
                 testsplit = testsplit.replace(
-                    **{primary: _static(testsplit[primary], eval_steps)}
+                    **{
+                        k: _static(testsplit[k], eval_steps, k in follow)
+                        for k in (primary, *follow)
+                    }
                 )
     splits = [s for s in (train, valsplit, testsplit) if s is not None]
     infos = {}
@@ -2567,6 +2610,7 @@ def load_data(
         eval_transforms=eval_steps,
         loading=loading,
         workers=kw.get("workers"),
+        masks={"mask": _mask_fill(label_check)} if name == "MaskFolder" else {},
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 

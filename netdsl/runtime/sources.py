@@ -329,9 +329,6 @@ class MaskFolder(Source):
             return [("test_images" if self.test_images is None else "test_masks",
                      "give test_images= and test_masks= together")]
         names = [t.kind for t in self.transform]
-        if any(t.random for t in self.transform):
-            return [("transform", "masks are not augmented yet (a random crop or flip must "
-                     "move an image and its mask together): leave the random transforms out")]
         after = names[names.index("ToTensor") + 1:] if "ToTensor" in names else []
         late = [n for n in after if n in ("Resize", "CenterCrop")]
         if late:
