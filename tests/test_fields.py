@@ -521,3 +521,18 @@ def test_a_mask_takes_its_images_random_flips_and_crops(tmp_path, stream):
     val = next(iter(d.loader("val", 4)))  # evaluation: the center 10x10 of both
     assert val["mask"].shape == (4, 10, 10) and val["image"].shape == (4, 3, 10, 10)
     assert torch.equal(val["mask"], ((val["image"][:, 0] * 255).round().long() - 5) // 10)
+
+
+@needs_mnist
+def test_each_image_of_a_pair_is_augmented_on_its_own(tmp_path):
+    d = load_data("MNIST", root=DATA, limit=256, pairs=True,
+                  transforms=[["RandomCrop", {"size": 28, "padding": 4}], "ToTensor"])
+    assert d.info.augmented == ["left", "right"]
+    loader = d.loader("train", 64)
+    left, right = loader._aug_params(0)
+    assert not torch.equal(left[0]["i"], right[0]["i"])  # their own crop offsets
+    batch = next(iter(loader))
+    plain = next(iter(load_data("MNIST", root=DATA, limit=256, pairs=True,
+                                transforms=["ToTensor"]).loader("train", 64)))
+    assert batch["left"].shape == (64, 1, 28, 28) and torch.equal(batch["same"], plain["same"])
+    assert not torch.equal(batch["left"], plain["left"])

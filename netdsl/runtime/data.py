@@ -1198,6 +1198,9 @@ class DataInfo:
     masks: dict[str, int] = field(
         default_factory=dict
     )  # follow the image's flips, crops
+    augmented: list[str] = field(
+        default_factory=list
+    )  # the fields augmented, each on its own
 
     @property
     def streamed(self) -> bool:
@@ -1282,7 +1285,7 @@ class Data:
             "seed": seed,
             "device": dev,
             "augment": aug,
-            "augment_field": self.info.primary,
+            "augment_field": self.info.augmented or self.info.primary,
             "non_blocking": non_blocking,
             "pin_memory": pin_memory,
             "workers": self.info.workers,
@@ -1349,17 +1352,23 @@ class DeviceLoader:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.seed = int(seed)
-        if augment and augment_field not in self.fields:
+        own = (
+            [augment_field]
+            if isinstance(augment_field, str)
+            else list(augment_field or [])
+        )
+        missing = [k for k in own if k not in self.fields]
+        if augment and (missing or not own):
             raise DataError(
-                f"the augmentation applies to the field {augment_field!r}, which this "
-                f"data does not have (its fields: {', '.join(self.fields)})"
+                f"the augmentation applies to the field {(missing or [None])[0]!r}, which "
+                f"this data does not have (its fields: {', '.join(self.fields)})"
             )
-        self.augment_field = augment_field
+        self.augment_fields = own  # the first draws as a single field always has
         self.masks = dict(
             masks or {}
         )  # fields that take the image's flips and crops: fill
         if isinstance(augment, _PendingAugment):
-            augment = augment.build(tuple(self.fields[augment_field].shape[1:]))
+            augment = augment.build(tuple(self.fields[own[0]].shape[1:]))
         self.augment = augment if augment else None
         self.epoch = 0
         self._start_step = 0
@@ -1393,12 +1402,16 @@ class DeviceLoader:
             return torch.arange(n)
         return torch.randperm(n, generator=_generator(self.seed, "order", int(epoch)))
 
-    def _aug_params(self, epoch: int) -> list[dict]:
+    def _aug_params(self, epoch: int) -> list[list[dict]]:
+        """Per augmented field, the epoch's draws (the second image of a pair draws its
+        own, from a generator of its own)."""
         assert self.augment is not None
-        params = self.augment.sample(
-            self.num_samples, _generator(self.seed, "augment", int(epoch))
-        )
-        return [{k: self._move(v) for k, v in p.items()} for p in params]
+        out = []
+        for i, k in enumerate(self.augment_fields):
+            tags = ("augment", int(epoch)) if i == 0 else ("augment", int(epoch), k)
+            params = self.augment.sample(self.num_samples, _generator(self.seed, *tags))
+            out.append([{n: self._move(v) for n, v in p.items()} for p in params])
+        return out
 
     def _move(self, t: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cpu":
@@ -1439,11 +1452,12 @@ class DeviceLoader:
                 batch.update({k: self._move(v) for k, v in next(read).items()})
                 batch = {k: batch[k] for k in self.fields}  # the fields' own order
             if params is not None:
-                k = self.augment_field
-                mine = [{n: v[lo:hi] for n, v in p.items()} for p in params]
-                batch[k] = self.augment.apply(batch[k], mine)
-                for m, fill in self.masks.items():  # a mask moves with its image
-                    batch[m] = self.augment.apply_mask(batch[m], mine, fill)
+                for k, drawn in zip(self.augment_fields, params):
+                    mine = [{n: v[lo:hi] for n, v in p.items()} for p in drawn]
+                    batch[k] = self.augment.apply(batch[k], mine)
+                    if k == self.augment_fields[0]:  # a mask moves with its image
+                        for m, fill in self.masks.items():
+                            batch[m] = self.augment.apply_mask(batch[m], mine, fill)
             yield batch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -2527,12 +2541,8 @@ def load_data(
     if val is not None:
         train, valsplit = _carve(train, val, seed, "val")
 
+    augmented = [primary] if primary else []  # the fields the random steps apply to
     if pairs:
-        if augment:
-            raise DataError(
-                f"{name}(pairs=true) does not augment yet: leave the random transforms "
-                "out (or make the pairs another way)"
-            )
         train, valsplit, testsplit = (
             None if s is None else _pairs(s, seed, tag)
             for s, tag in ((train, "train"), (valsplit, "val"), (testsplit, "test"))
@@ -2540,12 +2550,13 @@ def load_data(
         kinds = {"left": "image", "right": "image", "same": "class"}
         primary, target = None, "same"
         classes = {"same": ["different", "same"]}
+        augmented = ["left", "right"]  # each image of a pair augmented on its own
 
     eval_steps: list[Transform] = []
     if augment:
-        if primary is None:
+        if not augmented:
             raise DataError(f"{name}: augmentations need a single input field")
-        sample_shape = tuple(train[primary].shape[1:])
+        sample_shape = tuple(train[augmented[0]].shape[1:])
         if isinstance(augment, _PendingAugment):
             augment = augment.build(sample_shape)
         out_shape = augment.out_shape(sample_shape)
@@ -2558,21 +2569,21 @@ def load_data(
                 valsplit = valsplit.replace(
                     **{
                         k: _static(valsplit[k], eval_steps, k in follow)
-                        for k in (primary, *follow)
+                        for k in (*augmented, *follow)
                     }
                 )
             if testsplit is not None:
                 testsplit = testsplit.replace(
                     **{
                         k: _static(testsplit[k], eval_steps, k in follow)
-                        for k in (primary, *follow)
+                        for k in (*augmented, *follow)
                     }
                 )
     splits = [s for s in (train, valsplit, testsplit) if s is not None]
     infos = {}
     for k, t in train.fields.items():
         shape = tuple(t.shape[1:])
-        if k == primary and augment:
+        if k in augmented and augment:
             shape = augment.out_shape(shape)
         info = FieldInfo(shape, _dtype_name(t.dtype), kinds.get(k, "input"))
         info.classes = classes.get(k)  # class names, or a text's characters
@@ -2611,6 +2622,7 @@ def load_data(
         loading=loading,
         workers=kw.get("workers"),
         masks={"mask": _mask_fill(label_check)} if name == "MaskFolder" else {},
+        augmented=augmented if augment else [],
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
 

@@ -179,8 +179,6 @@ def _pair_fields(sig: DataSig, shape: tuple | None) -> DataSig:
 
 
 def _pairs_check(source) -> list:
-    if source.pairs and any(t.random for t in source.transform):
-        return [("pairs", "pairs are not augmented yet: leave the random transforms out")]
     return []
 
 
