@@ -193,7 +193,8 @@ class Builder:
                 return ERR
             kind = "CrossEntropyLoss" if task == "classification" else "MSELoss"
             bound = bind(LOSSES.lookup(kind), [], self.where, self.rep)
-            self.notes.append(Note(f"loss = {kind}({outs[0].name}, target): the default for "
+            field = (self.data_sig.target if self.data_sig is not None else None) or "target"
+            self.notes.append(Note(f"loss = {kind}({outs[0].name}, {field}): the default for "
                                    f"{task} data", self.where))
             return [(1.0, bound, outs[0].name, self.where, "target", self.where)]
         self.spans["loss"] = e.base.value.span
