@@ -51,7 +51,7 @@ def test_groups_take_parameters_by_pattern_and_kind_first_match_wins(tmp_path):
     ]
     text = spec.plan().describe()
     lines = [" ".join(line.split()) for line in text.splitlines()]
-    assert 'group 1 Group("*.bias", kinds="LayerNorm", weight_decay=0)' in lines
+    assert 'group 1 Group("*.bias", kinds="LayerNorm", weight_decay=0.0)' in lines
     assert 'group 2 Group("body.*", lr=0.001)' in lines
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 from pydantic import Field, StrictStr
 
 from ..ops.base import Bool, Extra, Float, Inferred, Int, NonNegInt, PosInt, Prob
-from .decl import Components, Decl, Family
+from .decl import Components, Decl, Family, show
 
 NonNegFloat = Annotated[Float, Field(ge=0)]
 PosFloat = Annotated[Float, Field(gt=0)]
@@ -138,6 +138,11 @@ class KLDivLoss(Loss):
 
 # ---- optimizers ----------------------------------------------------------------------------
 Names = Union[StrictStr, tuple[StrictStr, ...]]
+
+
+def names(v: Names | None) -> tuple[str, ...]:
+    """One name or several, as a tuple (`"*.bias"` or `["*.bias", "*.norm*"]`)."""
+    return (v,) if isinstance(v, str) else tuple(v or ())
 Setting = Union[Bool, Float, tuple[Float, ...]]  # an optimizer argument's value
 
 
@@ -159,10 +164,10 @@ class Group(Decl):
                     "open_fields": "a number, a bool, or a tuple of numbers"}
 
     def patterns(self) -> tuple[str, ...]:
-        return (self.match,) if isinstance(self.match, str) else tuple(self.match)
+        return names(self.match)
 
     def kind_names(self) -> tuple[str, ...]:
-        return (self.kinds,) if isinstance(self.kinds, str) else tuple(self.kinds)
+        return names(self.kinds)
 
     def options(self) -> dict:
         return dict(self.open_fields)
@@ -176,15 +181,10 @@ class Group(Decl):
         return []
 
     def describe(self) -> str:
-        """As a spec writes it: `Group("*.bias", kinds="LayerNorm", weight_decay=0)`."""
-        def text(v):
-            if isinstance(v, tuple):
-                return "[" + ", ".join(text(x) for x in v) + "]"
-            return f'"{v}"' if isinstance(v, str) else str(v).lower() if isinstance(v, bool) \
-                else f"{v:g}" if isinstance(v, float) else str(v)
-        args = [text(self.match)] if self.patterns() else []
-        args += [f"kinds={text(self.kinds)}"] if self.kind_names() else []
-        args += [f"{k}={text(v)}" for k, v in self.options().items()]
+        """As a spec writes it: `Group("*.bias", kinds="LayerNorm", weight_decay=0.0)`."""
+        args = [show(self.match)] if self.patterns() else []
+        args += [f"kinds={show(self.kinds)}"] if self.kind_names() else []
+        args += [f"{k}={show(v)}" for k, v in self.options().items()]
         return f"Group({', '.join(args)})"
 
 

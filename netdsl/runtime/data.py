@@ -823,21 +823,26 @@ def _size(n: float) -> str:
     return ""
 
 
-def _choose_stream(stream, n: int, sample_bytes, what: str) -> tuple[bool, str]:
+def _choose_stream(
+    stream, n: int, sample_bytes, what: str, whole: str | None = None
+) -> tuple[bool, str]:
     """Whether to stream `n` samples (stream=None: when they would take more than
-    `_in_memory_limit()` as tensors), and the line that says so when the run starts."""
+    `_in_memory_limit()` as tensors, unless `whole` says why the source reads them all),
+    and the line that says so when the run starts."""
     if n == 0:
         return False, ""
     size = n * sample_bytes()
     limit = _in_memory_limit()
     about = f"{n:,} {what}, {_size(size)} as tensors"
     if stream is None:
-        stream = size > limit
+        stream = size > limit and whole is None
         why = (
             f"more than the in-memory limit of {_size(limit)}"
-            if stream
+            if size > limit
             else f"within the in-memory limit of {_size(limit)}"
         )
+        if size > limit and whole is not None:
+            why = f"{whole}; {why}"
     else:
         why = f"stream={'true' if stream else 'false'}"
     where = "streamed from disk" if stream else "loaded into memory"
@@ -926,17 +931,18 @@ class Lazy:
     a loader reads a batch. `reader.read(i, key, steps)` gives sample i of the reader's
     field `key` after the deterministic `steps`."""
 
-    def __init__(self, reader, key: str, index: torch.Tensor, steps=(), shape=None):
+    def __init__(self, reader, key: str, index: torch.Tensor, steps=(), like=None):
+        """`like`: a Lazy of the same reader, key and steps whose sample shape and dtype
+        this one shares (else the first sample is read to learn them)."""
         self.reader, self.key, self.index = reader, key, index
         self.steps = list(steps)
-        if shape is None:
-            first = reader.read(int(index[0]), key, self.steps) if len(index) else None
-            if first is None:
+        if like is None:
+            if not len(index):
                 raise DataError("a split needs at least one sample")
-            shape, self.dtype = tuple(first.shape), first.dtype
+            first = reader.read(int(index[0]), key, self.steps)
+            self.sample_shape, self.dtype = tuple(first.shape), first.dtype
         else:
-            self.dtype = reader.dtype(key, self.steps)
-        self.sample_shape = tuple(shape)
+            self.sample_shape, self.dtype = like.sample_shape, like.dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -946,9 +952,7 @@ class Lazy:
         return int(self.index.shape[0])
 
     def __getitem__(self, index) -> Lazy:
-        return Lazy(
-            self.reader, self.key, self.index[index], self.steps, self.sample_shape
-        )
+        return Lazy(self.reader, self.key, self.index[index], self.steps, like=self)
 
     def then(self, steps: list[Transform]) -> Lazy:
         """The field after more deterministic steps (run per sample as it is read)."""
@@ -1037,9 +1041,6 @@ class _ImageFiles:
 
     def describe(self, i: int, key: str) -> str:
         return f"{'mask' if key in self.masks else 'image'} {self.files[key][i]!r}"
-
-    def dtype(self, key: str, steps) -> torch.dtype:
-        return self.read(0, key, steps).dtype
 
     def read(self, i: int, key: str, steps) -> torch.Tensor:
         x = _decode(
@@ -2389,68 +2390,67 @@ def load_data(
             kw, task, uses
         )
         origin = {k: (k, f"{k}_test") for k in kinds}
-    elif name == "Text" and kw.get("lines"):
-        unused("path", "block_size", "tokens", "lines")
-        if "path" not in kw:
-            raise DataError("Text needs path=<a text file>")
-        train, vocab = _text_lines(
-            Path(kw["path"]), kw.get("tokens", "char"), int(kw.get("block_size", 64))
-        )
-        parts = {}
-        for tag, amount in (("test", test), ("val", val)):  # the last lines, test last
-            if amount is not None:
-                train, parts[tag] = _carve(train, amount, seed, tag, contiguous=True)
-        testsplit, valsplit, val, test = parts.get("test"), parts.get("val"), None, None
-        kinds = {"tokens": "input", "next": "class", "pad": "input"}
-        primary, target = None, "next"
-        if vocab is not None:
-            classes["tokens"] = classes["next"] = vocab
-        origin = {k: (str(kw["path"]), str(kw["path"])) for k in kinds}
     elif name == "Text":
-        unused("path", "block_size", "tokens", "stride", "stream", "workers", "lines")
+        lines = bool(kw.get("lines"))
+        unused(
+            "path",
+            "block_size",
+            "tokens",
+            "lines",
+            *(() if lines else ("stride", "stream", "workers")),
+        )
         if "path" not in kw:
             raise DataError("Text needs path=<a text file>")
+        path, tokens = Path(kw["path"]), kw.get("tokens", "char")
         block = int(kw.get("block_size", 64))
-        stride = int(kw.get("stride") or block)
-        tokens = kw.get("tokens", "char")
-        path = Path(kw["path"])
-        size = _token_count(path, tokens, block)
-        streamed, loading = _choose_stream(
-            kw.get("stream"),
-            max(0, (size - 1 - block) // stride + 1),
-            lambda: 16 * block,  # a window of int64 ids and its targets
-            "windows",
-        )
-        if streamed and tokens == "char":
-            if kw.get("stream"):
+        parts: dict[str, Split] = {}
+        if lines:
+            train, vocab = _text_lines(path, tokens, block)
+            for tag, amount in (
+                ("test", test),
+                ("val", val),
+            ):  # the last lines, test last
+                if amount is not None:
+                    train, parts[tag] = _carve(
+                        train, amount, seed, tag, contiguous=True
+                    )
+        else:
+            stride = int(kw.get("stride") or block)
+            size = _token_count(path, tokens, block)
+            if kw.get("stream") and tokens == "char":
                 raise DataError(
                     'Text(tokens="char") reads the whole file for its characters: stream '
                     'a file of bytes (tokens="byte") or of token ids (uint16, int32)'
                 )
-            streamed, loading = (
-                False,
-                loading.replace("streamed from disk", "loaded into memory").replace(
-                    "more than", 'tokens="char" reads it whole; more than'
-                ),
+            streamed, loading = _choose_stream(
+                kw.get("stream"),
+                max(0, (size - 1 - block) // stride + 1),
+                lambda: 16 * block,  # a window of int64 ids and its targets
+                "windows",
+                whole='tokens="char" reads it whole' if tokens == "char" else None,
             )
-        ids, vocab = (
-            (_TokenSpan(str(path), tokens, 0, size), None)
-            if streamed
-            else _text_ids(path, tokens, block)
-        )
-        # val and test are held out from the end of the file (test last), as spans of
-        # tokens, so no window of theirs overlaps one that trains; they are scored in
-        # disjoint windows, every token once
-        parts: dict[str, Split] = {}
-        for tag, amount in (("test", test), ("val", val)):
-            if amount is None:
-                continue
-            k = _text_held(amount, tag, ids.numel(), block)
-            ids, held = ids[: ids.numel() - k + 1], ids[ids.numel() - k :]
-            parts[tag] = _windows(held, block, block, f"{kw['path']} ({tag})")
-        train = _windows(ids, block, stride, str(kw["path"]))
+            ids, vocab = (
+                (_TokenSpan(str(path), tokens, 0, size), None)
+                if streamed
+                else _text_ids(path, tokens, block)
+            )
+            # val and test are held out from the end of the file (test last), as spans of
+            # tokens, so no window of theirs overlaps one that trains; they are scored in
+            # disjoint windows, every token once
+            for tag, amount in (("test", test), ("val", val)):
+                if amount is None:
+                    continue
+                k = _text_held(amount, tag, ids.numel(), block)
+                ids, held = ids[: ids.numel() - k + 1], ids[ids.numel() - k :]
+                parts[tag] = _windows(held, block, block, f"{kw['path']} ({tag})")
+            train = _windows(ids, block, stride, str(kw["path"]))
         testsplit, valsplit, val, test = parts.get("test"), parts.get("val"), None, None
-        kinds, primary, target = {"tokens": "input", "next": "class"}, None, "next"
+        kinds = {
+            "tokens": "input",
+            "next": "class",
+            **({"pad": "input"} if lines else {}),
+        }
+        primary, target = None, "next"
         if vocab is not None:
             classes["tokens"] = classes["next"] = vocab
         origin = {k: (str(kw["path"]), str(kw["path"])) for k in kinds}
@@ -2552,6 +2552,8 @@ def load_data(
         classes = {"same": ["different", "same"]}
         augmented = ["left", "right"]  # each image of a pair augmented on its own
 
+    # masks take their image's flips and crops; a crop's padding: the loss's ignore_index
+    masks = {k: _mask_fill(label_check) for k in kinds if k == "mask"}
     eval_steps: list[Transform] = []
     if augment:
         if not augmented:
@@ -2564,19 +2566,18 @@ def load_data(
             # A RandomCrop that changes the size trains on smaller images; evaluation
             # splits get the usual counterpart, a CenterCrop to the same size.
             eval_steps = [Transform("CenterCrop", {"size": tuple(out_shape[-2:])})]
-            follow = [k for k in kinds if k == "mask"]  # cropped with their image
             if valsplit is not None:
                 valsplit = valsplit.replace(
                     **{
-                        k: _static(valsplit[k], eval_steps, k in follow)
-                        for k in (*augmented, *follow)
+                        k: _static(valsplit[k], eval_steps, k in masks)
+                        for k in (*augmented, *masks)
                     }
                 )
             if testsplit is not None:
                 testsplit = testsplit.replace(
                     **{
-                        k: _static(testsplit[k], eval_steps, k in follow)
-                        for k in (*augmented, *follow)
+                        k: _static(testsplit[k], eval_steps, k in masks)
+                        for k in (*augmented, *masks)
                     }
                 )
     splits = [s for s in (train, valsplit, testsplit) if s is not None]
@@ -2621,7 +2622,7 @@ def load_data(
         eval_transforms=eval_steps,
         loading=loading,
         workers=kw.get("workers"),
-        masks={"mask": _mask_fill(label_check)} if name == "MaskFolder" else {},
+        masks=masks,
         augmented=augmented if augment else [],
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
@@ -2661,10 +2662,7 @@ def _text_ids(path: Path, tokens: str, block: int) -> tuple[torch.Tensor, list |
     is: "char" (the file's distinct characters, sorted, are the vocabulary), "byte"
     (0..255), or "uint16"/"int32" (a binary file of token ids, as nanoGPT's prepare.py
     writes them)."""
-    if block < 1:
-        raise DataError(f"Text: block_size must be at least 1, got {block}")
-    if not path.is_file():
-        raise DataError(f"text file {str(path)!r} does not exist")
+    _token_count(path, tokens, block)  # the file is there and whole
     raw = path.read_bytes()
     vocab = None
     if tokens == "char":
@@ -2679,22 +2677,11 @@ def _text_ids(path: Path, tokens: str, block: int) -> tuple[torch.Tensor, list |
         vocab = sorted(set(text))
         lut = {c: i for i, c in enumerate(vocab)}
         ids = torch.tensor([lut[c] for c in text], dtype=torch.int64)
-    elif tokens == "byte":
-        ids = torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
-    elif tokens in ("uint16", "int32"):
-        width = 2 if tokens == "uint16" else 4
-        if len(raw) % width:
-            raise DamagedFileError(
-                f"{path}: {len(raw):,} bytes is not a whole number of {tokens} token ids"
-            )
+    else:
         import numpy as np
 
         ids = torch.from_numpy(
-            np.frombuffer(raw, dtype=f"<{tokens[0]}{width}").astype(np.int64)
-        )
-    else:
-        raise DataError(
-            f"Text: tokens must be char, byte, uint16 or int32, got {tokens!r}"
+            np.frombuffer(raw, dtype=_TOKEN_NUMPY[tokens]).astype(np.int64)
         )
     return ids, vocab
 
@@ -2704,12 +2691,22 @@ _TOKEN_NUMPY = {"byte": "u1", "uint16": "<u2", "int32": "<i4"}
 
 
 def _token_count(path: Path, tokens: str, block: int) -> int:
-    """The tokens in a file, without reading it (characters: its size in bytes, at most)."""
+    """The tokens in a file, without reading it (characters: its size in bytes, at most),
+    after checking that it is there and holds whole token ids."""
+    if tokens not in ("char", *_TOKEN_WIDTH):
+        raise DataError(
+            f"Text: tokens must be char, byte, uint16 or int32, got {tokens!r}"
+        )
     if block < 1:
         raise DataError(f"Text: block_size must be at least 1, got {block}")
     if not path.is_file():
         raise DataError(f"text file {str(path)!r} does not exist")
-    return path.stat().st_size // _TOKEN_WIDTH.get(tokens, 1)
+    size, width = path.stat().st_size, _TOKEN_WIDTH.get(tokens, 1)
+    if size % width:
+        raise DamagedFileError(
+            f"{path}: {size:,} bytes is not a whole number of {tokens} token ids"
+        )
+    return size // width
 
 
 class _TokenSpan:
@@ -2717,11 +2714,6 @@ class _TokenSpan:
 
     def __init__(self, path: str, tokens: str, start: int, stop: int):
         self.path, self.tokens, self.start, self.stop = path, tokens, start, stop
-        if tokens != "byte" and os.path.getsize(path) % _TOKEN_WIDTH[tokens]:
-            raise DamagedFileError(
-                f"{path}: {os.path.getsize(path):,} bytes is not a whole number of "
-                f"{tokens} token ids"
-            )
 
     def numel(self) -> int:
         return self.stop - self.start
@@ -2763,9 +2755,6 @@ class _TokenWindows:
     def read(self, i: int, key: str, steps) -> torch.Tensor:
         lo = i * self.stride + (key == "next")
         return self.span.read(lo, lo + self.block)
-
-    def dtype(self, key: str, steps) -> torch.dtype:
-        return torch.int64
 
     def describe(self, i: int, key: str) -> str:
         return f"window {i} of {self.span.path}"

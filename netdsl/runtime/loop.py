@@ -258,17 +258,15 @@ class Term:
         and labels equal to ignore_index are not counted."""
         vals = [loss.detach()]
         out = out.detach()
-        if self.per_label:  # weighted by its labelled positions (none: adds nothing)
-            n = (t != self.ignore).sum()
-            vals[0] = torch.where(n > 0, vals[0].double() * n, 0.0).to(vals[0].dtype)
         if self.numel is None:  # one run's samples share one size
             self.numel = out[0].numel() if out.dim() else 1
-        valid = None
-        if self.target == "class":
-            valid = (
-                t != self.ignore
-                if self.ignore is not None
-                else torch.ones_like(t, dtype=torch.bool)
+        valid = counted = None
+        if self.target == "class" and len(self.columns) > 1:  # labels that count
+            valid = t != self.ignore  # (not ignore_index)
+            counted = valid.sum() if "counted" in self.columns else None
+        if self.per_label:  # weighted by its labelled positions (none: adds nothing)
+            vals[0] = torch.where(counted > 0, vals[0].double() * counted, 0.0).to(
+                vals[0].dtype
             )
         for m in self.metrics:
             if m == "accuracy" and self.target == "class":
@@ -285,8 +283,8 @@ class Term:
                 vals.append((out.float() - t).square().sum())
             else:  # miou, perplexity: from the columns below, or from the loss
                 vals.append(torch.zeros((), device=out.device))
-        if "counted" in self.columns:
-            vals.append(valid.sum())
+        if counted is not None:
+            vals.append(counted)
         if "miou" in self.metrics:
             c = int(self.classes)
             ok = valid & (t >= 0) & (t < c)
@@ -304,10 +302,8 @@ class Term:
         out = {}
         for name in ["loss", *self.metrics]:
             v = col[name]
-            per_label = name in ("accuracy", "top5") and self.target == "class"
-            if per_label or (
-                name == "loss" and self.per_label
-            ):  # per labelled position
+            per_position = name in ("accuracy", "top5") and self.target == "class"
+            if per_position or (name == "loss" and self.per_label):
                 out[name] = v / col["counted"] if col["counted"] else math.nan
             elif name == "loss":
                 out[name] = v / n

@@ -51,6 +51,7 @@ from .catalog import (
     PosFloat,
     Scheduler,
     metric_mode,
+    names,
 )
 from .decl import Family, show
 from .sources import SOURCES, DataSig, Source
@@ -242,7 +243,7 @@ class Plan(BaseModel):
         return self.spans.get("train")
 
     def freeze_patterns(self) -> list[str]:
-        return [self.freeze] if isinstance(self.freeze, str) else list(self.freeze or ())
+        return list(names(self.freeze))
 
     def settings(self) -> dict[str, Any]:
         """The resolved plan as plain values: what runtime/loop.py and compiled scripts read."""

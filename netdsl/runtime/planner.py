@@ -511,24 +511,23 @@ class Builder:
         plan asks for (synthetic), also its shape, dtype, classes and token count."""
         specs: dict[str, dict[str, Any]] = {f: {"kind": k} for f, k in uses.items()}
         graph = self.graph
+        nodes = {n.name: n for n in graph.inputs}
         for name, f in inputs:  # ids an Embedding reads are checked against its size
-            node = graph.inputs[[n.name for n in graph.inputs].index(name)]
-            vocab = _vocab(graph, node.name)
+            vocab = _vocab(graph, name)
             if vocab is not None:
                 specs[f]["vocab"] = vocab
         if sig.fields is not None:
             return specs
         for name, f in inputs:
-            node = graph.inputs[[n.name for n in graph.inputs].index(name)]
-            ty = node.types[0]
+            ty = nodes[name].types[0]
             sizes = {d.name: _sample_size(d) for d in ty.dims()}
             shape = [int(value_at(d, sizes)) for d in ty.shape]
-            vocab = _vocab(graph, node.name) or getattr(data.decl, "vocab", None)
+            vocab = specs[f].get("vocab") or getattr(data.decl, "vocab", None)
             specs[f].update(shape=shape, dtype=ty.dtype, vocab=vocab)
             if ty.dtype not in ("float32", "float64", "float16", "bfloat16", "bool") and not vocab:
                 self.rep.error("E401", f"synthetic {ty.dtype} input '{name}' holds token ids: say "
                                "how many with vocab=N", data.span,
-                               f"for example: synthetic(n=512, vocab=100)")
+                               "for example: synthetic(n=512, vocab=100)")
         for t in terms:
             spec = specs[t.target]
             if spec["kind"] == "input":

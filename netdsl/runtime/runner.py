@@ -379,16 +379,14 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         exc.result["notes"] = [n.format() for n in notes]
         _write_json(folder / "result.json", exc.result)
         raise
-    except DataError as exc:  # a streamed file that cannot be read, or its labels
-        _failed(folder, state is not None, exc)
-        raise data_error(plan, exc) from None
     except loop.ResumeError as exc:  # a mid-epoch checkpoint it cannot continue
         raise NetdslError([Diagnostic("E409", exc.message, hint=exc.hint)]) from None
-    except loop.SettingError as exc:  # a freeze pattern or a group that takes nothing
-        _failed(folder, state is not None, exc)
-        raise NetdslError([Diagnostic("E401", str(exc), plan.span(exc.key))]) from None
     except BaseException as exc:
         _failed(folder, state is not None, exc)
+        if isinstance(exc, DataError):  # a streamed file that cannot be read, or its labels
+            raise data_error(plan, exc) from None
+        if isinstance(exc, loop.SettingError):  # a freeze pattern or group takes nothing
+            raise NetdslError([Diagnostic("E401", str(exc), plan.span(exc.key))]) from None
         raise
     trained = out_.pop("model")
     result.update(out_)

@@ -178,10 +178,6 @@ def _pair_fields(sig: DataSig, shape: tuple | None) -> DataSig:
     return sig
 
 
-def _pairs_check(source) -> list:
-    return []
-
-
 class Source(Decl):
     """A data source. `transform` is torchvision's name for the pipeline (load_data's
     `transforms`); `val` carves a validation split out of the training data.
@@ -237,9 +233,6 @@ class TorchvisionSource(Source):
     classes: ClassVar[int] = 10
     descriptions = {**Source.descriptions, "pairs": PAIRS}
 
-    def check(self):
-        return _pairs_check(self)
-
     def signature(self, task, uses=None):
         sig = super().signature(task)
         shape: tuple | None = self.raw_shape
@@ -286,9 +279,6 @@ class ImageFolder(Source):
     task_fixed = "classification"
     image = True
     descriptions = {**Source.descriptions, "pairs": PAIRS, "stream": STREAM, "workers": WORKERS}
-
-    def check(self):
-        return _pairs_check(self)
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
