@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal, Optional, Union
 from pydantic import Field, StrictStr
 
 from ..ops.base import Bool, Extra, Float, Inferred, Int, NonNegInt, PosInt, Prob
+from ..diagnostics import did_you_mean
 from .decl import Components, Decl, Family, show
 
 NonNegFloat = Annotated[Float, Field(ge=0)]
@@ -200,8 +201,10 @@ class Optimizer(Decl):
         for i, g in enumerate(self.groups):
             bad = [k for k in g.options() if k not in own]
             if bad:
+                guess = did_you_mean(bad[0], sorted(own))
                 return [("groups", f"group {i + 1}: {self.kind} has no setting "
-                         f"'{bad[0]}'; it takes {', '.join(sorted(own))}")]
+                         f"'{bad[0]}'" + (f"; {guess}" if guess else
+                                          f"; it takes {', '.join(sorted(own))}"))]
         return []
 
     def group_settings(self) -> list[dict]:
