@@ -35,7 +35,7 @@ model LeNet {{
 }}
 train LeNet {{
   data = ImageFolder(path="{path}", convert="L", val=0.1, {extra}
-                     transform=[RandomCrop(28, padding=2), ToTensor, Normalize(0.1307, 0.3081)])
+                     transform=[{transform}, ToTensor, Normalize(0.1307, 0.3081)])
   batch_size = 32
   epochs = {epochs}
   optimizer = Adam(lr=1e-3)
@@ -62,9 +62,15 @@ def folder(tmp_path_factory) -> Path:
     return root
 
 
-def spec(tmp_path, folder, extra="", epochs=2, more="", name="s.net") -> Path:
+# random steps run per batch on the device, or per sample by torchvision.transforms.v2
+BATCHED = "RandomCrop(28, padding=2)"
+PER_SAMPLE = "RandomResizedCrop(28, scale=(0.7, 1.0)), ColorJitter(0.4, 0.4)"
+
+
+def spec(tmp_path, folder, extra="", epochs=2, more="", name="s.net", transform=BATCHED) -> Path:
     path = tmp_path / name
-    path.write_text(SPEC.format(path=folder.as_posix(), extra=extra, epochs=epochs, more=more))
+    path.write_text(SPEC.format(path=folder.as_posix(), extra=extra, epochs=epochs, more=more,
+                                transform=transform))
     return path
 
 
@@ -80,12 +86,13 @@ def weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_streamed_and_in_memory_runs_give_identical_histories(tmp_path, folder):
+@pytest.mark.parametrize("transform", [BATCHED, PER_SAMPLE], ids=["batched", "per-sample"])
+def test_streamed_and_in_memory_runs_give_identical_histories(tmp_path, folder, transform):
     # (with Dropout: the DataLoader must not draw from the RNG the model's dropout uses)
-    memory = run(spec(tmp_path, folder, "stream=false,"), tmp_path / "a")
+    memory = run(spec(tmp_path, folder, "stream=false,", transform=transform), tmp_path / "a")
     for workers in (0, 1):
         streamed = run(spec(tmp_path, folder, f"stream=true, workers={workers},",
-                            name=f"w{workers}.net"), tmp_path / f"w{workers}")
+                            name=f"w{workers}.net", transform=transform), tmp_path / f"w{workers}")
         assert strip(streamed["history"]) == strip(memory["history"])
         assert streamed["test"] == memory["test"]
         for k, v in weights(memory.model).items():
@@ -109,9 +116,11 @@ def test_the_choice_is_automatic_from_the_size_and_reported(tmp_path, folder, mo
     assert any("data: streamed from disk" in n for n in r["notes"])
 
 
-def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(tmp_path, folder):
+@pytest.mark.parametrize("transform", [BATCHED, PER_SAMPLE], ids=["batched", "per-sample"])
+def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(tmp_path, folder, transform):
     more = "checkpoint = Checkpoint(every_steps=4)"
-    path = spec(tmp_path, folder, "stream=true, workers=1,", epochs=3, more=more)
+    path = spec(tmp_path, folder, "stream=true, workers=1,", epochs=3, more=more,
+                transform=transform)
     whole = run(path, tmp_path / "whole")
     out = tmp_path / "killed"
     p = subprocess.Popen([sys.executable, "-m", "netdsl", "run", str(path), "--out", str(out)],

@@ -343,6 +343,100 @@ TRANSFORMS: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
     "RandomHorizontalFlip": ({"p": 0.5}, (), True),
     "RandomVerticalFlip": ({"p": 0.5}, (), True),
 }
+# Per-sample augmentations: torchvision.transforms.v2 with its own arguments and defaults
+# (tests/test_plan.py checks them against torchvision's signatures), run sample by sample.
+_AUTO = {"interpolation": "nearest", "fill": None}
+_PER_SAMPLE: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "RandomResizedCrop": (
+        {
+            "size": None,
+            "scale": (0.08, 1.0),
+            "ratio": (0.75, 4 / 3),
+            "interpolation": "bilinear",
+            "antialias": True,
+        },
+        ("size",),
+    ),
+    "ColorJitter": (
+        {"brightness": None, "contrast": None, "saturation": None, "hue": None},
+        (),
+    ),
+    "RandAugment": (
+        {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31, **_AUTO},
+        (),
+    ),
+    "TrivialAugmentWide": ({"num_magnitude_bins": 31, **_AUTO}, ()),
+    "AutoAugment": ({"policy": "imagenet", **_AUTO}, ()),
+    "AugMix": (
+        {
+            "severity": 3,
+            "mixture_width": 3,
+            "chain_depth": -1,
+            "alpha": 1.0,
+            "all_ops": True,
+            **_AUTO,
+            "interpolation": "bilinear",
+        },
+        (),
+    ),
+    "RandomRotation": (
+        {
+            "degrees": None,
+            "interpolation": "nearest",
+            "expand": False,
+            "center": None,
+            "fill": 0,
+        },
+        ("degrees",),
+    ),
+    "RandomAffine": (
+        {
+            "degrees": None,
+            "translate": None,
+            "scale": None,
+            "shear": None,
+            "interpolation": "nearest",
+            "fill": 0,
+            "center": None,
+        },
+        ("degrees",),
+    ),
+    "RandomPerspective": (
+        {"distortion_scale": 0.5, "p": 0.5, "interpolation": "bilinear", "fill": 0},
+        (),
+    ),
+    "GaussianBlur": ({"kernel_size": None, "sigma": (0.1, 2.0)}, ("kernel_size",)),
+    "RandomGrayscale": ({"p": 0.1}, ()),
+    "RandomErasing": (
+        {
+            "p": 0.5,
+            "scale": (0.02, 0.33),
+            "ratio": (0.3, 3.3),
+            "value": 0.0,
+            "inplace": False,
+        },
+        (),
+    ),
+    "RandomInvert": ({"p": 0.5}, ()),
+    "RandomPosterize": ({"bits": None, "p": 0.5}, ("bits",)),
+    "RandomSolarize": ({"threshold": None, "p": 0.5}, ("threshold",)),
+    "RandomAdjustSharpness": (
+        {"sharpness_factor": None, "p": 0.5},
+        ("sharpness_factor",),
+    ),
+    "RandomAutocontrast": ({"p": 0.5}, ()),
+    "RandomEqualize": ({"p": 0.5}, ()),
+    "ElasticTransform": (
+        {"alpha": 50.0, "sigma": 5.0, "interpolation": "bilinear", "fill": 0},
+        (),
+    ),
+}
+TRANSFORMS.update(
+    {k: (allowed, req, "sample") for k, (allowed, req) in _PER_SAMPLE.items()}
+)
+# the AutoAugment family moves pixels a mask would have to follow, and torchvision
+# refuses masks in them
+_NO_MASKS = ("RandAugment", "TrivialAugmentWide", "AutoAugment", "AugMix")
 _BY_LOWER = {k.lower(): k for k in TRANSFORMS}
 _POSITIONAL = {
     "Normalize": ("mean", "std"),
@@ -352,6 +446,7 @@ _POSITIONAL = {
     "Grayscale": ("num_output_channels",),
     "RandomHorizontalFlip": ("p",),
     "RandomVerticalFlip": ("p",),
+    **{k: tuple(allowed) for k, (allowed, _) in _PER_SAMPLE.items()},
 }
 
 
@@ -400,6 +495,9 @@ def _one_transform(item: Any) -> Transform:
 
 
 def _check_transform(name: str, kw: dict) -> None:
+    if TRANSFORMS[name][2] == "sample":
+        _check_per_sample(name, kw)
+        return
     if name == "Normalize":
         mean, std = kw["mean"], kw["std"]
         mean = [mean] if isinstance(mean, (int, float)) else list(mean)
@@ -452,6 +550,51 @@ def _check_transform(name: str, kw: dict) -> None:
         raise DataError(f"{name}: p must be in [0, 1]")
     if name == "Grayscale" and kw["num_output_channels"] not in (1, 3):
         raise DataError("Grayscale: num_output_channels must be 1 or 3")
+
+
+def _check_per_sample(name: str, kw: dict) -> None:
+    """A torchvision.transforms.v2 step: torchvision checks the values as it builds it."""
+    for k, v in kw.items():
+        if isinstance(v, list):  # a plan's JSON lists
+            kw[k] = tuple(v)
+    for k in ("scale", "ratio", "degrees", "sigma", "alpha", "brightness", "contrast"):
+        v = kw.get(k)
+        if isinstance(v, tuple) and len(v) == 2 and v[0] > v[1]:
+            raise DataError(
+                f"{name}: {k} is (min, max), but {v[0]} is more than {v[1]}"
+            )
+    if kw.get("expand"):
+        raise DataError(
+            f"{name}: expand=true gives every image a size of its own, and a batch "
+            "needs one size; leave expand out"
+        )
+    if name == "RandAugment" and kw["magnitude"] >= kw["num_magnitude_bins"]:
+        raise DataError(
+            f"RandAugment: magnitude counts bins from 0, so it must be below "
+            f"num_magnitude_bins ({kw['num_magnitude_bins']})"
+        )
+    try:
+        _v2(Transform(name, kw))
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{name}: {_short(e)}") from None
+
+
+def _v2(t: Transform, mask_fill: int | None = None):
+    """The torchvision.transforms.v2 object for a random step (a mask's `fill` is
+    `mask_fill`: what the loss ignores)."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    kw = dict(t.kwargs)
+    if t.name == "AutoAugment":
+        kw["policy"] = v2.AutoAugmentPolicy(kw["policy"])
+    if t.name == "RandomCrop":  # netdsl keeps padding as (left, top, right, bottom)
+        kw["padding"] = list(kw["padding"]) if kw["padding"] is not None else None
+    if "fill" in kw:
+        f = kw["fill"]
+        f = f[0] if isinstance(f, tuple) and len(f) == 1 else f
+        kw["fill"] = {tv_tensors.Image: f, tv_tensors.Mask: mask_fill}
+    return getattr(v2, t.name)(**kw)
 
 
 def parse_transforms(spec: Sequence[Any] | None) -> list[Transform]:
@@ -682,6 +825,17 @@ def plan_transforms(
             seen_tensor = True
         elif t.name == "Normalize" and not seen_tensor:
             raise DataError("Normalize must come after ToTensor")
+    kinds = [TRANSFORMS[t.name][2] for t in steps]
+    if "sample" in kinds:
+        first = next(i for i, k in enumerate(kinds) if k)
+        late = [t for t in steps[first:] if t.name in ("Resize", "CenterCrop")]
+        if late:
+            raise DataError(
+                f"{late[0].name} is written after {steps[first].name}; put Resize and "
+                "CenterCrop before the random augmentations (they run once, as the data "
+                "is loaded)"
+            )
+        return steps[:first], PerSample(steps[first:])
     static: list[Transform] = []
     random_at: list[tuple[int, Transform]] = []
     for i, t in enumerate(steps):
@@ -700,6 +854,123 @@ def plan_transforms(
     if sample_shape is None:
         return static, _PendingAugment(steps, random_at, image)
     return static, _build_augment(steps, random_at, image, tuple(sample_shape))
+
+
+class PerSample:
+    """The random part of a pipeline that torchvision.transforms.v2 runs sample by sample
+    (RandomResizedCrop, ColorJitter, RandAugment, ...: each sample draws its own geometry
+    or colours), with every step written after it, in the written order. It runs on the
+    CPU as samples are read, in the DataLoader's workers. `__call__(x, masks, seed)` draws
+    from the global RNG seeded with `seed` (saved and restored around it); masks take the
+    image's geometry, by nearest neighbour, and what a step fills in is the loss's
+    ignore_index."""
+
+    def __init__(self, steps: Sequence[Transform]):
+        self.steps = list(steps)
+        self._ops: dict[int | None, list] = {}  # built per process, per mask fill
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __getstate__(self):
+        return {**self.__dict__, "_ops": {}}
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.steps if TRANSFORMS[t.name][2]]
+
+    def describe(self) -> list[str]:
+        """The random steps as written: `RandomResizedCrop(size=(28, 28), scale=...)`."""
+        out = []
+        for t in self.steps:
+            if TRANSFORMS[t.name][2]:
+                allowed = TRANSFORMS[t.name][0]
+                kw = [f"{k}={v!r}" for k, v in t.kwargs.items() if v != allowed.get(k)]
+                out.append(f"{t.name}({', '.join(kw)})")
+        return out
+
+    def eval_steps(self) -> list[Transform]:
+        """What evaluation splits get instead: the deterministic steps, with torchvision's
+        usual counterparts of the crops (a RandomResizedCrop to S: Resize to S/0.875 and
+        CenterCrop to S, as its reference recipes do; a RandomCrop: CenterCrop)."""
+        out = []
+        for t in self.steps:
+            kw = t.kwargs
+            if not TRANSFORMS[t.name][2]:
+                out.append(t)
+            elif t.name == "RandomResizedCrop":
+                size = _pair(kw["size"], "RandomResizedCrop: size")
+                resize = {
+                    "size": int(max(size) / 0.875),
+                    "interpolation": kw["interpolation"],
+                    "max_size": None,
+                    "antialias": kw["antialias"],
+                }
+                out += [
+                    Transform("Resize", resize),
+                    Transform("CenterCrop", {"size": size}),
+                ]
+            elif t.name == "RandomCrop":
+                out.append(Transform("CenterCrop", {"size": kw["size"]}))
+        return out
+
+    def _built(self, fill: int | None) -> list:
+        if fill not in self._ops:
+            self._ops[fill] = [
+                (t, _v2(t, fill) if TRANSFORMS[t.name][2] else None) for t in self.steps
+            ]
+        return self._ops[fill]
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        masks: Mapping[str, tuple[torch.Tensor, int]] | None = None,
+        seed: int = 0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        import warnings
+
+        from torchvision import tv_tensors
+
+        names = list(masks or {})
+        ms = [m for m, _ in (masks or {}).values()]
+        fill = next((f for _, f in (masks or {}).values()), None)
+        g = torch.default_generator
+        state = g.get_state()
+        g.manual_seed(seed)
+        try:
+            for t, op in self._built(fill):
+                if op is None:  # a deterministic step after the random ones: the image
+                    x = _run_steps(x[None], [t])[0]
+                    continue
+                if x.dim() != 3:
+                    raise DataError(
+                        f"{t.name} needs (C, H, W) image samples, got {tuple(x.shape)}"
+                    )
+                if ms and t.name in _NO_MASKS:
+                    raise DataError(
+                        f"{t.name} moves pixels (rotations, shears) that a mask would have "
+                        "to follow, and torchvision does not move masks in it",
+                        "use RandomAffine for the geometry and ColorJitter for the colours",
+                    )
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # RandomErasing: masks pass
+                        got = op(tv_tensors.Image(x), *map(tv_tensors.Mask, ms))
+                except (TypeError, ValueError, RuntimeError) as e:
+                    raise DataError(
+                        f"{t.name} cannot run on a {'×'.join(map(str, x.shape))} "
+                        f"{_dtype_name(x.dtype)} sample: {_short(e)}",
+                        "most of torchvision's colour steps want uint8 images: put them "
+                        "before ToTensor"
+                        if x.is_floating_point()
+                        else None,
+                    ) from None
+                got = got if isinstance(got, tuple) else (got,)
+                x = got[0].as_subclass(torch.Tensor)
+                ms = [m.as_subclass(torch.Tensor) for m in got[1:]]
+        finally:
+            g.set_state(state)
+        return x, dict(zip(names, ms))
 
 
 class _PendingAugment(Augment):
@@ -792,8 +1063,21 @@ def _static(
     if isinstance(x, Lazy):
         return x.then(steps)
     if mask:
-        return _apply_static_tensor(x[:, None], steps)[:, 0]
+        return _apply_static_tensor(x[:, None], _mask_steps(steps))[:, 0]
     return _apply_static_tensor(x, steps)
+
+
+def _mask_steps(steps: list[Transform]) -> list[Transform]:
+    """What a mask of class ids takes of the image's steps: the geometry, by nearest
+    neighbour (the values' steps, ToTensor, Normalize, Grayscale, leave it as it is)."""
+    out = []
+    for t in steps:
+        if t.name == "Resize":
+            kw = {**t.kwargs, "interpolation": "nearest", "antialias": False}
+            out.append(Transform("Resize", kw))
+        elif t.name == "CenterCrop":
+            out.append(t)
+    return out
 
 
 def _in_memory_limit() -> int:
@@ -1052,7 +1336,7 @@ class _ImageFiles:
         if key in self.checks:
             check_labels([(x[None], self.describe(i, key))], self.checks[key])
         if steps and key in self.masks:  # a mask [H, W]: as a one-channel image
-            return _run_steps(x[None, None], steps)[0, 0]
+            return _run_steps(x[None, None], _mask_steps(steps))[0, 0]
         return _run_steps(x[None], steps)[0] if steps else x
 
     def _pil(self, key: str):
@@ -1202,14 +1486,16 @@ class DataInfo:
     augmented: list[str] = field(
         default_factory=list
     )  # the fields augmented, each on its own
+    per_sample: bool = False  # augmented sample by sample, in the DataLoader's workers
 
     @property
     def streamed(self) -> bool:
         return self.loading.startswith("data: streamed")
 
     def loading_note(self) -> str:
-        """How the data is read, for the start of a run ("" when there was no choice)."""
-        if not self.streamed:
+        """How the data is read, for the start of a run ("" when there was no choice and
+        nothing is augmented sample by sample)."""
+        if not self.streamed and not self.per_sample:
             return self.loading
         w = auto_workers() if self.workers is None else self.workers
         by = (
@@ -1217,7 +1503,12 @@ class DataInfo:
             if w
             else "the training process"
         )
-        return f"{self.loading[:-1]}; read by {by})"
+        what = "augmented sample by sample" if self.per_sample else ""
+        if self.streamed:
+            what = "read and augmented" if self.per_sample else "read"
+        if not self.loading:
+            return f"data: {what} by {by}"
+        return f"{self.loading[:-1]}; {what} by {by})"
 
     @property
     def classes(self) -> list[str] | None:
@@ -1250,13 +1541,21 @@ class Data:
         return s
 
     def _on_device(
-        self, name: str, device: torch.device, non_blocking: bool, pin: bool
+        self,
+        name: str,
+        device: torch.device,
+        non_blocking: bool,
+        pin: bool,
+        leave: tuple[str, ...] = (),
     ) -> dict[str, torch.Tensor]:
-        key = (name, str(device))
+        """The split's fields moved to `device` once (but those in `leave`)."""
+        key = (name, str(device), leave)
         if key not in self._cache:
             s = self.split(name)
             self._cache[key] = {
-                k: _to_device(v, device, non_blocking, pin) for k, v in s.fields.items()
+                k: _to_device(v, device, non_blocking, pin)
+                for k, v in s.fields.items()
+                if k not in leave
             }
         return self._cache[key]
 
@@ -1292,13 +1591,39 @@ class Data:
             "workers": self.info.workers,
             "masks": self.info.masks,
         }
-        fields = self._on_device(split, dev, non_blocking, pin_memory)
+        own: tuple[str, ...] = ()  # the fields a per-sample augmentation reads
+        if isinstance(self.augment, PerSample) and split == "train":
+            own = (*(self.info.augmented or [self.info.primary]), *self.info.masks)
+        fields = self._on_device(split, dev, non_blocking, pin_memory, own)
+        if own:  # augmented on the CPU sample by sample, or as evaluation sees them
+            read = (
+                {k: self.train[k] for k in own} if aug else self._unaugmented(dev, own)
+            )
+            fields = {
+                k: fields[k] if k in fields else read[k] for k in self.train.fields
+            }
         if not any(isinstance(v, Lazy) for v in fields.values()):
             return DeviceLoader(fields, batch_size, **args)
         # a streamed split keeps one loader (and its worker processes) per way of reading
         key = ("loader", split, batch_size, repr(sorted(args.items(), key=str)))
         if key not in self._cache:
             self._cache[key] = DeviceLoader(fields, batch_size, **args)
+        return self._cache[key]
+
+    def _unaugmented(self, device: torch.device, own: tuple[str, ...]) -> dict:
+        """The training split's augmented fields through the evaluation steps instead."""
+        key = ("unaugmented", str(device))
+        if key not in self._cache:
+            steps = self.augment.eval_steps()
+            self._cache[key] = {
+                k: _to_device(
+                    _static(self.train[k], steps, k in self.info.masks),
+                    device,
+                    True,
+                    False,
+                )
+                for k in own
+            }
         return self._cache[key]
 
 
@@ -1368,6 +1693,15 @@ class DeviceLoader:
         self.masks = dict(
             masks or {}
         )  # fields that take the image's flips and crops: fill
+        self.per_sample = augment if isinstance(augment, PerSample) else None
+        if self.per_sample is not None:
+            # read sample by sample through the DataLoader, where the augmentation runs
+            for k in (*own, *self.masks):
+                v = self.fields[k]
+                if not isinstance(v, Lazy):
+                    reader = _Tensors({k: v.cpu()})
+                    self.fields[k] = Lazy(reader, k, torch.arange(split.n))
+            augment = None
         if isinstance(augment, _PendingAugment):
             augment = augment.build(tuple(self.fields[own[0]].shape[1:]))
         self.augment = augment if augment else None
@@ -1473,11 +1807,17 @@ class DeviceLoader:
         b, n = self.batch_size, self.dataset_size
         pos = order if order is not None else torch.arange(n)
         chunks = [
-            pos[s * b : min((s + 1) * b, n)].tolist()
+            [(p, int(epoch)) for p in pos[s * b : min((s + 1) * b, n)].tolist()]
             for s in range(start_step, len(self))
         ]
         if self._stream is None:
-            dataset = _Samples({k: self.fields[k] for k in self.lazy})
+            dataset = _Samples(
+                {k: self.fields[k] for k in self.lazy},
+                self.per_sample,
+                self.augment_fields,
+                self.masks,
+                self.seed,
+            )
             batches = _BatchList()
             w = self.workers
             loader = torch.utils.data.DataLoader(
@@ -1521,16 +1861,53 @@ def auto_workers() -> int:
 
 
 class _Samples(torch.utils.data.Dataset):
-    """Sample `pos` of each streamed field (a DataLoader reads batches of these)."""
+    """Sample `pos` of each streamed field in epoch `epoch` (a DataLoader reads batches of
+    these), augmented sample by sample where the pipeline says so: field k of sample `pos`
+    draws from a seed of (seed, epoch, k, pos) alone, so every worker count, both data
+    paths and a resumed run see the same images."""
 
-    def __init__(self, fields: Mapping[str, Lazy]):
-        self.fields = dict(fields)
+    def __init__(
+        self,
+        fields: Mapping[str, Lazy],
+        augment: PerSample | None = None,
+        augment_fields: Sequence[str] = (),
+        masks: Mapping[str, int] | None = None,
+        seed: int = 0,
+    ):
+        self.fields, self.augment = dict(fields), augment
+        self.augment_fields, self.masks = list(augment_fields), dict(masks or {})
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return len(next(iter(self.fields.values())))
 
-    def __getitem__(self, pos: int) -> dict[str, torch.Tensor]:
-        return {k: v.read(pos) for k, v in self.fields.items()}
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        pos, epoch = item
+        out = {k: v.read(pos) for k, v in self.fields.items()}
+        for i, k in enumerate(self.augment_fields if self.augment else ()):
+            tags = ("sample", epoch, pos) if i == 0 else ("sample", epoch, k, pos)
+            masks = {m: (out[m], f) for m, f in self.masks.items()} if i == 0 else {}
+            out[k], moved = self.augment(out[k], masks, _derive_seed(self.seed, *tags))
+            out.update(moved)
+        return out
+
+
+class _Tensors:
+    """In-memory fields read sample by sample (the reader of a `Lazy` field), so that a
+    per-sample augmentation runs on them in the DataLoader's workers."""
+
+    def __init__(self, fields: Mapping[str, torch.Tensor]):
+        self.fields = dict(fields)
+
+    def describe(self, i: int, key: str) -> str:
+        return f"sample {i} of {key}"
+
+    def read(self, i: int, key: str, steps) -> torch.Tensor:
+        x = self.fields[key][i]
+        return _run_steps(x[None], steps)[0] if steps else x.clone()
+
+    def values(self, key: str) -> torch.Tensor:
+        return self.fields[key]
 
 
 class _BatchList(torch.utils.data.Sampler):
@@ -2286,7 +2663,7 @@ def load_data(
 
     pairs = bool(kw.pop("pairs", False)) if image and name != "MaskFolder" else False
     if name in _TV_FILES:
-        unused()
+        unused("workers")
         if task not in (None, "classification"):
             raise DataError(f"{name} is a classification dataset")
         root = Path(root if root is not None else "data")
@@ -2555,9 +2932,41 @@ def load_data(
     # masks take their image's flips and crops; a crop's padding: the loss's ignore_index
     masks = {k: _mask_fill(label_check) for k in kinds if k == "mask"}
     eval_steps: list[Transform] = []
-    if augment:
-        if not augmented:
-            raise DataError(f"{name}: augmentations need a single input field")
+    probe: dict[str, torch.Tensor] = {}  # one augmented sample, for its shape and dtype
+    if augment and not augmented:
+        raise DataError(f"{name}: augmentations need a single input field")
+    if isinstance(augment, PerSample):
+        # the first training sample, augmented: the shape and dtype the model gets (and
+        # any step that cannot run on this data fails here, before anything trains)
+        first = {k: _first(train[k]) for k in (augmented[0], *masks)}
+        x, moved = augment(
+            first[augmented[0]], {m: (first[m], f) for m, f in masks.items()}
+        )
+        probe = {k: x for k in augmented} | moved
+        eval_steps = augment.eval_steps()
+        for s_name, s in (("val", valsplit), ("test", testsplit)):
+            if s is None:
+                continue
+            s = s.replace(
+                **{
+                    k: _static(s[k], eval_steps, k in masks)
+                    for k in (*augmented, *masks)
+                }
+            )
+            if s_name == "val":
+                valsplit = s
+            else:
+                testsplit = s
+            got = tuple(s[augmented[0]].shape[1:])
+            if got != tuple(x.shape):
+                raise DataError(
+                    f"{name}: the augmented training images are "
+                    f"{'×'.join(map(str, x.shape))} but the {s_name} images come out "
+                    f"{'×'.join(map(str, got))} after {', '.join(t.name for t in eval_steps)}",
+                    "end the random steps with a RandomResizedCrop or RandomCrop to the "
+                    "size the model takes",
+                )
+    elif augment:
         sample_shape = tuple(train[augmented[0]].shape[1:])
         if isinstance(augment, _PendingAugment):
             augment = augment.build(sample_shape)
@@ -2583,10 +2992,12 @@ def load_data(
     splits = [s for s in (train, valsplit, testsplit) if s is not None]
     infos = {}
     for k, t in train.fields.items():
-        shape = tuple(t.shape[1:])
-        if k in augmented and augment:
+        shape, dtype = tuple(t.shape[1:]), t.dtype
+        if k in probe:
+            shape, dtype = tuple(probe[k].shape), probe[k].dtype
+        elif k in augmented and augment:
             shape = augment.out_shape(shape)
-        info = FieldInfo(shape, _dtype_name(t.dtype), kinds.get(k, "input"))
+        info = FieldInfo(shape, _dtype_name(dtype), kinds.get(k, "input"))
         info.classes = classes.get(k)  # class names, or a text's characters
         if info.kind == "class" and not isinstance(t, Lazy):  # (streamed: not known)
             info.num_classes = (
@@ -2618,7 +3029,12 @@ def load_data(
         primary=primary,
         target=target,
         transforms=static,
-        augmentations=[repr(op) for op in augment.ops],
+        augmentations=(
+            augment.describe()
+            if isinstance(augment, PerSample)
+            else [repr(op) for op in augment.ops]
+        ),
+        per_sample=isinstance(augment, PerSample),
         eval_transforms=eval_steps,
         loading=loading,
         workers=kw.get("workers"),
@@ -2626,6 +3042,10 @@ def load_data(
         augmented=augmented if augment else [],
     )
     return Data(train=train, val=valsplit, test=testsplit, info=info, augment=augment)
+
+
+def _first(x: torch.Tensor | Lazy) -> torch.Tensor:
+    return x.read(0) if isinstance(x, Lazy) else x[0]
 
 
 def _pairs(split: Split, seed: int, tag: str) -> Split:

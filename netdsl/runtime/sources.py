@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, StrictFloat, StrictStr
+from pydantic import Field, StrictFloat, StrictInt, StrictStr
 
 from ..ops.base import Bool, Extra, Float, NonNegInt, Pair, PosInt, Prob
 from .decl import Components, Decl, Family, _jsonable, show
@@ -28,7 +28,7 @@ XDtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", 
 
 # ---- transforms (torchvision's names and arguments) ---------------------------------------
 class Transform(Decl):
-    random: ClassVar[bool] = False
+    random: ClassVar[bool | str] = False  # True: per batch; "sample": per sample
 
     def shape(self, shape: tuple) -> tuple | None:
         """The sample shape after this step ((C, H, W) in, None when it cannot be known)."""
@@ -126,6 +126,217 @@ class RandomVerticalFlip(Transform):
     random = True
 
 
+# ---- per-sample augmentations (torchvision.transforms.v2, run sample by sample) -------------
+# Each sample draws its own geometry or colours, so these run on the CPU as the samples are
+# read (in the DataLoader's workers), not on whole batches like the three above.
+Interpolation = Literal["nearest", "bilinear", "bicubic"]
+Fill = Optional[Floats]  # in the units of the data at that point of the pipeline
+NonNegFloat = Annotated[Float, Field(ge=0)]
+PosFloat = Annotated[Float, Field(gt=0)]
+Range = tuple[Float, Float]  # (min, max)
+Jitter = Optional[Union[NonNegFloat, tuple[NonNegFloat, NonNegFloat]]]
+Degrees = Union[NonNegFloat, Range]
+
+
+def _ordered(**ranges) -> list[tuple[str, str]]:
+    """(field, message) for every (min, max) pair written the wrong way round."""
+    return [(k, f"{k} is (min, max): {v[0]} is more than {v[1]}")
+            for k, v in ranges.items() if isinstance(v, tuple) and v[0] > v[1]]
+
+
+class PerSample(Transform):
+    random = "sample"
+
+
+AUTO_AUGMENT = ("RandAugment", "TrivialAugmentWide", "AutoAugment", "AugMix")
+
+
+@TRANSFORMS.register
+class RandomResizedCrop(PerSample):
+    size: Pair
+    scale: tuple[PosFloat, PosFloat] = (0.08, 1.0)
+    ratio: tuple[PosFloat, PosFloat] = (0.75, 4 / 3)
+    interpolation: Interpolation = "bilinear"
+    antialias: Bool = True
+
+    def check(self):
+        return _ordered(scale=self.scale, ratio=self.ratio)
+
+    def shape(self, shape):
+        s = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        return (shape[0], *s)
+
+
+@TRANSFORMS.register
+class ColorJitter(PerSample):
+    brightness: Jitter = None
+    contrast: Jitter = None
+    saturation: Jitter = None
+    hue: Optional[Union[Annotated[Float, Field(ge=0, le=0.5)],
+                        tuple[Annotated[Float, Field(ge=-0.5, le=0.5)],
+                              Annotated[Float, Field(ge=-0.5, le=0.5)]]]] = None
+
+    def check(self):
+        return _ordered(brightness=self.brightness, contrast=self.contrast,
+                        saturation=self.saturation, hue=self.hue)
+
+
+@TRANSFORMS.register
+class RandAugment(PerSample):
+    num_ops: NonNegInt = 2
+    magnitude: NonNegInt = 9
+    num_magnitude_bins: Annotated[StrictInt, Field(ge=2)] = 31
+    interpolation: Interpolation = "nearest"
+    fill: Fill = None
+
+    def check(self):
+        if self.magnitude >= self.num_magnitude_bins:
+            return [("magnitude", f"magnitude counts bins from 0: it must be below "
+                                  f"num_magnitude_bins ({self.num_magnitude_bins})")]
+        return []
+
+
+@TRANSFORMS.register
+class TrivialAugmentWide(PerSample):
+    num_magnitude_bins: Annotated[StrictInt, Field(ge=2)] = 31
+    interpolation: Interpolation = "nearest"
+    fill: Fill = None
+
+
+@TRANSFORMS.register
+class AutoAugment(PerSample):
+    policy: Literal["imagenet", "cifar10", "svhn"] = "imagenet"
+    interpolation: Interpolation = "nearest"
+    fill: Fill = None
+
+
+@TRANSFORMS.register
+class AugMix(PerSample):
+    severity: Annotated[StrictInt, Field(ge=1, le=10)] = 3
+    mixture_width: PosInt = 3
+    chain_depth: Annotated[StrictInt, Field(ge=-1)] = -1
+    alpha: PosFloat = 1.0
+    all_ops: Bool = True
+    interpolation: Interpolation = "bilinear"
+    fill: Fill = None
+
+    def check(self):
+        if self.chain_depth == 0:
+            return [("chain_depth", "chain_depth is a number of operations (1 or more), or -1 "
+                                    "for a random depth from 1 to 3")]
+        return []
+
+
+@TRANSFORMS.register
+class RandomRotation(PerSample):
+    degrees: Degrees
+    interpolation: Interpolation = "nearest"
+    expand: Bool = False
+    center: Optional[tuple[Float, Float]] = None
+    fill: Fill = 0
+
+    def check(self):
+        if self.expand:
+            return [("expand", "expand=true gives every rotated image a size of its own, and "
+                               "a batch needs one size: leave expand out (the corners are "
+                               "filled with `fill`)")]
+        return _ordered(degrees=self.degrees)
+
+
+@TRANSFORMS.register
+class RandomAffine(PerSample):
+    degrees: Degrees
+    translate: Optional[tuple[Prob, Prob]] = None
+    scale: Optional[tuple[PosFloat, PosFloat]] = None
+    shear: Optional[Union[NonNegFloat, Range, tuple[Float, Float, Float, Float]]] = None
+    interpolation: Interpolation = "nearest"
+    fill: Fill = 0
+    center: Optional[tuple[Float, Float]] = None
+
+    def check(self):
+        return _ordered(degrees=self.degrees, scale=self.scale,
+                        shear=self.shear if isinstance(self.shear, tuple)
+                        and len(self.shear) == 2 else None)
+
+
+@TRANSFORMS.register
+class RandomPerspective(PerSample):
+    distortion_scale: Prob = 0.5
+    p: Prob = 0.5
+    interpolation: Interpolation = "bilinear"
+    fill: Fill = 0
+
+
+@TRANSFORMS.register
+class GaussianBlur(PerSample):
+    kernel_size: Pair
+    sigma: Union[PosFloat, tuple[PosFloat, PosFloat]] = (0.1, 2.0)
+
+    def check(self):
+        sizes = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,)
+        if any(k % 2 == 0 for k in sizes):
+            return [("kernel_size", "kernel_size must be odd: the kernel is centred on a pixel")]
+        return _ordered(sigma=self.sigma)
+
+
+@TRANSFORMS.register
+class RandomGrayscale(PerSample):
+    p: Prob = 0.1
+
+
+@TRANSFORMS.register
+class RandomErasing(PerSample):
+    p: Prob = 0.5
+    scale: tuple[Prob, Prob] = (0.02, 0.33)
+    ratio: tuple[PosFloat, PosFloat] = (0.3, 3.3)
+    value: Union[Float, tuple[Float, ...], Literal["random"]] = 0.0
+    inplace: Bool = False
+
+    def check(self):
+        return _ordered(scale=self.scale, ratio=self.ratio)
+
+
+@TRANSFORMS.register
+class RandomInvert(PerSample):
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class RandomPosterize(PerSample):
+    bits: Annotated[StrictInt, Field(ge=0, le=8)]
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class RandomSolarize(PerSample):
+    threshold: NonNegFloat
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class RandomAdjustSharpness(PerSample):
+    sharpness_factor: NonNegFloat
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class RandomAutocontrast(PerSample):
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class RandomEqualize(PerSample):
+    p: Prob = 0.5
+
+
+@TRANSFORMS.register
+class ElasticTransform(PerSample):
+    alpha: Union[NonNegFloat, tuple[NonNegFloat, NonNegFloat]] = 50.0
+    sigma: Union[PosFloat, tuple[PosFloat, PosFloat]] = 5.0
+    interpolation: Interpolation = "bilinear"
+    fill: Fill = 0
+
+
 # ---- what a source knows before loading ------------------------------------------------------
 KINDS = ("image", "input", "class", "values")  # what a field holds; see runtime/data.py FieldInfo
 
@@ -164,10 +375,30 @@ class DataSig:
 STREAM = ("true: read the files batch by batch through torch's DataLoader; false: decode "
           "them all into memory first; left out: stream when the decoded data would take more "
           "than a quarter of the machine's memory (NETDSL_IN_MEMORY_LIMIT)")
-WORKERS = ("DataLoader worker processes that read streamed files (0: in the training "
-           "process; default: one per core but one, at most 4)")
+WORKERS = ("DataLoader worker processes that read streamed files and run per-sample "
+           "augmentations (0: in the training process; default: one per core but one, at "
+           "most 4)")
 PAIRS = ("pairs of images for a siamese net: fields left, right (images) and same (1 when "
          "their classes match, else 0) instead of image and label")
+
+
+def _pipeline_problems(steps: tuple[Transform, ...], masks: bool = False) -> list:
+    """A transform pipeline's order: the sizes are fixed before anything random."""
+    names = [t.kind for t in steps]
+    random = [n for n, t in zip(names, steps) if t.random]
+    if random:
+        late = [n for n in names[names.index(random[0]):] if n in ("Resize", "CenterCrop")]
+        if late:
+            return [("transform", f"{late[0]} is written after {random[0]}: put Resize and "
+                     "CenterCrop before the random augmentations (they run once, as the "
+                     "data is loaded)")]
+    if masks:
+        moving = [n for n in names if n in AUTO_AUGMENT]
+        if moving:
+            return [("transform", f"{moving[0]} moves pixels (rotations, shears) that a mask "
+                     "would have to follow, and torchvision does not move masks in it: use "
+                     "RandomAffine for the geometry and ColorJitter for the colours")]
+    return []
 
 
 def _pair_fields(sig: DataSig, shape: tuple | None) -> DataSig:
@@ -193,6 +424,9 @@ class Source(Decl):
     descriptions: ClassVar[dict[str, str]] = {
         "val": "a fraction in (0, 1) or a number of samples",
         "test": "a fraction in (0, 1) or a number of samples"}
+
+    def check(self):
+        return _pipeline_problems(getattr(self, "transform", ()))
 
     def implied_task(self) -> str | None:
         """The task the data itself fixes (None: the loss decides)."""
@@ -226,12 +460,13 @@ class TorchvisionSource(Source):
     val: Optional[Amount] = None
     limit: Optional[PosInt] = None
     pairs: Bool = False
+    workers: Optional[NonNegInt] = None
     task_fixed = "classification"
     image = True
     shown = ("root",)  # where the data is matters even when it is the default
     raw_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     classes: ClassVar[int] = 10
-    descriptions = {**Source.descriptions, "pairs": PAIRS}
+    descriptions = {**Source.descriptions, "pairs": PAIRS, "workers": WORKERS}
 
     def signature(self, task, uses=None):
         sig = super().signature(task)
@@ -316,6 +551,9 @@ class MaskFolder(Source):
         if (self.test_images is None) != (self.test_masks is None):
             return [("test_images" if self.test_images is None else "test_masks",
                      "give test_images= and test_masks= together")]
+        problems = _pipeline_problems(self.transform, masks=True)
+        if problems:
+            return problems
         names = [t.kind for t in self.transform]
         after = names[names.index("ToTensor") + 1:] if "ToTensor" in names else []
         late = [n for n in after if n in ("Resize", "CenterCrop")]
@@ -357,6 +595,9 @@ class CSV(Source):
                     "open_fields": "a column name, or a list of column names"}
 
     def check(self):
+        problems = super().check()
+        if problems:
+            return problems
         if self.open_fields and (self.targets is not None or self.features is not None):
             return [("targets", "write features=/targets=, or column groups (NAME=columns), "
                      "not both")]
