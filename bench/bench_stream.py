@@ -67,7 +67,7 @@ model LeNet {{
 }}
 train LeNet {{
   data = ImageFolder(path={root}, convert="L", stream={stream}, workers={workers},
-                     transform=[RandomCrop(28, padding=2), ToTensor, Normalize(0.1307, 0.3081)])
+                     transform=[{augment}, ToTensor, Normalize(0.1307, 0.3081)])
   batch_size = {batch}
   eval_batch_size = {test_batch}
   epochs = {epochs}
@@ -94,6 +94,7 @@ class Config:
     workers: int = field(default_factory=auto_workers)
     threads: int | None = None
     limit: int | None = None  # debug: training images per copy
+    augment: str = "crop"  # a key of AUGMENT
 
 
 @dataclass
@@ -108,6 +109,37 @@ class Result:
     train_rss_mb: float  # main process peak RSS at the end of the last training epoch
     workers: int  # DataLoader worker processes (0: batches read in the main process)
     extra: dict = field(default_factory=dict)
+
+
+# ---- the augmentation, written three ways ------------------------------------------------
+
+# "crop": netdsl runs it per batch on the device; "v2": per sample, torchvision.transforms.v2
+AUGMENT = {
+    "crop": "RandomCrop(28, padding=2)",
+    "v2": "RandomResizedCrop(28, scale=(0.8, 1.0)), ColorJitter(brightness=0.3, contrast=0.3)",
+}
+
+
+def _augment_steps(cfg: Config, v1: bool):
+    """The random steps as torchvision objects: v1 (the tutorial's, on PIL images) or v2
+    (on uint8 tensors)."""
+    if v1:
+        from torchvision import transforms as T
+    else:
+        from torchvision.transforms import v2 as T
+    if cfg.augment == "crop":
+        return [T.RandomCrop(28, padding=2)]
+    return [T.RandomResizedCrop(28, scale=(0.8, 1.0)), T.ColorJitter(brightness=0.3, contrast=0.3)]
+
+
+def _eval_steps(cfg: Config, v1: bool):
+    """What the test split gets instead (netdsl's counterpart of RandomResizedCrop(28):
+    Resize(28 / 0.875) and CenterCrop(28), torchvision's reference recipe)."""
+    if v1:
+        from torchvision import transforms as T
+    else:
+        from torchvision.transforms import v2 as T
+    return [] if cfg.augment == "crop" else [T.Resize(32), T.CenterCrop(28)]
 
 
 # ---- the data: MNIST digits as PNG files --------------------------------------------------
@@ -228,9 +260,11 @@ def run_tutorial(root: Path, cfg: Config) -> Result:
 
     t0 = time.perf_counter()
     train_tf = T.Compose(
-        [T.Grayscale(1), T.RandomCrop(28, padding=2), T.ToTensor(), T.Normalize(MEAN, STD)]
+        [T.Grayscale(1), *_augment_steps(cfg, v1=True), T.ToTensor(), T.Normalize(MEAN, STD)]
     )
-    test_tf = T.Compose([T.Grayscale(1), T.ToTensor(), T.Normalize(MEAN, STD)])
+    test_tf = T.Compose(
+        [T.Grayscale(1), *_eval_steps(cfg, v1=True), T.ToTensor(), T.Normalize(MEAN, STD)]
+    )
     train_set = datasets.ImageFolder(str(root / "train"), transform=train_tf)
     test_set = datasets.ImageFolder(str(root / "test"), transform=test_tf)
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True)
@@ -283,10 +317,12 @@ def run_best(root: Path, cfg: Config) -> Result:
 
     t0 = time.perf_counter()
     to_float = [T.ConvertImageDtype(torch.float32), T.Normalize(MEAN, STD)]  # = ToTensor, Normalize
-    train_tf = T.Compose([T.RandomCrop(28, padding=2), *to_float])
+    train_tf = T.Compose([*_augment_steps(cfg, v1=False), *to_float])
     train_set = datasets.ImageFolder(str(root / "train"), transform=train_tf, loader=_decode_gray)
     test_set = datasets.ImageFolder(
-        str(root / "test"), transform=T.Compose(to_float), loader=_decode_gray
+        str(root / "test"),
+        transform=T.Compose([*_eval_steps(cfg, v1=False), *to_float]),
+        loader=_decode_gray,
     )
     opts = {
         "num_workers": w,
@@ -362,6 +398,7 @@ def _run_spec(root: Path, cfg: Config, stream: bool, marks: dict) -> Result:
                 epochs=cfg.epochs,
                 seed=cfg.seed,
                 device=json.dumps(cfg.device),
+                augment=AUGMENT[cfg.augment],
             )
         )
         t0 = time.perf_counter()
@@ -468,6 +505,7 @@ def child_args(cfg: Config) -> list[str]:
         out += ["--threads", str(cfg.threads)]
     if cfg.limit:
         out += ["--limit", str(cfg.limit)]
+    out += ["--augment", cfg.augment]
     return out
 
 
@@ -629,6 +667,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run everything in this process (peak memory is then cumulative)",
     )
+    ap.add_argument(
+        "--augment",
+        choices=sorted(AUGMENT),
+        default="crop",
+        help="crop: RandomCrop(28, padding=2), which netdsl runs per batch on the device "
+        "(default); v2: RandomResizedCrop + ColorJitter, per sample (torchvision v2)",
+    )
     ap.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # debug
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -645,6 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         threads=args.threads,
         limit=args.limit,
+        augment=args.augment,
     )
     if cfg.threads:
         import torch
@@ -706,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_after": load_after,
     }
     print(
-        f"LeNet on MNIST PNG files, batch {cfg.batch_size}, {cfg.epochs} epoch(s), device "
+        f"LeNet on MNIST PNG files ({AUGMENT[cfg.augment]}), batch {cfg.batch_size}, "
+        f"{cfg.epochs} epoch(s), device "
         f"{cfg.device}, {env['threads']} threads, {cfg.workers} worker(s), seed {cfg.seed}, "
         f"best of {max(1, args.repeat)} run(s); load average (1/5/15 min) "
         f"{'/'.join(f'{x:.2f}' for x in load_before)} before, "

@@ -6,8 +6,10 @@ transform pipeline, moved once to the device, and served by a `DeviceLoader` tha
 batches out of it. Image folders too big for that are streamed: their image (and mask)
 fields are `Lazy`, read per batch by torch's `DataLoader` (workers, pinned memory on CUDA,
 persistent workers, prefetching). Either way a batch is a dict of tensors on the device, the
-sample order of an epoch depends only on (seed, epoch), and random augmentations run per
-batch, vectorised, on the device; so a streamed and an in-memory run give the same batches.
+sample order of an epoch depends only on (seed, epoch), random crops and flips run per
+batch, vectorised, on the device, and torchvision.transforms.v2 augmentations run per
+sample in the DataLoader's workers from a seed of (seed, epoch, sample); so a streamed and
+an in-memory run give the same batches.
 
 API
 ---
@@ -62,12 +64,13 @@ API
     ``"classification"`` or ``"regression"`` for a source's one target (inferred when
     None, see `infer_task`). `val` (fraction in (0, 1) or a count) carves a validation
     split out of train; `test` does the same for sources that have no test split. When a
-    RandomCrop changes the sample size, val and test are center-cropped to that size
+    RandomCrop changes the sample size, val and test are center-cropped to that size; a
+    RandomResizedCrop to S gives them Resize(S / 0.875) and CenterCrop(S)
     (`DataInfo.eval_transforms`). Both are seeded by `seed` and deterministic. `limit` keeps
     only the first `limit` train and test samples.
 
 `Data`: ``.train``, ``.val``, ``.test`` (`Split` or None), ``.info`` (`DataInfo`),
-    ``.augment`` (`Augment`, the random part of the pipeline).
+    ``.augment`` (the random part of the pipeline: `Augment` or `PerSample`).
 `Data.split(name) -> Split`
 `Data.loader(split="train", batch_size=64, *, device="cpu", shuffle=None,
              drop_last=False, seed=0, augment=None, non_blocking=True,
@@ -98,10 +101,15 @@ API
 `Transform(name, kwargs)`: one pipeline step; pipelines are lists of `Transform`s,
     ``(name, kwargs)`` pairs, bare names, or ``{"name": ..., **kwargs}`` dicts.
 `parse_transforms(spec) -> list[Transform]`: validate names and keyword arguments.
-`plan_transforms(spec, *, image=True) -> tuple[list[Transform], Augment]`: split a
-    pipeline into the deterministic steps (run once at load time) and the augmentation.
-`Augment`: ``sample(n, generator) -> params``, ``apply(x, params) -> x``,
-    ``__call__(x, generator=None) -> x``; ``bool(augment)`` is False when empty.
+`plan_transforms(spec, *, image=True) -> tuple[list[Transform], Augment | PerSample]`:
+    split a pipeline into the deterministic steps (run once at load time) and the
+    augmentation.
+`Augment` (random crops and flips, per batch): ``sample(n, generator) -> params``,
+    ``apply(x, params) -> x``, ``__call__(x, generator=None) -> x``; ``bool(augment)`` is
+    False when empty.
+`PerSample` (the rest of a pipeline from its first random step, when it has a
+    torchvision.transforms.v2 step): ``__call__(x, masks=None, seed=0) -> (x, masks)``,
+    ``eval_steps() -> list[Transform]``, ``describe() -> list[str]``.
 `resolve_device(spec) -> torch.device`: ``"auto"`` picks cuda when available.
 `infer_task(y) -> str`; `DataError`: every user-facing failure, with a readable message
     (``.code``: the diagnostic `netdsl run` reports it as; ``.hint``: what to do).
@@ -124,6 +132,11 @@ Deterministic: ToTensor, Normalize(mean, std), Resize(size, antialias=True),
 CenterCrop(size), Grayscale(num_output_channels=1). Random: RandomCrop(size, padding=None,
 pad_if_needed=False, fill=0, padding_mode="constant"|"edge"|"reflect"),
 RandomHorizontalFlip(p=0.5), RandomVerticalFlip(p=0.5). Semantics follow torchvision.
+Per sample (torchvision.transforms.v2, its arguments and defaults): RandomResizedCrop,
+ColorJitter, RandAugment, TrivialAugmentWide, AutoAugment, AugMix, RandomRotation,
+RandomAffine, RandomPerspective, GaussianBlur, RandomGrayscale, RandomErasing,
+RandomInvert, RandomPosterize, RandomSolarize, RandomAdjustSharpness, RandomAutocontrast,
+RandomEqualize, ElasticTransform.
 
 The deterministic steps run first, in their written order; the random steps run
 afterwards, per batch. That reordering is exact because random steps may only be followed
@@ -136,13 +149,25 @@ ToTensor + Normalize reproduce torchvision's values bit for bit; Resize/Grayscal
 tensor-backed sources use torchvision's tensor kernels, which can differ from PIL's by
 rounding.
 
+A pipeline with a per-sample step runs differently: the steps before its first random
+step run once at load time (the images stay uint8 if ToTensor comes later), and every step
+from there on runs per sample, in the written order, on the CPU, as the samples are read
+by the DataLoader's workers (for in-memory data too); masks take the image's geometry by
+nearest neighbour (`tv_tensors.Mask`), filled with the loss's ignore_index. A Resize or
+CenterCrop after a random step is rejected here too. Evaluation splits, and the training
+split read without augmentation, get `PerSample.eval_steps()`.
+
 Randomness: the loader's order and augmentation parameters for an epoch are drawn on
 the CPU from a generator seeded by (seed, epoch), so they do not depend on the device, on
-the global RNG, or on how many batches were consumed before.
+the global RNG, or on how many batches were consumed before. A per-sample step draws from
+the global RNG seeded by (seed, epoch, field, sample) just for that sample (its state is
+saved and restored around it), so neither the worker count nor a resume changes it.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import copy
 import csv
 import gzip
@@ -915,10 +940,18 @@ class PerSample:
         return out
 
     def _built(self, fill: int | None) -> list:
+        """[(step, v2 object)] for the random steps, [(steps, None)] for each run of
+        deterministic ones between them (run by `_run_steps` in one call)."""
         if fill not in self._ops:
-            self._ops[fill] = [
-                (t, _v2(t, fill) if TRANSFORMS[t.name][2] else None) for t in self.steps
-            ]
+            ops: list = []
+            for t in self.steps:
+                if TRANSFORMS[t.name][2]:
+                    ops.append((t, _v2(t, fill)))
+                elif ops and ops[-1][1] is None:
+                    ops[-1][0].append(t)
+                else:
+                    ops.append(([t], None))
+            self._ops[fill] = ops
         return self._ops[fill]
 
     def __call__(
@@ -939,8 +972,8 @@ class PerSample:
         g.manual_seed(seed)
         try:
             for t, op in self._built(fill):
-                if op is None:  # a deterministic step after the random ones: the image
-                    x = _run_steps(x[None], [t])[0]
+                if op is None:  # deterministic steps after random ones: the image only
+                    x = _run_steps(x.as_subclass(torch.Tensor)[None], t)[0]
                     continue
                 if x.dim() != 3:
                     raise DataError(
@@ -953,9 +986,15 @@ class PerSample:
                         "use RandomAffine for the geometry and ColorJitter for the colours",
                     )
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # RandomErasing: masks pass
-                        got = op(tv_tensors.Image(x), *map(tv_tensors.Mask, ms))
+                    with warnings.catch_warnings() if ms else contextlib.nullcontext():
+                        if ms:  # RandomErasing passes masks through, and warns
+                            warnings.simplefilter("ignore")
+                        image = (
+                            x
+                            if isinstance(x, tv_tensors.Image)
+                            else tv_tensors.Image(x)
+                        )
+                        got = op(image, *map(tv_tensors.Mask, ms))
                 except (TypeError, ValueError, RuntimeError) as e:
                     raise DataError(
                         f"{t.name} cannot run on a {'×'.join(map(str, x.shape))} "
@@ -966,11 +1005,10 @@ class PerSample:
                         else None,
                     ) from None
                 got = got if isinstance(got, tuple) else (got,)
-                x = got[0].as_subclass(torch.Tensor)
-                ms = [m.as_subclass(torch.Tensor) for m in got[1:]]
+                x, ms = got[0], [m.as_subclass(torch.Tensor) for m in got[1:]]
         finally:
             g.set_state(state)
-        return x, dict(zip(names, ms))
+        return x.as_subclass(torch.Tensor), dict(zip(names, ms))
 
 
 class _PendingAugment(Augment):
@@ -1108,16 +1146,22 @@ def _size(n: float) -> str:
 
 
 def _choose_stream(
-    stream, n: int, sample_bytes, what: str, whole: str | None = None
+    stream,
+    n: int,
+    sample_bytes,
+    what: str,
+    whole: str | None = None,
+    about: str | None = None,
 ) -> tuple[bool, str]:
     """Whether to stream `n` samples (stream=None: when they would take more than
     `_in_memory_limit()` as tensors, unless `whole` says why the source reads them all),
-    and the line that says so when the run starts."""
+    and the line that says so when the run starts (`about`: what the data is, if not
+    "N images, SIZE as tensors")."""
     if n == 0:
         return False, ""
     size = n * sample_bytes()
     limit = _in_memory_limit()
-    about = f"{n:,} {what}, {_size(size)} as tensors"
+    about = about or f"{n:,} {what}, {_size(size)} as tensors"
     if stream is None:
         stream = size > limit and whole is None
         why = (
@@ -2441,44 +2485,86 @@ def _inputs(x: Any, dtype: torch.dtype, where: str) -> torch.Tensor:
     return t.to(dtype)
 
 
-def _read_csv(path: Path, groups: Mapping[str, Any], text: set, delimiter: str):
-    """({group: rows}, {group: columns}) of a CSV file: each group's cells per row, as
-    floats, or as stripped strings for the groups in `text` (class labels). A group whose
-    columns are None takes every column no other group names. Every problem is located as
-    `FILE:LINE`, with the column: a header naming a column twice, a row with another
-    number of fields, an empty or non-numeric value, an empty label, a NaN or infinite
-    value (before training, never a diverged loss)."""
+def _csv_records(
+    path: Path, delimiter: str
+) -> Iterator[tuple[int, list[str], int, int]]:
+    """The non-blank records of a CSV file: (line it starts on, its cells, byte offset,
+    byte length). A record ends at a line break outside quotes (an even number of quote
+    characters so far), so a quoted cell may span lines; it is found in bytes, so that a
+    streamed file can read record i again from its offset."""
     if not path.is_file():
         raise DataError(f"CSV file {str(path)!r} does not exist")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            # each row with the line it starts on (a quoted cell may span lines)
-            rows, lines, start = [], [], 1
-            for r in reader:
-                if r and any(c.strip() for c in r):
-                    rows.append(r)
-                    lines.append(start)
-                start = reader.line_num + 1
-    except UnicodeDecodeError as e:
-        raise DamagedFileError(
-            f"{path}: this is not a text CSV file (byte {e.start:,} is 0x{e.object[e.start]:02X}, "
-            "which is not UTF-8 text)",
-            "give the path of a CSV file saved as UTF-8 text",
-        ) from None
-    except csv.Error as e:
-        raise DamagedFileError(f"{path}: cannot read it as CSV ({e})") from None
+        with open(path, "rb") as f:
+            # a file that is not text at all says so before its first line is parsed
+            head = f.read(1 << 16)
+            try:
+                codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            except UnicodeDecodeError as e:
+                _csv_row(head[: e.end], delimiter, path, 0, 1)
+            pos = 3 if head[:3] == codecs.BOM_UTF8 else 0  # a UTF-8 byte order mark
+            f.seek(pos)
+            parts: list[bytes] = []
+            quotes = line = first = start = 0
+            for raw in f:
+                line += 1
+                if not parts:
+                    start, first = pos, line
+                parts.append(raw)
+                pos += len(raw)
+                quotes += raw.count(b'"')
+                if quotes % 2:
+                    continue  # a quoted cell goes on on the next line
+                data, parts, quotes = b"".join(parts), [], 0
+                row = _csv_row(data, delimiter, path, start, first)
+                if row and any(c.strip() for c in row):
+                    yield first, row, start, len(data)
+            if parts:
+                data = b"".join(parts)
+                yield (
+                    first,
+                    _csv_row(data, delimiter, path, start, first),
+                    start,
+                    len(data),
+                )
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(rows) < 2:
-        raise DataError(f"{path}: expected a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
+
+
+def _csv_row(data: bytes, delimiter: str, path, offset: int, line) -> list[str]:
+    """The cells of one record (its bytes)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DamagedFileError(
+            f"{path}: this is not a text CSV file (byte {offset + e.start:,} is "
+            f"0x{data[e.start]:02X}, which is not UTF-8 text)",
+            "give the path of a CSV file saved as UTF-8 text",
+        ) from None
+    try:
+        rows = list(csv.reader([text], delimiter=delimiter))
+    except csv.Error as e:
+        raise DamagedFileError(f"{path}:{line}: cannot read it as CSV ({e})") from None
+    if len(rows) > 1:
+        raise DamagedFileError(
+            f"{path}:{line}: cannot read it as CSV (a quote inside an unquoted cell)",
+            'quote the whole cell, doubling the quotes inside it: "a ""b"" c"',
+        )
+    return rows[0] if rows else []
+
+
+def _csv_columns(
+    path: Path, header_row: list[str], line: int, groups: Mapping[str, Any]
+):
+    """(header, {group: columns}, {group: column positions}); a group whose columns are
+    None takes every column no other group names."""
+    header = [h.strip() for h in header_row]
     first: dict[str, int] = {}
     for i, name in enumerate(header):
         if name in first:
             what = f"column {name!r}" if name else "a column without a name"
             raise DataError(
-                f"{path}:{lines[0]}: {what} appears twice in the header (columns "
+                f"{path}:{line}: {what} appears twice in the header (columns "
                 f"{first[name] + 1} and {i + 1})",
                 "give every column its own name: which one is meant would be a guess",
             )
@@ -2494,42 +2580,173 @@ def _read_csv(path: Path, groups: Mapping[str, Any], text: set, delimiter: str):
     for k, c in cols.items():
         if not c:
             raise DataError(f"{path}: no columns left for {k} besides the others")
-    index = {k: [header.index(c) for c in cs] for k, cs in cols.items()}
-    out: dict[str, list] = {k: [] for k in cols}
-    for r, n in zip(rows[1:], lines[1:]):
-        if len(r) != len(header):
-            raise DataError(f"{path}:{n}: {len(r)} fields, header has {len(header)}")
-        for k, ii in index.items():
-            if k in text:
-                for i in ii:
-                    cell = r[i].strip()
-                    if not cell:
-                        raise DataError(
-                            f"{path}:{n}: the target in column {header[i]!r} is empty",
-                            "fill in every label (an empty one would be read as one "
-                            "more class), or remove the row",
-                        )
-                    if _is_float(cell) and not math.isfinite(float(cell)):
-                        _not_finite(path, n, header[i], cell)
-                out[k].append([r[i].strip() for i in ii])
-                continue
-            try:
-                vals = [float(r[i]) for i in ii]
-            except ValueError:
-                bad = next(i for i in ii if not _is_float(r[i]))
-                if not r[bad].strip():
+    return header, cols, {k: [header.index(c) for c in cs] for k, cs in cols.items()}
+
+
+def _csv_cells(
+    path, n, r: list[str], header, index: Mapping[str, list[int]], text: set
+):
+    """{group: its cells in row `r` (read at line `n`)}: floats, or stripped strings for
+    the groups in `text` (class labels); every problem located as FILE:LINE, with the
+    column."""
+    if len(r) != len(header):
+        raise DataError(f"{path}:{n}: {len(r)} fields, header has {len(header)}")
+    out = {}
+    for k, ii in index.items():
+        if k in text:
+            for i in ii:
+                cell = r[i].strip()
+                if not cell:
                     raise DataError(
-                        f"{path}:{n}: column {header[bad]!r} is empty",
-                        "fill in every value, or remove the row",
-                    ) from None
+                        f"{path}:{n}: the target in column {header[i]!r} is empty",
+                        "fill in every label (an empty one would be read as one "
+                        "more class), or remove the row",
+                    )
+                if _is_float(cell) and not math.isfinite(float(cell)):
+                    _not_finite(path, n, header[i], cell)
+            out[k] = [r[i].strip() for i in ii]
+            continue
+        try:
+            vals = [float(r[i]) for i in ii]
+        except ValueError:
+            bad = next(i for i in ii if not _is_float(r[i]))
+            if not r[bad].strip():
                 raise DataError(
-                    f"{path}:{n}: column {header[bad]!r} is not numeric"
+                    f"{path}:{n}: column {header[bad]!r} is empty",
+                    "fill in every value, or remove the row",
                 ) from None
-            for i, v in zip(ii, vals):
-                if not math.isfinite(v):
-                    _not_finite(path, n, header[i], r[i])
-            out[k].append(vals)
-    return out, cols
+            raise DataError(
+                f"{path}:{n}: column {header[bad]!r} is not numeric"
+            ) from None
+        for i, v in zip(ii, vals):
+            if not math.isfinite(v):
+                _not_finite(path, n, header[i], r[i])
+        out[k] = vals
+    return out
+
+
+class _CsvLabels:
+    """What a streamed file's pass keeps of a label column: its names while there are
+    few enough to be classes, whether every label is a number, and a whole one, and the
+    smallest and largest."""
+
+    LIMIT = 100_000  # distinct names kept
+
+    def __init__(self):
+        self.names: set[str] | None = set()
+        self.numeric, self.whole, self.width = True, True, 0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, cells: list[str]) -> None:
+        self.width = len(cells)
+        for v in cells:
+            if self.names is not None:
+                self.names.add(v)
+                if len(self.names) > self.LIMIT:
+                    self.names = None
+            if not self.numeric:
+                continue
+            if not _is_float(v):
+                self.numeric = False
+                continue
+            f = float(v)
+            self.whole = self.whole and f.is_integer()
+            self.lo, self.hi = min(self.lo, f), max(self.hi, f)
+
+    def classes(self, where) -> list[str] | None:
+        """The class names when some label is not a number (None when all are)."""
+        if self.numeric:
+            return None
+        if self.names is None:
+            raise DataError(
+                f"{where}: more than {self.LIMIT:,} different labels, some of them not "
+                "numbers: that is not a column of class labels"
+            )
+        return sorted(self.names)
+
+
+def _read_csv(
+    path: Path, groups: Mapping[str, Any], text: set, delimiter: str, keep: bool = True
+):
+    """({group: rows}, {group: columns}, spans) of a CSV file: each group's cells per row
+    (see `_csv_cells`), every row checked, before anything trains (never a diverged loss).
+    With keep=False (a streamed file) no row is kept: the groups in `text` give
+    `_CsvLabels` instead, and `spans` is an int64 [rows, 2] tensor of byte offsets and
+    lengths, to read each row again."""
+    records = _csv_records(path, delimiter)
+    head = next(records, None)
+    if head is None:
+        raise DataError(f"{path}: expected a header row and at least one data row")
+    header, cols, index = _csv_columns(path, head[1], head[0], groups)
+    out: dict[str, Any] = {k: [] for k in cols}
+    if not keep:
+        out = {k: _CsvLabels() for k in cols if k in text}
+    spans: list[tuple[int, int]] = []
+    for n, r, at, size in records:
+        cells = _csv_cells(path, n, r, header, index, text)
+        if keep:
+            for k, v in cells.items():
+                out[k].append(v)
+        else:
+            spans.append((at, size))
+            for k, labels in out.items():
+                labels.add(cells[k])
+    if not (spans if not keep else next(iter(out.values()), [])):
+        raise DataError(f"{path}: expected a header row and at least one data row")
+    return out, cols, torch.tensor(spans, dtype=torch.int64).view(-1, 2)
+
+
+def _csv_field(rows: list, kind: str, classes, dtype, where: str) -> torch.Tensor:
+    """One field of a CSV file from its rows of cells (both data paths read it so):
+    class ids (by name in `classes` when the labels are names), values, or inputs."""
+    if classes is not None:
+        lut = {c: i for i, c in enumerate(classes)}
+        return torch.tensor([lut[r[0]] for r in rows], dtype=torch.int64)
+    if kind == "class":
+        return _targets([float(r[0]) for r in rows], "classification", where)[0]
+    if kind == "values":
+        return torch.tensor([[float(v) for v in r] for r in rows], dtype=torch.float32)
+    return _inputs(rows, _dtype(dtype or "float32"), where)
+
+
+class _CsvRows:
+    """Rows of a CSV file read one at a time, for `Lazy` fields: record i lies at
+    `spans[i]` (offset, length); each field is read, checked and converted as the
+    in-memory path does (`_csv_cells`, `_csv_field`). Picklable for DataLoader workers."""
+
+    def __init__(self, path, delimiter, spans, header, fields: Mapping[str, dict]):
+        """`fields`: {name: {"index": columns, "kind", "classes", "dtype", "range"}}."""
+        self.path, self.delimiter, self.spans = Path(path), delimiter, spans
+        self.header, self.fields = header, dict(fields)
+        self.text = {k for k, f in self.fields.items() if f["kind"] == "class"}
+        self._file = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_file": None}
+
+    def describe(self, i: int, key: str) -> str:
+        return f"{self.path} (row {i + 1})"
+
+    def read(self, i: int, key: str, steps) -> torch.Tensor:
+        at, size = (int(v) for v in self.spans[i])
+        if self._file is None:
+            self._file = open(self.path, "rb")  # noqa: SIM115 -- kept for the next row
+        self._file.seek(at)
+        row = _csv_row(
+            self._file.read(size), self.delimiter, self.path, at, f"row {i + 1}"
+        )
+        f = self.fields[key]
+        where = f"{self.path} (row {i + 1})"
+        cells = _csv_cells(
+            self.path, f"row {i + 1}", row, self.header, {key: f["index"]}, self.text
+        )[key]
+        x = _csv_field([cells], f["kind"], f["classes"], f["dtype"], where)[0]
+        return _run_steps(x[None], steps)[0] if steps else x
+
+    def values(self, key: str) -> torch.Tensor | None:
+        """The smallest and largest label of a class field (checked before training)."""
+        r = self.fields[key].get("range")
+        return None if r is None else torch.tensor(r, dtype=torch.int64)
 
 
 def _not_finite(path, line: int, column: str, cell: str):
@@ -2760,7 +2977,9 @@ def load_data(
     elif name == "CSV":
         if "path" not in kw:
             raise DataError("CSV needs path=<file.csv>")
-        train, testsplit, kinds, classes, primary, target = _csv_source(kw, task, uses)
+        train, testsplit, kinds, classes, primary, target, loading = _csv_source(
+            kw, task, uses
+        )
         origin = {k: (str(kw["path"]), str(kw.get("test_path"))) for k in kinds}
     elif name == "tensors":
         train, testsplit, kinds, classes, primary, target = _tensor_source(
@@ -2999,22 +3218,21 @@ def load_data(
             shape = augment.out_shape(shape)
         info = FieldInfo(shape, _dtype_name(dtype), kinds.get(k, "input"))
         info.classes = classes.get(k)  # class names, or a text's characters
-        if info.kind == "class" and not isinstance(t, Lazy):  # (streamed: not known)
+        if info.kind == "class":
+            values = [_checkable(s[k]) for s in splits]  # None: a streamed image's
+            ignored = {
+                int(c["ignore_index"])
+                for c in label_check or ()
+                if c.get("field", target) == k and c.get("ignore_index") is not None
+            }
             info.num_classes = (
                 counts[k]
                 if k in counts
                 else len(info.classes)
                 if info.classes
-                else _largest(
-                    [_checkable(s[k]) for s in splits],
-                    {
-                        int(c["ignore_index"])
-                        for c in label_check or ()
-                        if c.get("field", target) == k
-                        and c.get("ignore_index") is not None
-                    },
-                )
-                + 1
+                else None
+                if any(v is None for v in values)
+                else _largest(values, ignored) + 1
             )
         infos[k] = info
     sizes = {"train": train.n}
@@ -3325,12 +3543,17 @@ _CSV_OWN = (
     "target",
     "delimiter",
     "x_dtype",
+    "stream",
+    "workers",
 )
 
 
 def _csv_source(kw: dict, task: str | None, uses: dict):
     """A CSV file: `features=`/`targets=` (fields `features` and `target`), or column
-    groups, one keyword each: NAME="column" or NAME=["column", ...]."""
+    groups, one keyword each: NAME="column" or NAME=["column", ...]. Streamed (`Lazy`
+    fields read row by row) when the files are large (`_choose_stream`, by their size)
+    or stream=true; either way every row is checked first, and both paths read a row's
+    fields with the same functions."""
     groups = {k: v for k, v in kw.items() if k not in _CSV_OWN}
     delimiter = kw.get("delimiter", ",")
     xdt = kw.get("x_dtype")
@@ -3338,7 +3561,6 @@ def _csv_source(kw: dict, task: str | None, uses: dict):
     paths = [Path(kw["path"])] + (
         [Path(kw["test_path"])] if kw.get("test_path") else []
     )
-    classes: dict[str, list[str]] = {}
     if groups:
         if tcols is not None or kw.get("features") is not None:
             raise DataError(
@@ -3349,90 +3571,117 @@ def _csv_source(kw: dict, task: str | None, uses: dict):
         for k, c in cols.items():
             if kinds[k] == "class" and len(c) != 1:
                 raise DataError(f"{k}: class labels come from one column, not {len(c)}")
-        text = {k for k, kind in kinds.items() if kind == "class"}
-        parts = [_read_csv(p, cols, text, delimiter)[0] for p in paths]
-        for k in text:  # string labels name their classes, across both files
-            vals = [v[0] for part in parts for v in part[k]]
-            if not all(_is_float(v) for v in vals):
-                classes[k] = sorted(set(vals))
-        splits = []
-        for part, p in zip(parts, paths):
-            out = {}
-            for k, rows in part.items():
-                if k in classes:
-                    lut = {c: i for i, c in enumerate(classes[k])}
-                    out[k] = torch.tensor([lut[r[0]] for r in rows], dtype=torch.int64)
-                elif kinds[k] == "class":
-                    out[k] = _targets(
-                        [float(r[0]) for r in rows], "classification", str(p)
-                    )[0]
-                elif kinds[k] == "values":
-                    out[k] = torch.tensor(rows, dtype=torch.float32)
-                else:
-                    dtype = uses.get(k, {}).get("dtype") or xdt
-                    out[k] = _inputs(rows, _dtype(dtype or "float32"), str(p))
-            splits.append(Split(out))
-        inputs = [k for k, kind in kinds.items() if kind == "input"]
-        targets = [k for k, kind in kinds.items() if kind != "input"]
-        primary = inputs[0] if len(inputs) == 1 else None
-        target = targets[0] if len(targets) == 1 else None
-        return (
-            splits[0],
-            (splits[1] if len(splits) > 1 else None),
-            kinds,
-            classes,
-            primary,
-            target,
-        )
-    if not tcols:
-        raise DataError(
-            f"{paths[0]}: say which column(s) hold the targets (targets=...)"
-        )
-    cols = {
-        "features": kw.get("features"),
-        "target": [tcols] if isinstance(tcols, str) else list(tcols),
-    }
+        dtypes = {k: uses.get(k, {}).get("dtype") or xdt for k in cols}
+    else:
+        if not tcols:
+            raise DataError(
+                f"{paths[0]}: say which column(s) hold the targets (targets=...)"
+            )
+        cols = {
+            "features": kw.get("features"),
+            "target": [tcols] if isinstance(tcols, str) else list(tcols),
+        }
+        kinds = {"features": "input", "target": ""}  # the target's kind: from the data
+        dtypes = {"features": uses.get("features", {}).get("dtype") or xdt}
+    text = {k for k, kind in kinds.items() if kind in ("class", "")}
+    for k in text:
+        if kinds[k] == "":  # features/targets: the loss on it says, or its values do
+            want = _kind(uses, k, "")
+            kinds[k] = (
+                want
+                if want
+                else {"classification": "class", "regression": "values"}.get(
+                    task or "", ""
+                )
+            )
+
+    size = sum(p.stat().st_size for p in paths if p.is_file())
+    streamed, loading = _choose_stream(
+        kw.get("stream"),
+        size,
+        lambda: 1,
+        "bytes",
+        about=f"{_size(size)} of CSV text",
+    )
     parts = []
     for p in paths:  # the test file reads the training file's columns
-        part, cols = _read_csv(p, cols, {"target"}, delimiter)
-        parts.append(part)
-    want = _kind(uses, "target", "")
-    task = {"class": "classification", "values": "regression"}.get(want, task)
-    ys, task = _csv_targets(parts[0]["target"], task, paths[0])
-    kinds = {
-        "features": "input",
-        "target": "class" if task == "classification" else "values",
-    }
-    tests = [
-        _csv_targets(part["target"], task, p)[0]
-        for part, p in zip(parts[1:], paths[1:])
-    ]
-    yss = [ys, *tests]
-    if task == "classification" and any(isinstance(v, str) for y in yss for v in y):
-        classes["target"] = sorted({str(v) for y in yss for v in y})
-    dtype = uses.get("features", {}).get("dtype") or xdt or "float32"
-    splits = []
-    for part, y, p in zip(parts, yss, paths):
-        if "target" in classes:
-            lut = {c: i for i, c in enumerate(classes["target"])}
-            yt = torch.tensor([lut[str(v)] for v in y], dtype=torch.int64)
+        part, got, spans = _read_csv(p, cols, text, delimiter, keep=not streamed)
+        cols = {k: cols[k] or got[k] for k in cols}
+        parts.append((part, spans))
+    classes: dict[str, list[str]] = {}
+    ranges: dict[str, list[tuple[int, int]]] = {}  # a streamed class field's, per file
+    for k in text:
+        if streamed:
+            labels = [part[k] for part, _ in parts]
+            numeric = all(lb.numeric for lb in labels)
+            whole = all(lb.whole for lb in labels)
+            width = labels[0].width
         else:
-            yt, _ = _targets(y, task, str(p))
-        splits.append(
-            Split(
-                {
-                    "features": _inputs(part["features"], _dtype(dtype), str(p)),
-                    "target": yt,
-                }
+            vals = [v for part, _ in parts for r in part[k] for v in r]
+            numeric = all(_is_float(v) for v in vals)
+            whole = numeric and all(float(v).is_integer() for v in vals)
+            width = len(parts[0][0][k][0])
+        if kinds[k] == "":  # classification for one column of names or whole numbers
+            kinds[k] = "class" if width == 1 and (not numeric or whole) else "values"
+        if kinds[k] == "values" and not numeric:
+            raise DataError(f"{paths[0]}: regression targets must be numeric")
+        if kinds[k] == "class" and width != 1:
+            raise DataError(
+                f"{paths[0]}: classification needs exactly one target column"
             )
-        )
+        if kinds[k] == "class" and not numeric:  # names: classes across both files
+            if streamed:
+                classes[k] = sorted({c for lb in labels for c in lb.classes(paths[0])})
+                ranges[k] = [(0, len(classes[k]) - 1)] * len(paths)
+            else:
+                classes[k] = sorted(set(vals))
+        elif kinds[k] == "class" and streamed:
+            if not whole:
+                raise DataError(
+                    f"{paths[0]}: classification targets must be whole numbers; "
+                    "use task=regression for real-valued targets"
+                )
+            ranges[k] = [(int(lb.lo), int(lb.hi)) for lb in labels]
+    splits = []
+    for f, ((part, spans), p) in enumerate(zip(parts, paths)):
+        if streamed:
+            header, _, index = _csv_columns(
+                p, next(_csv_records(p, delimiter))[1], 1, cols
+            )
+            spec = {
+                k: {
+                    "index": index[k],
+                    "kind": kinds[k],
+                    "classes": classes.get(k),
+                    "dtype": dtypes.get(k),
+                    "range": ranges[k][f] if k in ranges else None,
+                }
+                for k in cols
+            }
+            reader = _CsvRows(p, delimiter, spans, header, spec)
+            rows = torch.arange(spans.shape[0])
+            splits.append(Split({k: Lazy(reader, k, rows) for k in cols}))
+        else:
+            splits.append(
+                Split(
+                    {
+                        k: _csv_field(
+                            rows, kinds[k], classes.get(k), dtypes.get(k), str(p)
+                        )
+                        for k, rows in part.items()
+                    }
+                )
+            )
+    inputs = [k for k, kind in kinds.items() if kind == "input"]
+    targets = [k for k, kind in kinds.items() if kind != "input"]
     return (
         splits[0],
         (splits[1] if len(splits) > 1 else None),
         kinds,
         classes,
-        "features",
-        "target",
+        inputs[0] if len(inputs) == 1 else None,
+        targets[0] if len(targets) == 1 else None,
+        loading,
     )
 
 

@@ -373,8 +373,9 @@ class DataSig:
 
 # ---- sources ------------------------------------------------------------------------------
 STREAM = ("true: read the files batch by batch through torch's DataLoader; false: decode "
-          "them all into memory first; left out: stream when the decoded data would take more "
-          "than a quarter of the machine's memory (NETDSL_IN_MEMORY_LIMIT)")
+          "them all into memory first; left out: stream when the decoded data (of a CSV file, "
+          "its text) would take more than a quarter of the machine's memory "
+          "(NETDSL_IN_MEMORY_LIMIT)")
 WORKERS = ("DataLoader worker processes that read streamed files and run per-sample "
            "augmentations (0: in the training process; default: one per core but one, at "
            "most 4)")
@@ -588,10 +589,12 @@ class CSV(Source):
     val: Optional[Amount] = None
     test: Optional[Amount] = None
     limit: Optional[PosInt] = None
+    stream: Optional[Bool] = None
+    workers: Optional[NonNegInt] = None
     open_fields: Annotated[tuple[tuple[str, Columns], ...], Extra()] = ()
     open_type = Columns
     by_use = True
-    descriptions = {**Source.descriptions,
+    descriptions = {**Source.descriptions, "stream": STREAM, "workers": WORKERS,
                     "open_fields": "a column name, or a list of column names"}
 
     def check(self):
