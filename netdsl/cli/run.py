@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -57,8 +58,13 @@ def _metrics_line(metrics: dict) -> str:
                    "from the checkpoint's (recorded as a note in the run folder).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON on stdout (progress goes to stderr).")
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Train in N processes on this machine, through torch's own launcher "
+                   "(torch.distributed.run): one per GPU on CUDA, gloo on the CPU. The batch "
+                   "size stays the global batch. Across machines run torchrun yourself: "
+                   "torchrun --nnodes ... -m netdsl run SPEC.")
 def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume, allow_changes,
-                as_json):
+                as_json, nproc):
     """Train a model under its `train` section and evaluate it on the test split.
 
     Each run gets a folder under --out holding spec.net, plan.json, metrics.jsonl,
@@ -87,19 +93,32 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
 
     s = load(spec)
     overrides = _overrides(epochs, seed, device, data_root, sets)
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .launch import launch
+
+        params = click.get_current_context().params
+        sys.exit(launch(s, model, overrides, params))
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 reports
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     stream = sys.stderr if as_json else sys.stdout
     try:
         result = run(s, model, overrides, out=out, resume=resume, stream=stream,
                      allow_changes=allow_changes, allow_flag="--allow-changes")
     except TrainingInterrupted as exc:
         r = exc.result
+        if rank:
+            sys.exit(130)
         if as_json:
             click.echo(json.dumps(r, indent=2, default=str))
         where = f"; checkpoint: {r['checkpoint']}" if r.get("checkpoint") else ""
         click.echo(f"{r['message']}{where}", err=True)
         if r.get("checkpoint"):
-            click.echo(f"resume with: netdsl run {spec} --resume {r['run_dir']}", err=True)
+            more = f" --nproc {world}" if world > 1 else ""
+            click.echo(f"resume with: netdsl run {spec} --resume {r['run_dir']}{more}",
+                       err=True)
         sys.exit(130)
+    if rank:
+        sys.exit(1 if result["status"] == "diverged" else 0)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     if result["status"] == "diverged":

@@ -28,6 +28,7 @@ SCHEDULERS = Family("scheduler", "schedulers")
 EARLY_STOPPING = Family("early-stopping rule", "early-stopping rules")
 CHECKPOINTS = Family("checkpoint policy", "checkpoint policies")
 PARAM_GROUPS = Family("parameter group", "parameter groups")
+DISTRIBUTED = Family("distributed setting", "distributed settings")
 
 
 # ---- losses ------------------------------------------------------------------------------
@@ -498,6 +499,21 @@ class Checkpoint(Decl):
     monitor: Optional[str] = None  # default: val.loss (train.loss without a validation split)
     mode: Optional[Literal["min", "max"]] = None
     positional = ("every",)
+
+
+@DISTRIBUTED.register
+class Distributed(Decl):
+    """How a run in several processes (`netdsl run --nproc N`, or torchrun) trains: with
+    DistributedDataParallel (each process holds the model, gradients averaged); over the
+    `backend` (auto: nccl on CUDA, gloo on the CPU); `batch` "global": batch_size is the
+    batch of the whole job, split over the processes (1 and N processes train the same
+    model), "per_rank": batch_size per process (the job's batch grows with N)."""
+
+    strategy: Literal["ddp"] = "ddp"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    batch: Literal["global", "per_rank"] = "global"
+    descriptions = {"strategy": "ddp (DistributedDataParallel)",
+                    "batch": "global (batch_size split over the processes) or per_rank"}
 
 
 # ---- metrics ------------------------------------------------------------------------------

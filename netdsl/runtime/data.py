@@ -1615,6 +1615,8 @@ class Data:
         augment: bool | Augment | None = None,
         non_blocking: bool = True,
         pin_memory: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> DeviceLoader:
         dev = resolve_device(device)
         train = split == "train"
@@ -1634,6 +1636,8 @@ class Data:
             "pin_memory": pin_memory,
             "workers": self.info.workers,
             "masks": self.info.masks,
+            "rank": rank,
+            "world": world,
         }
         own: tuple[str, ...] = ()  # the fields a per-sample augmentation reads
         if isinstance(self.augment, PerSample) and split == "train":
@@ -1707,9 +1711,14 @@ class DeviceLoader:
         pin_memory: bool = False,
         workers: int | None = None,
         masks: Mapping[str, int] | None = None,
+        rank: int = 0,
+        world: int = 1,
     ):
         if int(batch_size) < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
+        if not 0 <= int(rank) < int(world):
+            raise DataError(f"rank {rank} outside 0..{int(world) - 1}")
+        self.rank, self.world = int(rank), int(world)
         split = Split(fields)  # the fields agree on the number of samples
         self.device = resolve_device(device)
         self.non_blocking = non_blocking and self.device.type == "cuda"
@@ -1770,6 +1779,23 @@ class DeviceLoader:
         """Samples yielded per epoch (fewer than the dataset with drop_last)."""
         return len(self) * self.batch_size if self.drop_last else self.dataset_size
 
+    def _bounds(self, step: int) -> tuple[int, int, int]:
+        """(lo, hi, n): the positions of this rank's part of batch `step` in the epoch's
+        order, and how many samples it really has: the batch split into `world` parts as
+        near equal as can be. A rank whose part is empty (a last batch smaller than the
+        world) gets the batch's last sample, counted as none (`n` = 0)."""
+        lo = step * self.batch_size
+        size = min(self.batch_size, self.dataset_size - lo)
+        q, extra = divmod(size, self.world)
+        a = lo + self.rank * q + min(self.rank, extra)
+        n = q + (self.rank < extra)
+        return (a, a + n, n) if n else (lo + size - 1, lo + size, 0)
+
+    def local_sizes(self) -> torch.Tensor:
+        """Samples per step on this rank (CPU int64): the batch sizes alone, this rank's
+        part of them under several processes (0 where it has none)."""
+        return torch.tensor([self._bounds(s)[2] for s in range(len(self))])
+
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         """The next `iter(loader)` yields epoch `epoch`, starting at batch `start_step`."""
         self.epoch, self._start_step = int(epoch), int(start_step)
@@ -1803,7 +1829,7 @@ class DeviceLoader:
         self, epoch: int, start_step: int = 0
     ) -> Iterator[dict[str, torch.Tensor]]:
         """Yield the batches of `epoch`, from batch `start_step` on."""
-        steps, b = len(self), self.batch_size
+        steps = len(self)
         if not 0 <= start_step <= steps:
             raise DataError(f"start_step {start_step} outside 0..{steps}")
         order = self.order(epoch) if self.shuffle else None
@@ -1817,7 +1843,7 @@ class DeviceLoader:
         ragged = {k: v for k, v in self.fields.items() if isinstance(v, Ragged)}
         read = self._read(epoch, start_step, order) if self.lazy else None
         for step in range(start_step, steps):
-            lo, hi = step * b, min((step + 1) * b, self.dataset_size)
+            lo, hi, _ = self._bounds(step)
             if idx is None:
                 batch = {k: v[lo:hi] for k, v in fields.items()}
             else:
@@ -1848,12 +1874,11 @@ class DeviceLoader:
     def _read(self, epoch: int, start_step: int, order: torch.Tensor | None):
         """The streamed fields of each batch from `start_step` on, in the epoch's order,
         read by torch's DataLoader (workers, pinned memory, prefetching)."""
-        b, n = self.batch_size, self.dataset_size
-        pos = order if order is not None else torch.arange(n)
-        chunks = [
-            [(p, int(epoch)) for p in pos[s * b : min((s + 1) * b, n)].tolist()]
-            for s in range(start_step, len(self))
-        ]
+        pos = order if order is not None else torch.arange(self.dataset_size)
+        chunks = []
+        for s in range(start_step, len(self)):
+            lo, hi, _ = self._bounds(s)
+            chunks.append([(p, int(epoch)) for p in pos[lo:hi].tolist()])
         if self._stream is None:
             dataset = _Samples(
                 {k: self.fields[k] for k in self.lazy},

@@ -61,7 +61,7 @@ import warnings
 import torch
 
 CHECKPOINT_FORMAT = "netdsl-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a mid-epoch state keeps its sums over every rank
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -95,6 +95,78 @@ def seed_everything(seed: int, deterministic: bool = False):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
 
     return restore
+
+
+# ---- several processes (torchrun) --------------------------------------------------------
+class Ranks:
+    """This process's place among the processes of a torchrun job (alone: rank 0 of 1).
+    Each collective below is called by every rank at the same point of the run, never
+    inside a branch only some ranks take."""
+
+    def __init__(self, rank: int = 0, world: int = 1, local: int = 0, backend=None):
+        self.rank, self.world, self.local, self.backend = rank, world, local, backend
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` summed over the ranks, in place."""
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def share(self, obj):
+        """Rank 0's `obj`, on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        torch.distributed.broadcast_object_list(box, 0)
+        return box[0]
+
+
+def start_ranks(device, cfg: dict):
+    """(Ranks, device) of this process. Under torchrun (WORLD_SIZE above 1) it joins the
+    job's process group: nccl on CUDA, gloo on the CPU (or the plan's backend), and a
+    CUDA run takes the GPU of its local rank."""
+    device = torch.device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks(), device
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = (cfg.get("distributed") or {}).get("backend", "auto")
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Ranks(dist.get_rank(), dist.get_world_size(), local, backend), device
+
+
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of a rank's own draws (dropout), from the run's seed: the ranks differ,
+    and a run draws the same again."""
+    text = f"{int(seed)}/rank {int(rank)}/step {int(step)}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def global_batch(cfg: dict, world: int) -> int:
+    """Samples per optimizer micro-step over all ranks: batch_size itself, or batch_size
+    per rank when the plan says distributed.batch = "per_rank"."""
+    per_rank = (cfg.get("distributed") or {}).get("batch") == "per_rank"
+    return int(cfg["batch_size"]) * (world if per_rank else 1)
 
 
 class SettingError(ValueError):
@@ -543,7 +615,7 @@ def load_checkpoint(path: str, device="cpu") -> dict:
 
 
 # settings a resumed run may change: how long it trains, where, and where its data lives
-RESUMABLE = ("epochs", "device")
+RESUMABLE = ("epochs", "device", "distributed")
 RESUMABLE_DATA = ("root", "download")
 
 
@@ -598,11 +670,12 @@ class Progress:
 
     every = 0  # 0: no mid-epoch updates
 
-    def __init__(self, stream=None):
-        self.stream = stream
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream, self.quiet = stream, quiet  # quiet: a process other than rank 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        if not self.quiet:
+            print(text, file=self.stream or sys.stdout, flush=True)
 
     def start(self, info: dict) -> None:
         self._print(info["description"])
@@ -647,24 +720,28 @@ class Trainer:
         checkpoint_dir=None,
         progress=None,
         network=None,
+        ranks=None,
     ):
         self.model, self.data, self.cfg = model, data, cfg
+        self.ranks = ranks or Ranks()
         self.network = network  # what checkpoints record of the model (see `fit`)
         self.device = torch.device(device)
         self.checkpoint_dir = checkpoint_dir
-        if checkpoint_dir:
+        if checkpoint_dir and self.ranks.main:
             remove_stale_temporaries(checkpoint_dir)
         self.last_save = time.monotonic()  # for checkpoint every_minutes
         self.progress = progress or Progress()
         self._setup_terms()
         seed = cfg["seed"]
+        world = self.ranks.world
         self.train_loader = data.loader(
             "train",
-            cfg["batch_size"],
+            global_batch(cfg, world),
             device=self.device,
             seed=seed,
             shuffle=cfg.get("shuffle", True),
             drop_last=cfg.get("drop_last", False),
+            **({"rank": self.ranks.rank, "world": world} if world > 1 else {}),
         )
         self.steps = len(self.train_loader)
         if self.steps == 0:
@@ -672,6 +749,15 @@ class Trainer:
                 f"batch_size {cfg['batch_size']} with drop_last leaves no batches"
             )
         self._weights = self._batch_weights(self.train_loader)
+        self._local = self._weights.tolist()  # this rank's samples per step
+        if world > 1:  # a rank's share of each batch, for gradients as one process's
+            loader = self.train_loader
+            sizes = [
+                min(loader.batch_size, loader.dataset_size - s * loader.batch_size)
+                for s in range(self.steps)
+            ]
+            self._share = [n * world / size for n, size in zip(self._local, sizes)]
+        self._carried = None  # sums of a resumed epoch's steps before the checkpoint
         self.accumulate = max(1, int(cfg.get("accumulate", 1)))
         self.frozen = frozen_parameters(
             model, cfg
@@ -687,6 +773,7 @@ class Trainer:
             torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.net = self._wrap()  # what trains: the model, or DDP around it
         self.epoch = 0  # completed epochs
         self.start_step = (
             0  # steps already done in the current epoch (resume mid-epoch)
@@ -724,16 +811,29 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def forward(self, batch: dict):
-        """The model's outputs for one batch (its inputs are the batch's fields named by
-        `cfg["inputs"]`, in the model's input order)."""
-        return self.model(*[batch[k] for k in self.cfg["inputs"]])
+    def _wrap(self):
+        """The model as training runs it: under several processes, DistributedDataParallel
+        (gradients averaged over the ranks in backward), built again when the set of
+        parameters that train changes (unfreeze_at)."""
+        if self.ranks.world == 1:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
 
-    def losses(self, out, batch: dict):
-        """(total loss, recorded values) for one batch."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def forward(self, batch: dict, train: bool = False):
+        """The model's outputs for one batch (its inputs are the batch's fields named by
+        `cfg["inputs"]`, in the model's input order); `train`: through DDP."""
+        net = self.net if train else self.model
+        return net(*[batch[k] for k in self.cfg["inputs"]])
+
+    def losses(self, out, batch: dict, scales=None):
+        """(total loss, recorded values) for one batch; `scales` multiply each term's loss
+        (a rank's share of the batch, see `_scales`)."""
         outs = out if isinstance(out, tuple) else (out,)
         total, vals = None, []
-        for term in self.terms:
+        for i, term in enumerate(self.terms):
             o = term.scores(outs[term.output])
             if (
                 self.amp_dtype is not None
@@ -742,10 +842,52 @@ class Trainer:
             t = term.target_for(o, batch[term.field])
             loss = term.fn(o, t)
             vals.extend(term.record(o, t, loss))
+            if scales is not None:
+                loss = loss * scales[i]
             if term.weight != 1.0:
                 loss = loss * term.weight
             total = loss if total is None else total + loss
         return total, vals
+
+    def _scales(self, step: int, batch: dict):
+        """Per term, what its loss is multiplied by on this rank, so that DDP's average of
+        the ranks' gradients is the gradient one process takes of the whole batch: a batch
+        mean by (this rank's samples × world / the batch's samples); a mean over labelled
+        positions (dense labels) by the same ratio of labels, counted over the ranks; a
+        sum by the world size. None for one process."""
+        world = self.ranks.world
+        if world == 1:
+            return None
+        share, mine = self._share[step], bool(self._local[step])
+        dense = [t for t in self.terms if t.per_label]
+        ratio = None
+        if dense:  # one collective per step, on every rank
+            own = torch.stack([(batch[t.field] != t.ignore).sum() for t in dense])
+            own = own.to(self.sum_dtype) * float(mine)
+            ratio = own * world / self.ranks.sum(own.clone()).clamp(min=1)
+        out, j = [], 0
+        for t in self.terms:
+            if t.per_label:
+                out.append(ratio[j].float())
+                j += 1
+            else:
+                out.append(share if t.mean else float(world) * mine)
+        return out
+
+    def _agree(self) -> tuple[bool, bool]:
+        """(stop, save) after an optimizer step, the same on every rank: whether any rank
+        was asked to stop (Ctrl-C), and whether rank 0's clock says a checkpoint is due
+        (every_minutes). One collective per step under several processes."""
+        minutes = (self.cfg.get("checkpoint") or {}).get("every_minutes")
+        due = bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
+        if self.ranks.world == 1:
+            return self.stop_requested, due
+        dev = self.device if self.device.type == "cuda" else "cpu"
+        flags = torch.tensor(
+            [float(self.stop_requested), float(due and self.ranks.main)], device=dev
+        )
+        stop, save = self.ranks.sum(flags).tolist()
+        return stop > 0, save > 0
 
     def optimizer_step(self) -> None:
         opt, scaler, cfg = self.optimizer, self.scaler, self.cfg
@@ -803,19 +945,30 @@ class Trainer:
         return {f"{split}.loss": total, **out}
 
     def _batch_weights(self, loader) -> torch.Tensor:
-        """Samples per step, for turning per-batch mean losses into per-sample sums."""
+        """This rank's samples per step, for turning per-batch mean losses into sums."""
+        sizes = getattr(loader, "local_sizes", None)
+        if sizes is not None:
+            return sizes().to(self.sum_dtype).to(self.device)
         steps, b = len(loader), loader.batch_size
         w = torch.full((steps,), float(b), dtype=self.sum_dtype)
         w[-1] = loader.num_samples - b * (steps - 1)
         return w.to(self.device)
 
-    def _sums(self, upto: int) -> list:
-        """Column sums over the epoch's first `upto` steps (one host sync)."""
+    def _sums(self, upto: int, reduce: bool = True) -> list:
+        """Column sums over the epoch's first `upto` steps, over every rank (a collective
+        under several processes; one host sync), with what a resumed epoch carried."""
+        return self._step_sums(upto, reduce).sum(1).tolist()
+
+    def _step_sums(self, upto: int, reduce: bool = True) -> torch.Tensor:
+        """[columns, upto]: each step's sums (losses weighted by the samples behind them),
+        over every rank; the carried sums of a resumed epoch in its first column."""
         buf = self.buffer[:, :upto]
         loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
         weighted = buf.clone()
         weighted[loss_cols] = buf[loss_cols] * self._weights[:upto]
-        return weighted.sum(1).tolist()
+        if self._carried is not None and upto:
+            weighted[:, 0] += self._carried
+        return self.ranks.sum(weighted) if reduce else weighted
 
     def _set_frozen(self, epoch: int) -> None:
         """The `freeze` parameters do not train before epoch `unfreeze_at` (from 1)."""
@@ -828,8 +981,11 @@ class Trainer:
             self.progress.message(
                 f"epoch {epoch + 1}: the {n:,} frozen parameter values train from now on"
             )
+        changed = any(p.requires_grad != train for p in self.frozen)
         for p in self.frozen:
             p.requires_grad_(train)
+        if changed and self.ranks.world > 1 and hasattr(self, "net"):
+            self.net = self._wrap()  # DDP reduces the gradients of what trains now
 
     def train_epoch(self) -> dict | None:
         """One epoch (from `start_step`); the record, or None when the loss diverged."""
@@ -845,34 +1001,44 @@ class Trainer:
         self._set_frozen(epoch)
         t0 = time.perf_counter()
         every = max(0, int(getattr(self.progress, "every", 0) or 0))
-        check = min(every, 50) if every else 50
+        # (the same steps on every rank: the sums there are a collective)
+        check = min(every, 50) if every and self.ranks.world == 1 else 50
         last_sync = self.start_step
         for step, batch in enumerate(
             loader.batches(epoch, self.start_step), self.start_step
         ):
             window = step - step % k
             n = min(k, steps - window)
+            last = step + 1 - window >= n  # the micro-batch that steps the optimizer
             self.consistent = False
-            with self.autocast():
-                out = self.forward(batch)
-                loss, vals = self.losses(out, batch)
-            if n > 1:
-                loss = loss / n
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            for j, v in enumerate(vals):
-                buf[j, step] = v
-            if step + 1 - window < n:
+            sync = (
+                self.net.no_sync()
+                if self.ranks.world > 1 and not last
+                else contextlib.nullcontext()
+            )
+            with sync:
+                with self.autocast():
+                    out = self.forward(batch, train=True)
+                    loss, vals = self.losses(out, batch, self._scales(step, batch))
+                if n > 1:
+                    loss = loss / n
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+            if self._local[step]:  # (a rank with no part of this batch records nothing)
+                for j, v in enumerate(vals):
+                    buf[j, step] = v
+            if not last:
                 continue  # more micro-batches before the optimizer step
             self.optimizer_step()
             self.start_step = step + 1
             self.consistent = True
-            if self.stop_requested:
+            stop, save = self._agree()
+            if stop:
                 raise KeyboardInterrupt
             if step + 1 < steps:
-                self.step_checkpoint()
+                self.step_checkpoint(save)
             if step + 1 - last_sync >= check and step + 1 < steps:
                 last_sync = step + 1
                 sums = self._sums(step + 1)
@@ -907,14 +1073,17 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         cfg = self.cfg
+        world = self.ranks.world
         loader = self.data.loader(
             split,
             cfg.get("eval_batch_size") or cfg["batch_size"],
             device=self.device,
             seed=cfg["seed"],
             shuffle=False,
+            **({"rank": self.ranks.rank, "world": world} if world > 1 else {}),
         )
-        weights = self._batch_weights(loader)
+        weights = self._batch_weights(loader)  # this rank's samples per batch
+        counts = weights.tolist()
         kinds = self._column_kinds
         was = self.model.training
         self.model.eval()
@@ -924,10 +1093,11 @@ class Trainer:
                 with self.autocast():
                     out = self.forward(batch)
                     _, vals = self.losses(out, batch)
-                for j, v in enumerate(vals):
-                    sums[j] += v * weights[i] if kinds[j] else v
+                if counts[i]:  # every sample scored once: on the rank it falls to
+                    for j, v in enumerate(vals):
+                        sums[j] += v * weights[i] if kinds[j] else v
         self.model.train(was)
-        return self._summarise(split, sums.tolist(), loader.num_samples)
+        return self._summarise(split, self.ranks.sum(sums).tolist(), loader.num_samples)
 
     # ---- monitors ----------------------------------------------------------------------------
     @staticmethod
@@ -988,38 +1158,34 @@ class Trainer:
             ):
                 state = self.save_last()
                 if ck["keep"] == "all":
-                    save_checkpoint(
-                        os.path.join(
-                            self.checkpoint_dir, f"epoch_{record['epoch']:03d}.pt"
-                        ),
-                        state,
-                    )
+                    self._save(f"epoch_{record['epoch']:03d}.pt", state)
             if improved and ck["keep"] in ("best", "all"):
-                save_checkpoint(
-                    os.path.join(self.checkpoint_dir, "best.pt"), state or self.state()
-                )
+                self._save("best.pt", state or self.state())
         return stop
 
-    def step_checkpoint(self) -> None:
+    def step_checkpoint(self, minutes_due: bool = False) -> None:
         """`last.pt` in the middle of an epoch, every `every_steps` optimizer steps or
-        `every_minutes` minutes (between steps, where the state is consistent)."""
+        `every_minutes` minutes (`minutes_due`, as `_agree` found; between steps, where
+        the state is consistent)."""
         ck = self.cfg.get("checkpoint")
         if not (ck and self.checkpoint_dir):
             return
-        n, minutes = ck.get("every_steps"), ck.get("every_minutes")
-        due = bool(n) and self.global_step % n == 0
-        due = due or bool(minutes) and time.monotonic() - self.last_save >= 60 * minutes
-        if due:
+        n = ck.get("every_steps")
+        if (bool(n) and self.global_step % n == 0) or minutes_due:
             self.save_last()
+
+    def _save(self, name: str, state: dict) -> str:
+        """Rank 0 writes checkpoint `name`; the other ranks only know its path."""
+        path = os.path.join(self.checkpoint_dir, name)
+        return save_checkpoint(path, state) if self.ranks.main else path
 
     def save_last(self) -> dict:
         state = self.state()
-        self.checkpoint_path = save_checkpoint(
-            os.path.join(self.checkpoint_dir, "last.pt"), state
-        )
+        self.checkpoint_path = self._save("last.pt", state)
         self.last_save = time.monotonic()
-        with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
-            os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
+        if self.ranks.main:
+            with contextlib.suppress(FileNotFoundError):  # superseded by last.pt
+                os.remove(os.path.join(self.checkpoint_dir, "interrupted.pt"))
         return state
 
     # ---- state -----------------------------------------------------------------------------
@@ -1042,9 +1208,15 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all()
                 if self.device.type == "cuda"
                 else [],
+                # each rank's own (its dropout draws), under several processes
+                "ranks": self.ranks.gather(torch.get_rng_state())
+                if self.ranks.world > 1
+                else None,
             },
-            "buffer": (
-                self.buffer[:, : self.start_step].cpu()
+            "world": self.ranks.world,
+            # the epoch's sums so far, over every rank: any number of processes resumes them
+            "sums": (
+                self._step_sums(self.start_step).sum(1).cpu()
                 if self.start_step and self.buffer is not None
                 else None
             ),
@@ -1079,11 +1251,36 @@ class Trainer:
             and (self.cfg.get("checkpoint") or {}).get("monitor") == es["monitor"]
         ):
             self.best_state = load_checkpoint(best_file, self.device)["model"]
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if self.device.type == "cuda" and state["rng"]["cuda"]:
+        world, then = self.ranks.world, int(state.get("world", 1))
+        if world == then:
+            rng = (
+                state["rng"]["torch"]
+                if world == 1
+                else state["rng"]["ranks"][self.ranks.rank]
+            )
+            torch.set_rng_state(rng.cpu())
+        else:  # each rank draws anew, from the seed, its rank and the step
+            torch.manual_seed(
+                _rank_seed(self.cfg["seed"], self.ranks.rank, self.global_step)
+            )
+        if self.device.type == "cuda" and state["rng"]["cuda"] and world == then == 1:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-        if self.start_step:
-            if state["buffer"].shape[0] != self._columns():
+        if self.start_step and state.get("sums") is not None:
+            if state["sums"].shape[0] != self._columns():
+                raise ResumeError(
+                    f"the checkpoint stopped mid-epoch ({self.start_step} steps into epoch "
+                    f"{self.epoch + 1}) and records its metrics in another layout",
+                    "resume from a checkpoint written at the end of an epoch, or start "
+                    "the run again",
+                )
+            self.buffer = torch.zeros(
+                (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
+            )
+            if self.ranks.main:  # counted once, on one rank
+                self._carried = state["sums"].to(self.device, self.sum_dtype)
+        elif self.start_step:  # a checkpoint of one process, before "sums"
+            old = state["buffer"].to(self.device, self.sum_dtype)
+            if old.shape[0] != self._columns():
                 raise ResumeError(
                     f"the checkpoint stopped mid-epoch ({self.start_step} steps into epoch "
                     f"{self.epoch + 1}) and records its metrics in another layout (an "
@@ -1091,10 +1288,17 @@ class Trainer:
                     "resume from a checkpoint written at the end of an epoch, or start "
                     "the run again",
                 )
+            b, n = self.train_loader.batch_size, self.train_loader.dataset_size
+            sizes = [min(b, n - s * b) for s in range(self.start_step)]
+            loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
+            old[loss_cols] *= torch.tensor(
+                sizes, dtype=self.sum_dtype, device=self.device
+            )
             self.buffer = torch.zeros(
                 (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
             )
-            self.buffer[:, : self.start_step] = state["buffer"].to(self.device)
+            if self.ranks.main:
+                self._carried = old.sum(1)
 
     # ---- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -1103,7 +1307,7 @@ class Trainer:
         with _graceful_interrupt(self):
             try:
                 while self.epoch < epochs and self.status == "completed":
-                    if self.stop_requested:
+                    if self._agree()[0]:  # (every rank stops at the same point)
                         raise KeyboardInterrupt
                     record = self.train_epoch()
                     if record is None:
@@ -1130,9 +1334,8 @@ class Trainer:
                         f"{self.start_step} of {self.steps}"
                     )
                     if self.checkpoint_dir:
-                        self.checkpoint_path = save_checkpoint(
-                            os.path.join(self.checkpoint_dir, "interrupted.pt"),
-                            self.state(),
+                        self.checkpoint_path = self._save(
+                            "interrupted.pt", self.state()
                         )
                 else:  # a second Ctrl-C in the middle of a step: that state is not resumable
                     self.message = (
@@ -1175,11 +1378,16 @@ def _graceful_interrupt(trainer: Trainer):
         yield
         return
     previous = signal.getsignal(signal.SIGINT)
+    first = [0.0]
 
     def handler(signum, frame):
         if trainer.stop_requested:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
+            # torchrun passes the terminal's Ctrl-C on to its processes, which had it
+            # already: only a Ctrl-C that comes later stops at once
+            if trainer.ranks.world == 1 or time.monotonic() - first[0] > 2.0:
+                raise KeyboardInterrupt
+            return
+        trainer.stop_requested, first[0] = True, time.monotonic()
         trainer.progress.message(
             "stopping after this step (Ctrl-C again to stop at once)"
         )
@@ -1220,16 +1428,30 @@ def fit(
     progress=None,
     model_name: str = "model",
     network=None,
+    ranks=None,
 ) -> dict:
     """Seed, build the model, train it and evaluate it. `resume` is a checkpoint dict
     (`load_checkpoint`). `network` (plain values, e.g. a hash of the model's graph) is
     recorded in every checkpoint. Returns the result dict; `result["model"]` is the
-    trained module."""
+    trained module. Under torchrun every process calls it (`ranks`: from `start_ranks`,
+    which it calls itself when not given): each trains on its part of every batch, and
+    only rank 0 writes checkpoints."""
+    if ranks is None:
+        ranks, device = start_ranks(device, cfg)
     restore = seed_everything(cfg["seed"], cfg.get("deterministic", False))
     try:
-        model = build_model().to(device)
+        model = build_model().to(device)  # the same initial weights on every rank
+        if ranks.world > 1:  # then each rank's own dropout draws
+            torch.manual_seed(_rank_seed(cfg["seed"], ranks.rank))
         trainer = Trainer(
-            model, data, cfg, device, checkpoint_dir, progress, network=network
+            model,
+            data,
+            cfg,
+            device,
+            checkpoint_dir,
+            progress,
+            network=network,
+            ranks=ranks,
         )
         if resume is not None:
             trainer.load_state(resume)

@@ -41,10 +41,12 @@ from ..source import Span
 from ..syntax import ast
 from .catalog import (
     CHECKPOINTS,
+    DISTRIBUTED,
     EARLY_STOPPING,
     OPTIMIZERS,
     SCHEDULERS,
     Checkpoint,
+    Distributed,
     EarlyStopping,
     Loss,
     Optimizer,
@@ -102,6 +104,9 @@ SETTINGS: dict[str, SettingDecl] = {
                               enable="Checkpoint",
                               doc='Checkpoint(every=1, keep="best"); none: off'),
     "metrics": SettingDecl("metrics", doc="what to report besides the loss"),
+    "distributed": SettingDecl("call", family=DISTRIBUTED, enable="Distributed",
+                               doc='several processes (--nproc N, torchrun): Distributed('
+                               'backend="auto", batch="global")'),
     "device": SettingDecl("value", StrictStr, "auto", doc="auto, cpu, cuda, cuda:N or mps"),
     "shuffle": SettingDecl("value", Bool, True, doc="a new sample order every epoch"),
     "drop_last": SettingDecl("value", Bool, False, doc="skip a last, smaller batch"),
@@ -220,6 +225,7 @@ class Plan(BaseModel):
     deterministic: bool
     early_stopping: Optional[EarlyStopping]
     checkpoint: Optional[Checkpoint]
+    distributed: Optional[Distributed] = None
     metrics: tuple[str, ...]
     device: str
     shuffle: bool
@@ -309,6 +315,8 @@ class Plan(BaseModel):
                 "every_minutes": ck.every_minutes, "keep": ck.keep, "monitor": ck.monitor,
                 "mode": ck.mode},
             "monitor": {"monitor": self.monitor, "mode": metric_mode(self.monitor)},
+            # only when written, so plans without keep their hashes (a resume may change it)
+            **({"distributed": self.distributed.model_dump()} if self.distributed else {}),
         }
 
     def label_checks(self) -> list[dict[str, Any]]:
@@ -348,6 +356,8 @@ class Plan(BaseModel):
         if self.early_stopping is not None:
             rows.append(("early_stopping", self.early_stopping.describe()))
         rows.append(("checkpoint", self.checkpoint.describe() if self.checkpoint else "none"))
+        if self.distributed is not None:
+            rows.append(("distributed", self.distributed.describe()))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 

@@ -326,6 +326,7 @@ class Builder:
         scheduler = self.call("scheduler", get("scheduler"))
         early = self.call("early_stopping", get("early_stopping"))
         ckpt = self.call("checkpoint", get("checkpoint"))
+        dist = self.call("distributed", get("distributed"))
         self._canonical(values)
         fixed_task = None
         self.data_sig = None
@@ -372,6 +373,7 @@ class Builder:
             scheduler=scheduler.decl if isinstance(scheduler, Bound) else None,
             early_stopping=early.decl if isinstance(early, Bound) else None,
             checkpoint=ckpt.decl if isinstance(ckpt, Bound) else None,
+            distributed=dist.decl if isinstance(dist, Bound) else None,
             metrics=metrics, monitor="train.loss", spans=self.spans, signature=sig,
             inputs=inputs, fields=self._field_specs(uses, inputs, loss_terms, data, sig),
             **values)

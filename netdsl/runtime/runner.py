@@ -332,6 +332,9 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     notes = list(plan.notes)
     settings = plan.settings()
     device = resolve_device(plan, notes)
+    ranks, device = loop.start_ranks(device, settings)  # joins a torchrun job, if any
+    if ranks.world > 1:
+        notes.append(Note(distributed_note(ranks, settings)))
     check_memory(plan, graph, device)
     network = network_record(graph)
     state, folder = None, None
@@ -344,19 +347,30 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
             own = spec.build(plan.model).state_dict()
         _fits(own, state["model"], ckpt_file, plan.model)
         notes.extend(_resume_notes(state, settings, ckpt_file, network, folder, spec, *allow))
+        then = int(state.get("world", 1))
+        if then != ranks.world:
+            notes.append(Note(
+                f"resuming on {ranks.world} process{'es' if ranks.world > 1 else ''} a run "
+                f"that {then} process{'es' if then > 1 else ''} wrote: the same batches in "
+                f"the same order, split over {ranks.world} now; random draws in the model "
+                "(dropout) start anew from the seed, so the run will not match one that "
+                "was never stopped"))
     data = load(plan, settings)
     if data.info.loading_note():
         notes.append(Note(data.info.loading_note()))
     check_loaded(plan, graph, data, settings, notes)
-    if folder is None:
-        folder = run_folder(out, plan.model)
+    if folder is None:  # rank 0 makes it; the others learn its name
+        folder = Path(ranks.share(str(run_folder(out, plan.model)) if ranks.main else None))
     ckpt_dir = folder / "checkpoints"
-    spec_copy, plan_copy = _write_start(folder, spec, plan, settings, notes,
-                                        resumed=state is not None)
     log = folder / "metrics.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in (state or {}).get("history", [])),
-                   encoding="utf-8")
-    shown = RunProgress(stream, bar, log, quiet=not progress, batch_size=settings["batch_size"])
+    if ranks.main:  # only rank 0 writes the run folder and shows progress
+        spec_copy, plan_copy = _write_start(folder, spec, plan, settings, notes,
+                                            resumed=state is not None)
+        log.write_text("".join(json.dumps(r) + "\n" for r in (state or {}).get("history", [])),
+                       encoding="utf-8")
+    progress = progress and ranks.main
+    shown = RunProgress(stream, bar, log if ranks.main else None, quiet=not progress,
+                        batch_size=settings["batch_size"])
     if progress:
         shown.message(f"plan for {plan.model} ({spec.filename}):\n{plan.describe()}")
         for n in notes:
@@ -369,7 +383,7 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         with out_of_memory(f"training {plan.model}"):
             out_ = loop.fit(lambda: spec.build(plan.model), data, settings, device=device,
                             checkpoint_dir=str(ckpt_dir), resume=state, progress=shown,
-                            model_name=plan.model, network=network)
+                            model_name=plan.model, network=network, ranks=ranks)
     except loop.DamagedArchive as exc:  # best.pt, read on resuming to restore the best epoch
         raise damaged(exc, "the run cannot restore its best epoch from it: start the run "
                       "again without --resume") from None
@@ -377,12 +391,14 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         r = exc.result
         exc.result = {**result, **r, **headline(r, settings, data)}
         exc.result["notes"] = [n.format() for n in notes]
-        _write_json(folder / "result.json", exc.result)
+        if ranks.main:
+            _write_json(folder / "result.json", exc.result)
         raise
     except loop.ResumeError as exc:  # a mid-epoch checkpoint it cannot continue
         raise NetdslError([Diagnostic("E409", exc.message, hint=exc.hint)]) from None
     except BaseException as exc:
-        _failed(folder, state is not None, exc)
+        if ranks.main:
+            _failed(folder, state is not None, exc)
         if isinstance(exc, DataError):  # a streamed file that cannot be read, or its labels
             raise data_error(plan, exc) from None
         if isinstance(exc, loop.SettingError):  # a freeze pattern or group takes nothing
@@ -390,6 +406,9 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
         raise
     trained = out_.pop("model")
     result.update(out_)
+    if not ranks.main:  # the run folder is rank 0's
+        result.model = trained
+        return result
     result.update(headline(result, settings, data))
     result["parameters"] = sum(p.numel() for p in trained.parameters())
     result["data"] = {"source": data.info.source, **data.info.sizes}
@@ -413,6 +432,15 @@ def _run(spec, model, overrides, *, out, resume, progress, stream, bar, settings
     _write_json(folder / "result.json", result)
     result.model = trained
     return result
+
+
+def distributed_note(ranks: loop.Ranks, settings: dict) -> str:
+    """What a run under several processes does with the batch, said when it starts."""
+    b = loop.global_batch(settings, ranks.world)
+    per = -(-b // ranks.world)
+    split = f"{b // ranks.world}" if b % ranks.world == 0 else f"{b // ranks.world} or {per}"
+    return (f"distributed: {ranks.world} processes ({ranks.backend}); each batch of {b} is "
+            f"split {split} per process, gradients averaged as one process would take them")
 
 
 def _failed(folder: Path, resumed: bool, exc: BaseException) -> None:

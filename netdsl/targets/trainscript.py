@@ -151,27 +151,29 @@ class Script:
             Stmt('cfg["data"]["seed"] = cfg["seed"]'),
             Stmt("if args.data_root is not None:", body=[Stmt('cfg["data"]["root"] = args.data_root')]),
             Stmt('out = args.out or os.path.join("runs", cfg["model"])'),
+            Stmt('rank = int(os.environ.get("RANK", "0"))  # under torchrun: rank 0 reports'),
             Stmt("try:", body=[Stmt('device = resolve_device(cfg["device"])'),
                                Stmt('data = load_data(**cfg["data"])')]),
             Stmt("except DataError as exc:", body=[Stmt('sys.exit(f"error: {exc}")')]),
-            Stmt("if data.info.loading_note():",
+            Stmt("if data.info.loading_note() and rank == 0:",
                  body=[Stmt("print(data.info.loading_note(), file=sys.stderr)")]),
             Stmt("try:", body=[Stmt("resume = load_checkpoint(args.resume, device) if args.resume else None"),
                                Stmt("check_resume(resume, cfg)")]),
             Stmt("except ValueError as exc:  # a damaged or foreign file, or one that cannot continue",
                  body=[Stmt('sys.exit(f"error: {exc}")')]),
-            Stmt("progress = Progress(sys.stderr if args.json else None)"),
+            Stmt("progress = Progress(sys.stderr if args.json else None, quiet=rank > 0)"),
             Stmt("try:", body=[Stmt(
                 f"result = fit({build}, data, cfg, device=device, "
                 'checkpoint_dir=os.path.join(out, "checkpoints"), resume=resume, '
                 'progress=progress, model_name=cfg["model"])')]),
             Stmt("except TrainingInterrupted as exc:", body=[
                 Stmt('where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""'),
-                Stmt("sys.exit(f\"{exc.result['message']}{where}\")")]),
+                Stmt("sys.exit(f\"{exc.result['message']}{where}\" if rank == 0 else 130)")]),
             Stmt("except (DataError, SettingError) as exc:  # a bad file, a bad pattern",
                  body=[Stmt('sys.exit(f"error: {exc}")')]),
             Stmt("except DiskFull as exc:", body=[Stmt('sys.exit(f"error: {exc.strerror}")')]),
             Stmt('trained = result.pop("model")'),
+            Stmt("if rank > 0:", body=[Stmt('return 1 if result["status"] == "diverged" else 0')]),
             Stmt('if result["status"] != "diverged":', body=[
                 Stmt("os.makedirs(out, exist_ok=True)"),
                 Stmt('torch.save(trained.state_dict(), os.path.join(out, "weights.pt"))')]),
