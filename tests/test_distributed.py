@@ -225,3 +225,21 @@ def test_ctrl_c_stops_every_process_and_resumes_on_two_and_on_one(tmp_path):
     one = run(path, tmp_path / "unused1", "--resume", again)
     assert any("resuming on 1 process a run that 2 processes wrote" in n for n in one["notes"])
     same_training(whole, one)
+
+
+def test_a_compiled_script_trains_under_torchrun_like_netdsl_run(tmp_path):
+    from netdsl.targets.compile import compile_spec
+
+    path = write(tmp_path, "lenet.net", epochs=1)
+    ours = run(path, tmp_path / "ours", nproc=2)
+    script = tmp_path / "lenet.py"
+    script.write_text(compile_spec(path), encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--standalone", str(script), "--json", "--out", str(tmp_path / "c")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout)  # rank 0 alone prints
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in ours["history"]]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in got["history"]] == strip
+    assert got["test"] == ours["test"]

@@ -64,12 +64,15 @@ def launch(spec, model, overrides, params: dict) -> int:
     nproc = int(params["nproc"])
     plan = spec.plan(model, overrides)  # every mistake before anything starts
     check_launch(plan, nproc)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     # torchrun would warn that it sets this; give each process its share of the cores
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    for name in list(logging.Logger.manager.loggerDict):  # its log lines, not ours
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     args = parse_args(["--nproc-per-node", str(nproc), "--standalone", "--module", "netdsl",
                        *_argv(params)])
     try:
@@ -84,6 +87,6 @@ def launch(spec, model, overrides, params: dict) -> int:
         click.echo(f"netdsl: process {rank} of {nproc} {how}; the others were stopped",
                    err=True)
         return code if code > 0 else 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SignalException):  # Ctrl-C: the processes stop themselves
         return 130
     return 0

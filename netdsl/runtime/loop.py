@@ -996,6 +996,7 @@ class Trainer:
             self.buffer = torch.zeros(
                 (self._columns(), steps), dtype=self.sum_dtype, device=self.device
             )
+            self._carried = None  # (what a resumed epoch carried belongs to it alone)
         buf = self.buffer
         model.train()
         self._set_frozen(epoch)
