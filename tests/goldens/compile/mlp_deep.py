@@ -7,6 +7,8 @@ Train: python THIS_FILE.py --epochs 1 --data-root DATA (--help for more)
 from __future__ import annotations
 
 import argparse
+import array
+import codecs
 import contextlib
 import copy
 import csv
