@@ -106,26 +106,34 @@ def test_two_processes_train_what_one_trains_and_score_every_sample_once(tmp_pat
     assert len(lines) == 2
 
 
-def test_the_seed_mlp_and_a_streamed_folder_too(tmp_path):
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory) -> Path:
+    """500 real MNIST digits as PNG files, one folder per class."""
     from PIL import Image
 
+    from netdsl.runtime.data import load_data
+
+    folder = tmp_path_factory.mktemp("png")
+    d = load_data("MNIST", root=DATA, limit=500, transforms=["ToTensor"])
+    for i in range(500):
+        f = folder / str(int(d.train["label"][i])) / f"{i:03d}.png"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((d.train["image"][i, 0] * 255).round().byte().numpy()).save(f)
+    return folder
+
+
+def streamed(folder: Path) -> str:
+    return (f'ImageFolder(path="{folder.as_posix()}", convert="L", stream=true, workers=1, '
+            'val=0.2, transform=[RandomResizedCrop(28, scale=(0.8, 1.0)), ToTensor])')
+
+
+def test_the_seed_mlp_and_a_streamed_folder_too(tmp_path, pngs):
     mlp = ROOT / "specs" / "mlp.net"
     extra = ["--epochs", "1", "--data-root", DATA, "--set", "data.limit=2000"]
     one = run(mlp, tmp_path / "one", *extra)
     two = run(mlp, tmp_path / "two", *extra, nproc=2)
     same_training(one, two)
-
-    folder = tmp_path / "png"
-    from netdsl.runtime.data import load_data
-
-    d = load_data("MNIST", root=DATA, limit=500, transforms=["ToTensor"])
-    for i in range(500):
-        f = folder / "train" / str(int(d.train["label"][i])) / f"{i:03d}.png"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((d.train["image"][i, 0] * 255).round().byte().numpy()).save(f)
-    data = (f'ImageFolder(path="{folder.as_posix()}/train", convert="L", stream=true, '
-            'workers=1, val=0.2, transform=[RandomResizedCrop(28, scale=(0.8, 1.0)), ToTensor])')
-    path = write(tmp_path, "stream.net", data=data)
+    path = write(tmp_path, "stream.net", data=streamed(pngs))
     one = run(path, tmp_path / "s1")
     two = run(path, tmp_path / "s2", nproc=2)
     same_training(one, two)
@@ -193,25 +201,44 @@ def test_a_killed_process_ends_the_job_quickly_and_says_which(tmp_path):
     assert "Traceback" not in err
 
 
-def test_a_failing_process_ends_the_job_with_its_own_error(tmp_path):
-    spec = write(tmp_path, "bad.net", more='precision = "fp16"')  # fp16 needs CUDA: E404
+def test_one_failing_process_ends_the_job_with_its_own_error(tmp_path, pngs):
+    """A damaged image that only process 1 reads, in its part of the first batch."""
+    import shutil
+
+    from netdsl.runtime.data import load_data
+
+    folder = tmp_path / "png"
+    shutil.copytree(pngs, folder)
+    d = load_data("ImageFolder", path=str(folder), convert="L", stream=True, val=0.2,
+                  transforms=["ToTensor"])
+    loader = d.loader("train", 64, rank=1, world=2)
+    lo, hi, _ = loader._bounds(0)
+    images = d.train["image"]
+    victim = images.reader.files["image"][int(images.index[int(loader.order(0)[lo + 3])])]
+    Path(victim).write_bytes(b"not a png")
+    spec = write(tmp_path, "bad.net", data=streamed(folder))
     r = netdsl("run", spec, "--nproc", 2, "--out", tmp_path / "o", check=False)
-    assert r.returncode == 1 and "error[E404]" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "error[E414]" in r.stderr and victim in r.stderr and "Traceback" not in r.stderr
+    assert "netdsl: process 1 of 2 exited with status 1; the others were stopped" in r.stderr
 
 
-def test_ctrl_c_stops_every_process_and_resumes_on_two_and_on_one(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
+def test_a_stopped_job_resumes_on_two_processes_and_on_one(tmp_path, how):
     path = write(tmp_path, "c.net", epochs=3, more="checkpoint = Checkpoint(every_steps=2)")
     whole = run(path, tmp_path / "whole", nproc=2)
     launcher = _start(path, tmp_path / "out")
     _wait_for_step(tmp_path / "out", launcher, step=4)
-    os.killpg(launcher.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    # what a terminal's Ctrl-C does, or every process of the job killed at once
+    os.killpg(launcher.pid, signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
     t0 = time.monotonic()
     _, err = launcher.communicate(timeout=60)
     assert time.monotonic() - t0 < 30, err
-    assert launcher.returncode == 130, err
-    assert "--nproc 2" in err and "Traceback" not in err
     folder = next((tmp_path / "out").iterdir())
-    assert (folder / "checkpoints" / "interrupted.pt").is_file()
+    if how == "ctrl-c":
+        assert launcher.returncode == 130, err
+        assert "--nproc 2" in err and "Traceback" not in err
+        assert (folder / "checkpoints" / "interrupted.pt").is_file()
     import shutil
 
     again = tmp_path / "again"
@@ -243,3 +270,27 @@ def test_a_compiled_script_trains_under_torchrun_like_netdsl_run(tmp_path):
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in ours["history"]]
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in got["history"]] == strip
     assert got["test"] == ours["test"]
+
+
+def test_fsdp_shards_the_model_and_its_checkpoints_resume_anywhere(tmp_path):
+    """FSDP2 (fully_shard) on gloo: the same training as one process; its checkpoints hold the
+    whole model (gathered through torch.distributed.checkpoint's state-dict API), so `netdsl
+    eval` reads them and a run resumes on 2 processes exactly and on 1 correctly."""
+    path = write(tmp_path, "f.net", more='distributed = Distributed(strategy="fsdp")')
+    one = run(path, tmp_path / "one")
+    whole = run(path, tmp_path / "two", nproc=2)
+    same_training(one, whole)
+    half = run(path, tmp_path / "half", "--epochs", 1, nproc=2)
+    import shutil
+
+    folder = Path(half["run_dir"])
+    shutil.copytree(folder, tmp_path / "copy")
+    again = run(path, tmp_path / "u", "--resume", folder, "--epochs", 2, nproc=2)
+    wa, wb = weights(whole), weights(again)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    alone = run(path, tmp_path / "u1", "--resume", tmp_path / "copy", "--epochs", 2)
+    same_training(whole, alone)
+    r = netdsl("eval", path, "-w", Path(whole["run_dir"]) / "checkpoints" / "best.pt", "--json")
+    assert json.loads(r.stdout)["metrics"]["test.loss"] == pytest.approx(
+        whole["test"]["test.loss"], rel=1e-6)

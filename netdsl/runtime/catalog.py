@@ -504,15 +504,18 @@ class Checkpoint(Decl):
 @DISTRIBUTED.register
 class Distributed(Decl):
     """How a run in several processes (`netdsl run --nproc N`, or torchrun) trains: with
-    DistributedDataParallel (each process holds the model, gradients averaged); over the
+    DistributedDataParallel (each process holds the model, gradients averaged), or sharded
+    with FSDP2 (strategy="fsdp": parameters, gradients and optimizer state split over the
+    processes, for models too big for one device); over the
     `backend` (auto: nccl on CUDA, gloo on the CPU); `batch` "global": batch_size is the
     batch of the whole job, split over the processes (1 and N processes train the same
     model), "per_rank": batch_size per process (the job's batch grows with N)."""
 
-    strategy: Literal["ddp"] = "ddp"
+    strategy: Literal["ddp", "fsdp"] = "ddp"
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     batch: Literal["global", "per_rank"] = "global"
-    descriptions = {"strategy": "ddp (DistributedDataParallel)",
+    descriptions = {"strategy": "ddp (DistributedDataParallel: each process holds the model) "
+                                "or fsdp (FSDP2 fully_shard: each holds a shard of it)",
                     "batch": "global (batch_size split over the processes) or per_rank"}
 
 

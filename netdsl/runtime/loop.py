@@ -124,6 +124,11 @@ class Ranks:
         torch.distributed.all_gather_object(out, obj)
         return out
 
+    def close(self) -> None:
+        """Leave the process group (its threads must end before the interpreter does)."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
     def share(self, obj):
         """Rank 0's `obj`, on every rank."""
         if self.world == 1:
@@ -724,6 +729,8 @@ class Trainer:
     ):
         self.model, self.data, self.cfg = model, data, cfg
         self.ranks = ranks or Ranks()
+        if self.sharded:  # before anything holds its parameters: sharding replaces them
+            self._wrap()
         self.network = network  # what checkpoints record of the model (see `fit`)
         self.device = torch.device(device)
         self.checkpoint_dir = checkpoint_dir
@@ -811,11 +818,30 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the model is sharded over the ranks (FSDP2), not copied on each."""
+        return self.ranks.world > 1 and self._strategy() == "fsdp"
+
+    def _strategy(self) -> str:
+        return (self.cfg.get("distributed") or {}).get("strategy", "ddp")
+
     def _wrap(self):
         """The model as training runs it: under several processes, DistributedDataParallel
         (gradients averaged over the ranks in backward), built again when the set of
-        parameters that train changes (unfreeze_at)."""
+        parameters that train changes (unfreeze_at); or, with strategy fsdp, the model
+        itself sharded in place (torch.distributed.fsdp.fully_shard: each child module
+        with parameters, then the whole), which averages the gradients likewise."""
         if self.ranks.world == 1:
+            return self.model
+        if self.sharded:
+            from torch.distributed.fsdp import FSDPModule, fully_shard
+
+            if not isinstance(self.model, FSDPModule):
+                for child in self.model.children():
+                    if any(True for _ in child.parameters()):
+                        fully_shard(child)
+                fully_shard(self.model)
             return self.model
         from torch.nn.parallel import DistributedDataParallel
 
@@ -984,7 +1010,12 @@ class Trainer:
         changed = any(p.requires_grad != train for p in self.frozen)
         for p in self.frozen:
             p.requires_grad_(train)
-        if changed and self.ranks.world > 1 and hasattr(self, "net"):
+        if (
+            changed
+            and self.ranks.world > 1
+            and not self.sharded
+            and hasattr(self, "net")
+        ):
             self.net = self._wrap()  # DDP reduces the gradients of what trains now
 
     def train_epoch(self) -> dict | None:
@@ -1012,11 +1043,11 @@ class Trainer:
             n = min(k, steps - window)
             last = step + 1 - window >= n  # the micro-batch that steps the optimizer
             self.consistent = False
-            sync = (
-                self.net.no_sync()
-                if self.ranks.world > 1 and not last
-                else contextlib.nullcontext()
-            )
+            sync = contextlib.nullcontext()
+            if self.sharded:  # gradients reduced at the last micro-batch only
+                self.model.set_requires_gradient_sync(last)
+            elif self.ranks.world > 1 and not last:
+                sync = self.net.no_sync()
             with sync:
                 with self.autocast():
                     out = self.forward(batch, train=True)
@@ -1123,8 +1154,7 @@ class Trainer:
                 self.early = {"best": value, "bad_epochs": 0, "epoch": record["epoch"]}
                 if es.get("restore_best"):
                     self.best_state = {
-                        k: v.detach().clone()
-                        for k, v in self.model.state_dict().items()
+                        k: v.detach().clone() for k, v in self.model_state().items()
                     }
             else:
                 self.early["bad_epochs"] += 1
@@ -1190,6 +1220,54 @@ class Trainer:
         return state
 
     # ---- state -----------------------------------------------------------------------------
+    def _options(self):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    def model_state(self) -> dict:
+        """The model's whole state dict: of a sharded model, gathered from every rank (a
+        collective; rank 0 gets it, on the CPU), so checkpoints and weights are the same
+        files under any number of processes."""
+        if not self.sharded:
+            return self.model.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(self.model, options=self._options())
+
+    def load_model_state(self, state: dict) -> None:
+        if not self.sharded:
+            self.model.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict
+
+        set_model_state_dict(self.model, state, options=self._full())
+
+    def _full(self):
+        """Loading a whole state dict into a sharded model: rank 0's, sent to every rank."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+
+    def _optimizer_state(self) -> dict:
+        if not self.sharded:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(
+            self.model, self.optimizer, options=self._options()
+        )
+
+    def _load_optimizer_state(self, state: dict) -> None:
+        if not self.sharded:
+            self.optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        set_optimizer_state_dict(
+            self.model, self.optimizer, state, options=self._full()
+        )
+
     def state(self) -> dict:
         """Everything needed to continue exactly where training is now."""
         return {
@@ -1198,8 +1276,8 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.start_step,
             "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.model_state(),
+            "optimizer": self._optimizer_state(),
             "scheduler": self.scheduler.state_dict()
             if self.scheduler is not None
             else None,
@@ -1231,8 +1309,8 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_model_state(state["model"])
+        self._load_optimizer_state(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler") is not None:
@@ -1352,7 +1430,7 @@ class Trainer:
         if self.status == "diverged":
             return self.result()
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+            self.load_model_state(self.best_state)
         test = self.evaluate("test") if self.data.test is not None else None
         return self.result(test)
 
@@ -1437,7 +1515,8 @@ def fit(
     trained module. Under torchrun every process calls it (`ranks`: from `start_ranks`,
     which it calls itself when not given): each trains on its part of every batch, and
     only rank 0 writes checkpoints."""
-    if ranks is None:
+    own = ranks is None  # (then this call leaves the process group it joined)
+    if own:
         ranks, device = start_ranks(device, cfg)
     restore = seed_everything(cfg["seed"], cfg.get("deterministic", False))
     try:
@@ -1467,16 +1546,23 @@ def fit(
             result = trainer.run()
         finally:
             trainer.progress.close()
+        if trainer.sharded:  # the trained weights, whole, in a model of their own
+            whole = trainer.model_state()  # (every rank takes part; rank 0 gets them)
+            model = build_model()
+            if ranks.main:
+                model.load_state_dict(whole)
         result["model"] = model
         return result
     finally:
         restore()
+        if own:
+            ranks.close()
 
 
 def evaluate(model, data, cfg: dict, *, device="cpu", split: str = "test") -> dict:
     """Metrics of `model` on one split, computed exactly as during training."""
     trainer = Trainer.__new__(Trainer)  # evaluation needs no optimizer or train loader
     trainer.model, trainer.data, trainer.cfg = model.to(device), data, cfg
-    trainer.device = torch.device(device)
+    trainer.device, trainer.ranks = torch.device(device), Ranks()
     trainer._setup_terms()
     return trainer.evaluate(split)

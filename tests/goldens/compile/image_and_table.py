@@ -202,19 +202,20 @@ def main(argv=None):
     if args.data_root is not None:
         cfg["data"]["root"] = args.data_root
     out = args.out or os.path.join("runs", cfg["model"])
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun: rank 0 reports
     try:
         device = resolve_device(cfg["device"])
         data = load_data(**cfg["data"])
     except DataError as exc:
         sys.exit(f"error: {exc}")
-    if data.info.loading_note():
+    if data.info.loading_note() and rank == 0:
         print(data.info.loading_note(), file=sys.stderr)
     try:
         resume = load_checkpoint(args.resume, device) if args.resume else None
         check_resume(resume, cfg)
     except ValueError as exc:  # a damaged or foreign file, or one that cannot continue
         sys.exit(f"error: {exc}")
-    progress = Progress(sys.stderr if args.json else None)
+    progress = Progress(sys.stderr if args.json else None, quiet=rank > 0)
     try:
         result = fit(
             ImageAndTable,
@@ -228,12 +229,14 @@ def main(argv=None):
         )
     except TrainingInterrupted as exc:
         where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""
-        sys.exit(f"{exc.result['message']}{where}")
+        sys.exit(f"{exc.result['message']}{where}" if rank == 0 else 130)
     except (DataError, SettingError) as exc:  # a bad file, a bad pattern
         sys.exit(f"error: {exc}")
     except DiskFull as exc:
         sys.exit(f"error: {exc.strerror}")
     trained = result.pop("model")
+    if rank > 0:
+        return 1 if result["status"] == "diverged" else 0
     if result["status"] != "diverged":
         os.makedirs(out, exist_ok=True)
         torch.save(trained.state_dict(), os.path.join(out, "weights.pt"))
