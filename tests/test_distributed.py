@@ -5,8 +5,10 @@ processes and on 1. (Skipped without ../shared/data.)
 
 Tolerance: the ranks' gradients are summed in another order than one process sums a batch's
 (DDP all-reduces two half-batch gradients), which moves float32 results by a few ulps per step;
-Adam carries those differences forward, so per-epoch losses agree to rtol 1e-4 and weights to
-atol 1e-4 after an epoch (measured: about 1e-6 and 1e-5), while counts (accuracy) are exact."""
+Adam divides by the root of the squared gradients, so where a gradient is near zero those ulps
+become a visible part of a step. Per-epoch losses agree to rtol 1e-4 (measured: 5e-6 after 34
+steps of LeNet) and weights to atol 5e-4, half an Adam step at lr 1e-3 (measured: 5.8e-5);
+accuracies may differ by a sample or two whose scores were a tie."""
 
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def same_training(one, two):
                 assert b[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (k, v, b[k])
     wa, wb = weights(one), weights(two)
     for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(wb[k], wa[k], atol=5e-4, rtol=0)
 
 
 def test_two_processes_train_what_one_trains_and_score_every_sample_once(tmp_path):
@@ -104,6 +106,14 @@ def test_two_processes_train_what_one_trains_and_score_every_sample_once(tmp_pat
     assert len(folders) == 1
     lines = (folders[0] / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2
+    # the same weights scored by 1 and by 2 processes (a finished run resumed: no training)
+    import shutil
+
+    shutil.copytree(folders[0], tmp_path / "copy")
+    by_one = run(path, tmp_path / "u1", "--resume", folders[0])
+    by_two = run(path, tmp_path / "u2", "--resume", tmp_path / "copy", nproc=2)
+    assert by_one["test"]["test.accuracy"] == by_two["test"]["test.accuracy"]  # the same count
+    assert by_one["test"]["test.loss"] == pytest.approx(by_two["test"]["test.loss"], rel=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +154,34 @@ def test_a_machine_without_gpus_refuses_nccl_before_starting(tmp_path):
     r = netdsl("run", path, "--nproc", 2, "--out", tmp_path / "o", check=False)
     assert r.returncode == 1 and "error[E404]: the nccl backend runs on CUDA GPUs" in r.stderr
     assert not (tmp_path / "o").exists()
+    if not torch.cuda.is_available():
+        r = netdsl("run", write(tmp_path, "gpu.net"), "--nproc", 2, "--device", "cuda",
+                   check=False)
+        assert r.returncode == 1 and "--nproc 2 starts one process per GPU" in r.stderr
+
+
+def test_torchrun_itself_across_two_nodes(tmp_path):
+    """Two torchrun launchers of one process each, as two machines would start them, meeting
+    at one rendezvous: netdsl takes torchrun's options as they are."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = write(tmp_path, "nodes.net", epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(i),
+         "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "job",
+         "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "netdsl", "run", str(path), "--json",
+         "--out", str(tmp_path / "out")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [n.communicate(timeout=300) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    printed = [json.loads(o) for o, _ in outs if o.strip()]  # the node of rank 0 reports
+    assert len(printed) == 1
+    one = run(path, tmp_path / "one")
+    same_training(one, printed[0])
 
 
 def _children(pid: int) -> dict[int, int]:
@@ -197,7 +235,7 @@ def test_a_killed_process_ends_the_job_quickly_and_says_which(tmp_path):
     _, err = launcher.communicate(timeout=60)
     assert time.monotonic() - t0 < 30
     assert launcher.returncode == 1
-    assert "netdsl: process 1 of 2 was killed by signal 9; the others were stopped" in err
+    assert "netdsl: process 1 of 2 was killed by signal 9; the job stopped" in err
     assert "Traceback" not in err
 
 
@@ -220,7 +258,7 @@ def test_one_failing_process_ends_the_job_with_its_own_error(tmp_path, pngs):
     r = netdsl("run", spec, "--nproc", 2, "--out", tmp_path / "o", check=False)
     assert r.returncode == 1, r.stderr[-2000:]
     assert "error[E414]" in r.stderr and victim in r.stderr and "Traceback" not in r.stderr
-    assert "netdsl: process 1 of 2 exited with status 1; the others were stopped" in r.stderr
+    assert "netdsl: process 1 of 2 exited with status 1; the job stopped" in r.stderr
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])

@@ -6,7 +6,8 @@ without CUDA). Then `torch.distributed.run` starts N copies of `netdsl run` (the
 arguments, without --nproc) on one rendezvous of this machine; each joins the process group
 and trains its part of every batch (runtime/loop.py `start_ranks`). A process that fails
 ends the others (torchrun's agent stops them): the failing rank prints its own error, and
-this says which rank it was, in one line, with its exit status.
+this says which rank it was, in one line, with its exit status. (A diverged loss is seen by
+every rank at once; rank 0 alone reports it and exits with 1.)
 """
 
 from __future__ import annotations
@@ -84,8 +85,7 @@ def launch(spec, model, overrides, params: dict) -> int:
             return 130
         code = failure.exitcode
         how = (f"was killed by signal {-code}" if code < 0 else f"exited with status {code}")
-        click.echo(f"netdsl: process {rank} of {nproc} {how}; the others were stopped",
-                   err=True)
+        click.echo(f"netdsl: process {rank} of {nproc} {how}; the job stopped", err=True)
         return code if code > 0 else 1
     except (KeyboardInterrupt, SignalException):  # Ctrl-C: the processes stop themselves
         return 130

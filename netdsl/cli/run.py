@@ -85,6 +85,7 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
       netdsl run specs/mlp.net --epochs 3 --set optimizer.lr=0.05 --data-root ../shared/data
       netdsl run specs/lenet.net --set "scheduler=StepLR(step_size=1, gamma=0.7)" --seed 1
       netdsl run specs/mnist.net --resume runs/LeNet-20250101-120000
+      netdsl run specs/mnist.net --nproc 2 --data-root ../shared/data
       netdsl run specs/linear_regression.net --json | jq '.train_loss'
     """
     from ..runtime.loop import TrainingInterrupted
@@ -117,8 +118,8 @@ def run_command(spec, model, epochs, device, data_root, out, seed, sets, resume,
             click.echo(f"resume with: netdsl run {spec} --resume {r['run_dir']}{more}",
                        err=True)
         sys.exit(130)
-    if rank:
-        sys.exit(1 if result["status"] == "diverged" else 0)
+    if rank:  # (a diverged loss: rank 0 says so, and its exit status is the job's)
+        sys.exit(0)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     if result["status"] == "diverged":

@@ -124,9 +124,18 @@ class Ranks:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def close(self) -> None:
-        """Leave the process group (its threads must end before the interpreter does)."""
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group. Its threads must end before the interpreter does, and
+        so must what holds it (DDP's reducer, FSDP's device mesh): collected first, or one of
+        them is left to the interpreter's exit, where gloo aborts ("terminate called").
+        `wait`: after the others (a run that ended well; one that failed must not wait
+        for ranks still training, or torchrun would never see it fail)."""
         if self.world > 1 and torch.distributed.is_initialized():
+            import gc
+
+            gc.collect()
+            if wait:
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
     def share(self, obj):
@@ -1552,11 +1561,15 @@ def fit(
             if ranks.main:
                 model.load_state_dict(whole)
         result["model"] = model
-        return result
+    except BaseException:
+        if own:
+            ranks.close(wait=False)
+        raise
     finally:
         restore()
-        if own:
-            ranks.close()
+    if own:
+        ranks.close()
+    return result
 
 
 def evaluate(model, data, cfg: dict, *, device="cpu", split: str = "test") -> dict:

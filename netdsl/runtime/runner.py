@@ -301,14 +301,17 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
     `allow_changes`: resume even when the network or the plan differs from the checkpoint's
     (a note says so); `allow_flag` is how the caller's user asks for that, named in the
     E409 that refuses it (e.g. "--allow-changes")."""
+    ended = False
     try:
         with out_of_space():
-            return _run(spec, model, overrides, out=out, resume=resume, progress=progress,
-                        stream=stream, bar=bar, settings_kw=settings_kw,
-                        allow=(allow_changes, allow_flag))
+            result = _run(spec, model, overrides, out=out, resume=resume, progress=progress,
+                          stream=stream, bar=bar, settings_kw=settings_kw,
+                          allow=(allow_changes, allow_flag))
+        ended = True
+        return result
     finally:  # under torchrun: leave the process group before the interpreter ends
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+            loop.Ranks(world=2).close(wait=ended)
 
 
 @contextlib.contextmanager
