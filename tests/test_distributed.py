@@ -261,10 +261,17 @@ def test_one_failing_process_ends_the_job_with_its_own_error(tmp_path, pngs):
     assert "netdsl: process 1 of 2 exited with status 1; the job stopped" in r.stderr
 
 
+@pytest.fixture(scope="module")
+def never_stopped(tmp_path_factory):
+    """(spec, result) of a 2-process run with step checkpoints that nothing stops."""
+    tmp = tmp_path_factory.mktemp("whole")
+    path = write(tmp, "c.net", epochs=3, more="checkpoint = Checkpoint(every_steps=2)")
+    return path, run(path, tmp / "whole", nproc=2)
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
-def test_a_stopped_job_resumes_on_two_processes_and_on_one(tmp_path, how):
-    path = write(tmp_path, "c.net", epochs=3, more="checkpoint = Checkpoint(every_steps=2)")
-    whole = run(path, tmp_path / "whole", nproc=2)
+def test_a_stopped_job_resumes_on_two_processes_and_on_one(tmp_path, how, never_stopped):
+    path, whole = never_stopped
     launcher = _start(path, tmp_path / "out")
     _wait_for_step(tmp_path / "out", launcher, step=4)
     # what a terminal's Ctrl-C does, or every process of the job killed at once
