@@ -339,3 +339,16 @@ def test_fsdp_shards_the_model_and_its_checkpoints_resume_anywhere(tmp_path):
     r = netdsl("eval", path, "-w", Path(whole["run_dir"]) / "checkpoints" / "best.pt", "--json")
     assert json.loads(r.stdout)["metrics"]["test.loss"] == pytest.approx(
         whole["test"]["test.loss"], rel=1e-6)
+
+
+def test_a_loss_that_becomes_nan_stops_every_process_at_once(tmp_path):
+    """The metrics are summed over the processes, so every one sees the NaN at the same step:
+    all stop, rank 0 reports E408, and nothing waits for a collective that never comes."""
+    path = write(tmp_path, "nan.net")
+    text = path.read_text().replace("optimizer = Adam(lr=1e-3)", "optimizer = SGD(lr=1e12)")
+    path.write_text(text)
+    t0 = time.monotonic()
+    r = netdsl("run", path, "--nproc", 2, "--out", tmp_path / "o", check=False)
+    assert time.monotonic() - t0 < 120
+    assert r.returncode == 1 and "error[E408]: training diverged" in r.stderr, r.stderr[-2000:]
+    assert r.stderr.count("error[E408]") == 1 and "Traceback" not in r.stderr
