@@ -974,7 +974,7 @@ class PerSample:
         try:
             for t, op in self._built(fill):
                 if op is None:  # deterministic steps after random ones: the image only
-                    x = _sample_steps(t, x.as_subclass(torch.Tensor))
+                    x = _run_steps(x.as_subclass(torch.Tensor)[None], t)[0]
                     continue
                 if x.dim() != 3:
                     raise DataError(
@@ -1010,25 +1010,6 @@ class PerSample:
         finally:
             g.set_state(state)
         return x.as_subclass(torch.Tensor), dict(zip(names, ms))
-
-
-def _sample_steps(steps: list[Transform], x: torch.Tensor) -> torch.Tensor:
-    """Deterministic steps on one (C, H, W) sample: `_run_steps`' arithmetic, without
-    building a batch (ToTensor and Normalize are most of what follows augmentation)."""
-    for t in steps:
-        if t.name == "ToTensor":
-            if x.dtype == torch.uint8:
-                x = x.to(torch.get_default_dtype()).div(255)
-        elif t.name == "Normalize" and x.is_floating_point() and x.dim() == 3:
-            mean, std = t.kwargs["mean"], t.kwargs["std"]
-            if {len(mean), len(std)} <= {1, x.shape[0]}:
-                m = torch.tensor(mean, dtype=x.dtype).view(-1, 1, 1)
-                x = x.sub(m).div(torch.tensor(std, dtype=x.dtype).view(-1, 1, 1))
-                continue
-            x = _run_steps(x[None], [t])[0]  # (says what does not fit)
-        else:
-            x = _run_steps(x[None], [t])[0]
-    return x
 
 
 class _PendingAugment(Augment):

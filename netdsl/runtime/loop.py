@@ -124,20 +124,6 @@ class Ranks:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def close(self, wait: bool = True) -> None:
-        """Leave the process group. Its threads must end before the interpreter does, and
-        so must what holds it (DDP's reducer, FSDP's device mesh): collected first, or one of
-        them is left to the interpreter's exit, where gloo aborts ("terminate called").
-        `wait`: after the others (a run that ended well; one that failed must not wait
-        for ranks still training, or torchrun would never see it fail)."""
-        if self.world > 1 and torch.distributed.is_initialized():
-            import gc
-
-            gc.collect()
-            if wait:
-                torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
-
     def share(self, obj):
         """Rank 0's `obj`, on every rank."""
         if self.world == 1:
@@ -145,6 +131,22 @@ class Ranks:
         box = [obj]
         torch.distributed.broadcast_object_list(box, 0)
         return box[0]
+
+
+def leave_group(wait: bool = True) -> None:
+    """Leave the process group this process joined, if any. Its threads must end before
+    the interpreter does, and so must what holds it (DDP's reducer, FSDP's device mesh):
+    collected first, or one of them is left to the interpreter's exit, where gloo aborts
+    ("terminate called"). `wait`: after the others (a run that ended well; one that failed
+    must not wait for ranks still training, or torchrun would never see it fail)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def start_ranks(device, cfg: dict):
@@ -167,6 +169,12 @@ def start_ranks(device, cfg: dict):
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return Ranks(dist.get_rank(), dist.get_world_size(), local, backend), device
+
+
+def _batch_sizes(loader) -> list[int]:
+    """Samples in each of a loader's batches, over every rank."""
+    b, n = loader.batch_size, loader.num_samples
+    return [min(b, n - s * b) for s in range(len(loader))]
 
 
 def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
@@ -767,13 +775,10 @@ class Trainer:
         self._weights = self._batch_weights(self.train_loader)
         self._local = self._weights.tolist()  # this rank's samples per step
         if world > 1:  # a rank's share of each batch, for gradients as one process's
-            loader = self.train_loader
-            sizes = [
-                min(loader.batch_size, loader.dataset_size - s * loader.batch_size)
-                for s in range(self.steps)
-            ]
+            sizes = _batch_sizes(self.train_loader)
             self._share = [n * world / size for n, size in zip(self._local, sizes)]
-        self._carried = None  # sums of a resumed epoch's steps before the checkpoint
+        # a resumed epoch's sums per step before its checkpoint, over every rank (rank 0)
+        self._prior = None
         self.accumulate = max(1, int(cfg.get("accumulate", 1)))
         self.frozen = frozen_parameters(
             model, cfg
@@ -982,28 +987,25 @@ class Trainer:
     def _batch_weights(self, loader) -> torch.Tensor:
         """This rank's samples per step, for turning per-batch mean losses into sums."""
         sizes = getattr(loader, "local_sizes", None)
-        if sizes is not None:
-            return sizes().to(self.sum_dtype).to(self.device)
-        steps, b = len(loader), loader.batch_size
-        w = torch.full((steps,), float(b), dtype=self.sum_dtype)
-        w[-1] = loader.num_samples - b * (steps - 1)
-        return w.to(self.device)
+        sizes = sizes() if sizes is not None else torch.tensor(_batch_sizes(loader))
+        return sizes.to(self.sum_dtype).to(self.device)
 
-    def _sums(self, upto: int, reduce: bool = True) -> list:
+    def _sums(self, upto: int) -> list:
         """Column sums over the epoch's first `upto` steps, over every rank (a collective
-        under several processes; one host sync), with what a resumed epoch carried."""
-        return self._step_sums(upto, reduce).sum(1).tolist()
+        under several processes; one host sync)."""
+        return self._step_sums(upto).sum(1).tolist()
 
-    def _step_sums(self, upto: int, reduce: bool = True) -> torch.Tensor:
+    def _step_sums(self, upto: int) -> torch.Tensor:
         """[columns, upto]: each step's sums (losses weighted by the samples behind them),
-        over every rank; the carried sums of a resumed epoch in its first column."""
+        over every rank; a resumed epoch's steps before its checkpoint as it saved them,
+        so the sums add up in the order of a run that was never stopped."""
         buf = self.buffer[:, :upto]
         loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
         weighted = buf.clone()
         weighted[loss_cols] = buf[loss_cols] * self._weights[:upto]
-        if self._carried is not None and upto:
-            weighted[:, 0] += self._carried
-        return self.ranks.sum(weighted) if reduce else weighted
+        if self._prior is not None:
+            weighted[:, : self._prior.shape[1]] = self._prior
+        return self.ranks.sum(weighted)
 
     def _set_frozen(self, epoch: int) -> None:
         """The `freeze` parameters do not train before epoch `unfreeze_at` (from 1)."""
@@ -1036,7 +1038,7 @@ class Trainer:
             self.buffer = torch.zeros(
                 (self._columns(), steps), dtype=self.sum_dtype, device=self.device
             )
-            self._carried = None  # (what a resumed epoch carried belongs to it alone)
+            self._prior = None  # (belongs to the epoch that was resumed)
         buf = self.buffer
         model.train()
         self._set_frozen(epoch)
@@ -1229,9 +1231,14 @@ class Trainer:
         return state
 
     # ---- state -----------------------------------------------------------------------------
-    def _options(self):
+    @staticmethod
+    def _whole(load: bool = False):
+        """Whole state dicts of a sharded model: gathered to rank 0 on the CPU, or (`load`)
+        loaded from rank 0's and sent to every rank."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions
 
+        if load:
+            return StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
         return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
     def model_state(self) -> dict:
@@ -1242,7 +1249,7 @@ class Trainer:
             return self.model.state_dict()
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        return get_model_state_dict(self.model, options=self._options())
+        return get_model_state_dict(self.model, options=self._whole())
 
     def load_model_state(self, state: dict) -> None:
         if not self.sharded:
@@ -1250,13 +1257,7 @@ class Trainer:
             return
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
-        set_model_state_dict(self.model, state, options=self._full())
-
-    def _full(self):
-        """Loading a whole state dict into a sharded model: rank 0's, sent to every rank."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-        return StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(self.model, state, options=self._whole(load=True))
 
     def _optimizer_state(self) -> dict:
         if not self.sharded:
@@ -1264,7 +1265,7 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         return get_optimizer_state_dict(
-            self.model, self.optimizer, options=self._options()
+            self.model, self.optimizer, options=self._whole()
         )
 
     def _load_optimizer_state(self, state: dict) -> None:
@@ -1274,7 +1275,7 @@ class Trainer:
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
         set_optimizer_state_dict(
-            self.model, self.optimizer, state, options=self._full()
+            self.model, self.optimizer, state, options=self._whole(load=True)
         )
 
     def state(self) -> dict:
@@ -1302,9 +1303,10 @@ class Trainer:
                 else None,
             },
             "world": self.ranks.world,
-            # the epoch's sums so far, over every rank: any number of processes resumes them
-            "sums": (
-                self._step_sums(self.start_step).sum(1).cpu()
+            # the epoch's sums so far per step, over every rank: any number of processes
+            # resumes them
+            "step_sums": (
+                self._step_sums(self.start_step).cpu()
                 if self.start_step and self.buffer is not None
                 else None
             ),
@@ -1353,22 +1355,17 @@ class Trainer:
             )
         if self.device.type == "cuda" and state["rng"]["cuda"] and world == then == 1:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-        if self.start_step and state.get("sums") is not None:
-            if state["sums"].shape[0] != self._columns():
-                raise ResumeError(
-                    f"the checkpoint stopped mid-epoch ({self.start_step} steps into epoch "
-                    f"{self.epoch + 1}) and records its metrics in another layout",
-                    "resume from a checkpoint written at the end of an epoch, or start "
-                    "the run again",
-                )
-            self.buffer = torch.zeros(
-                (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
-            )
-            if self.ranks.main:  # counted once, on one rank
-                self._carried = state["sums"].to(self.device, self.sum_dtype)
-        elif self.start_step:  # a checkpoint of one process, before "sums"
-            old = state["buffer"].to(self.device, self.sum_dtype)
-            if old.shape[0] != self._columns():
+        if self.start_step:
+            prior = state.get("step_sums")
+            if prior is None:  # a checkpoint of one process, before step_sums: means
+                prior = state["buffer"].to(self.device, self.sum_dtype)
+                if prior.shape[0] == self._columns():
+                    loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
+                    sizes = _batch_sizes(self.train_loader)[: self.start_step]
+                    prior[loss_cols] *= torch.tensor(
+                        sizes, dtype=self.sum_dtype, device=self.device
+                    )
+            if tuple(prior.shape) != (self._columns(), self.start_step):
                 raise ResumeError(
                     f"the checkpoint stopped mid-epoch ({self.start_step} steps into epoch "
                     f"{self.epoch + 1}) and records its metrics in another layout (an "
@@ -1376,17 +1373,11 @@ class Trainer:
                     "resume from a checkpoint written at the end of an epoch, or start "
                     "the run again",
                 )
-            b, n = self.train_loader.batch_size, self.train_loader.dataset_size
-            sizes = [min(b, n - s * b) for s in range(self.start_step)]
-            loss_cols = [i for i, c in enumerate(self._column_kinds) if c]
-            old[loss_cols] *= torch.tensor(
-                sizes, dtype=self.sum_dtype, device=self.device
-            )
             self.buffer = torch.zeros(
                 (self._columns(), self.steps), dtype=self.sum_dtype, device=self.device
             )
-            if self.ranks.main:
-                self._carried = old.sum(1)
+            if self.ranks.main:  # counted once, on one rank
+                self._prior = prior.to(self.device, self.sum_dtype)
 
     # ---- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -1563,12 +1554,12 @@ def fit(
         result["model"] = model
     except BaseException:
         if own:
-            ranks.close(wait=False)
+            leave_group(wait=False)
         raise
     finally:
         restore()
     if own:
-        ranks.close()
+        leave_group()
     return result
 
 

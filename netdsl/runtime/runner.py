@@ -310,8 +310,7 @@ def run(spec, model: str | None = None, overrides=(), *, out: str | os.PathLike 
         ended = True
         return result
     finally:  # under torchrun: leave the process group before the interpreter ends
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            loop.Ranks(world=2).close(wait=ended)
+        loop.leave_group(wait=ended)
 
 
 @contextlib.contextmanager
