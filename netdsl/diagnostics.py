@@ -69,6 +69,9 @@ CODES = {
     "E503": "invalid --set",
     "E504": "unknown block to expand",
     "E505": "cannot render",
+    "E506": "cannot export",
+    "E507": "optional package not installed",
+    "E508": "cannot import",
     # internal
     "E900": "internal error",
 }

@@ -56,6 +56,7 @@ COMMANDS = {
     "eval": "run",
     "compile": "compile",
     "render": "render",
+    "export": "export",
 }
 
 
@@ -90,6 +91,7 @@ def cli():
       netdsl run specs/mnist.net --data-root ../shared/data
       netdsl compile specs/lenet.net -o lenet.py
       netdsl render specs/resnet18.net -o resnet18.svg
+      netdsl export specs/resnet18.net -f onnx -o resnet18.onnx
 
     Run `netdsl COMMAND --help` for a command's options and examples.
     """

@@ -722,18 +722,10 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
     notes = list(plan.notes)
     settings = plan.settings()
     device = resolve_device(plan, notes)
+    from ..weightfile import load_state
+
     path = Path(weights)
-    if not path.is_file():
-        raise NetdslError([Diagnostic("E501", f"{path}: no such weights file")])
-    try:
-        state = loop.load_tensors(path, device)
-    except loop.DamagedArchive as exc:
-        raise damaged(exc, "evaluate another copy of the weights (a run's weights.pt, "
-                      "checkpoints/best.pt or last.pt) or train again") from None
-    except Exception as exc:  # truncated, foreign or pickled-object files
-        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
-    if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
-        state = state["model"]
+    state = load_state(path, device)
     with out_of_memory(f"building {plan.model}"):
         net = spec.build(plan.model)
     _fits(net.state_dict(), state, path, plan.model)
