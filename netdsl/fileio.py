@@ -7,6 +7,11 @@ import tempfile
 from pathlib import Path
 
 
+# temporary files being written: the command line's Ctrl-C handler, which ends the process at
+# once (no `finally` runs), removes them first
+PENDING: set[str] = set()
+
+
 class WriteError(Exception):
     """Why a file could not be written; callers turn it into their own diagnostic."""
 

@@ -61,8 +61,8 @@ def safetensors_bytes(state: dict, metadata: dict[str, str] | None = None) -> by
     tensors, aliases, owner_of = {}, {}, {}
     for name, t in state.items():
         t = t.detach().cpu()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()),
-               t.dtype) if t.numel() else None
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape),
+               tuple(t.stride()), t.dtype) if t.numel() else None
         if key is not None and key in owner_of:
             aliases[name] = owner_of[key]
             continue
@@ -133,7 +133,7 @@ def load_state(path, device="cpu") -> dict:
         state = loop.load_tensors(path, device)
     except loop.DamagedArchive as exc:
         raise damaged(exc, advice) from None
-    except Exception as exc:  # truncated, foreign or pickled-object files
+    except Exception as exc:  # noqa: BLE001 -- truncated, foreign or pickled-object files
         raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
         state = state["model"]

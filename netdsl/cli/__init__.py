@@ -17,6 +17,12 @@ def _interrupted_at_once(signum, frame):
         sys.stdout.flush()
     except Exception:  # noqa: BLE001 - a flush interrupted inside a write: nothing to save
         pass
+    fileio = sys.modules.get("netdsl.fileio")
+    for path in list(getattr(fileio, "PENDING", ())):  # nothing half-written left behind
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     os.write(2, b"interrupted\n")
     os._exit(130)
 

@@ -14,8 +14,8 @@ the spec's parameter names. (TorchScript is deprecated in PyTorch 2 and not offe
 
 @click.command("export")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("-f", "--format", "fmt", required=True, type=click.Choice(["pt2", "onnx", "safetensors"]),
-              help=FORMAT_HELP)
+@click.option("-f", "--format", "fmt", required=True,
+              type=click.Choice(["pt2", "onnx", "safetensors"]), help=FORMAT_HELP)
 @click.option("-o", "--output", metavar="FILE",
               help="Where to write (default: MODEL.pt2, MODEL.onnx or MODEL.safetensors here).")
 @click.option("-w", "--weights", type=click.Path(dir_okay=False),

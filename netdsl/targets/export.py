@@ -122,8 +122,8 @@ def example_inputs(graph: Graph, sizes: dict[str, int], seed: int = 0) -> tuple:
         if dtype == torch.bool and len(shape) >= 2:  # a padding mask: true on a tail, never all
             n = shape[1]
             keep = torch.randint(1, n + 1, (shape[0],), generator=g)
-            x = torch.arange(n).view(1, n, *([1] * (len(shape) - 2))) >= keep.view(-1, *([1] * (len(shape) - 1)))
-            x = x.expand(shape).clone()
+            rest = [1] * (len(shape) - 2)
+            x = (torch.arange(n).view(1, n, *rest) >= keep.view(-1, 1, *rest)).expand(shape).clone()
         elif dtype == torch.bool:
             x = torch.rand(shape, generator=g) < 0.5
         elif dtype.is_floating_point:
@@ -223,7 +223,7 @@ def _explicit_attention(module):
     sizes (projections, scaled scores, masks, softmax, output projection); the proof at three
     sizes is what shows the two agree. Layers with options this does not cover (separate key
     and value sizes, bias_k/bias_v, add_zero_attn) keep torch's own forward. Restored after."""
-    import torch.nn as nn
+    from torch import nn
 
     patched = []
     for layer in module.modules():
@@ -316,7 +316,8 @@ def _torch_export(module, graph: Graph, args: tuple):
 
 def _torch_why(exc: Exception) -> str:
     text = str(exc)
-    lines = [ln.strip()[2:] for ln in text.splitlines() if ln.strip().startswith("- Not all values")]
+    lines = [ln.strip()[2:] for ln in text.splitlines()
+             if ln.strip().startswith("- Not all values")]
     if lines:
         return "it would fix a dynamic size: " + "; ".join(lines[:3])
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -336,7 +337,7 @@ def _refuse_specialised(program, graph: Graph, shapes: dict) -> None:
 
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     user_inputs = program.graph_signature.user_inputs
-    for spec_input, name in zip(graph.inputs, user_inputs):
+    for spec_input, name in zip(graph.inputs, user_inputs, strict=True):
         val = placeholders[name].meta.get("val")
         for i in shapes.get(spec_input.name, {}):
             if val is not None and not isinstance(val.shape[i], SymInt):
@@ -360,7 +361,7 @@ def _compare(label, sizes, ours, theirs, tol, fmt) -> Check:
     if len(ours) != len(theirs):
         raise NetdslError([Diagnostic("E506", f"the {fmt} file gives {len(theirs)} outputs, the "
                                       f"model {len(ours)}; no file was written")])
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         b = torch.as_tensor(b)
         if tuple(a.shape) != tuple(b.shape):
             raise NetdslError([Diagnostic(
@@ -424,7 +425,7 @@ def export_module(module, graph: Graph, fmt: str, path: str | os.PathLike, *,
                   weights: str | None = None, metadata: dict[str, str] | None = None,
                   opset: int | None = None) -> ExportResult:
     """Export `module` (built from `graph`, in eval mode) as `fmt` to `path`, proven first."""
-    from ..fileio import WriteError, check_writable
+    from ..fileio import PENDING, WriteError, check_writable
 
     if fmt not in FORMATS:
         raise NetdslError([Diagnostic("E506", f"unknown export format '{fmt}' (netdsl writes "
@@ -435,9 +436,11 @@ def export_module(module, graph: Graph, fmt: str, path: str | os.PathLike, *,
     except WriteError as exc:
         raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc}")]) from None
     module = module.eval()
-    result = ExportResult(str(path), fmt, graph.name, {} if fmt == "safetensors" else _ranges(graph),
-                          tolerance=TOLERANCE[fmt], weights=weights)
+    dynamic = {} if fmt == "safetensors" else _ranges(graph)
+    result = ExportResult(str(path), fmt, graph.name, dynamic, tolerance=TOLERANCE[fmt],
+                          weights=weights)
     tmp = _temporary(path)
+    PENDING.add(str(tmp))
     try:
         {"pt2": _pt2, "onnx": _onnx, "safetensors": _safetensors}[fmt](
             module, graph, tmp, result, metadata or {}, opset)
@@ -447,6 +450,7 @@ def export_module(module, graph: Graph, fmt: str, path: str | os.PathLike, *,
         raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc.strerror or exc}")]) \
             from None
     finally:
+        PENDING.discard(str(tmp))
         if tmp.exists():
             tmp.unlink()
     return result
@@ -491,9 +495,9 @@ def _onnx(module, graph, tmp: Path, result: ExportResult, metadata, opset) -> No
     outputs = [o.name for o in graph.outputs]
     try:
         with _quiet(), _oblivious(), _explicit_attention(module):
-            program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes(graph),
-                                        input_names=names, output_names=outputs,
-                                        opset_version=opset, verbose=False)
+            program = torch.onnx.export(module, args, dynamo=True,
+                                        dynamic_shapes=dynamic_shapes(graph), input_names=names,
+                                        output_names=outputs, opset_version=opset, verbose=False)
     except Exception as exc:  # noqa: BLE001 -- an op without an ONNX translation, ...
         raise NetdslError([Diagnostic("E506", f"ONNX export of {graph.name} failed: "
                                       + _torch_why(exc))]) from None
@@ -511,7 +515,7 @@ def _onnx(module, graph, tmp: Path, result: ExportResult, metadata, opset) -> No
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
 
     def run(a):
-        feed = {name: x.cpu().numpy() for name, x in zip(names, a)}
+        feed = {name: x.cpu().numpy() for name, x in zip(names, a, strict=True)}
         return [torch.from_numpy(y) for y in session.run(outputs, feed)]
 
     result.checks = _proof_runs(module, graph, run, "onnx")
