@@ -23,6 +23,8 @@ _LAZY = {
     "evaluate": "netdsl.runtime.api:evaluate",
     "compile": "netdsl.targets.compile:compile_spec",
     "render": "netdsl.targets.diagram:render",
+    "export": "netdsl.targets.export:export_spec",
+    "import_module": "netdsl.importer:import_module",
     "register_layer": "netdsl.ops.custom:register_layer",
 }
 

@@ -197,7 +197,7 @@ def trace(module):
     modules = dict(module.named_modules())
     steps: list[Step] = []
     alias: dict[str, str] = {}  # a value that is another (Identity, contiguous, dropout(p=0))
-    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    per_call: Counter = Counter()  # (layer, the module call around it) -> calls
     outputs: list[str] = []
     absorbed: set[str] = set()  # get_attr nodes a functional layer took as its own weights
     sizes: dict[str, object] = {}  # nodes that are sizes (SizeRef), shapes or checks
@@ -207,11 +207,12 @@ def trace(module):
         return alias.get(name, name)
 
     def scope_of(node) -> tuple[str, ...]:
+        """The enclosing module calls: `enc`, and `enc@1` for a second call of it."""
         stack = node.meta.get("nn_module_stack") or {}
-        paths = [v[0] for v in stack.values()]
-        if node.op == "call_module" and paths and paths[-1] == node.target:
-            paths = paths[:-1]
-        return tuple(p for p in paths if p)
+        keys = [k for k, v in stack.items() if v[0]]
+        if node.op == "call_module" and keys and base(keys[-1]) == node.target:
+            keys = keys[:-1]
+        return tuple(keys)
 
     for node in graph.nodes:
         where = scope_of(node)
@@ -251,8 +252,9 @@ def trace(module):
             except ValueError as exc:
                 _fail(f"{node.target}: {exc}")
             has_weights = any(True for _ in m.parameters(recurse=True))
+            per_call[(node.target, where[-1] if where else "")] += 1
             steps.append(Step(node.name, op.model_fields["op"].default, args, kwargs, inputs,
-                              node.target, where, shared=has_weights and calls[node.target] > 1))
+                              node.target, where, shared=has_weights))
         elif node.op in ("call_function", "call_method"):
             if _size_node(node, src, sizes):
                 continue
@@ -264,6 +266,9 @@ def trace(module):
                 continue
             steps.append(step)
     steps = [s for s in steps if s.id not in absorbed]
+    for s in steps:  # shared: called twice inside one call of its module (a shared module's
+        #             layers are shared by the module's own calls)
+        s.shared = s.shared and per_call[(s.path, s.scope[-1] if s.scope else "")] > 1
     _hoist_concats(steps)
     return steps, outputs, gm
 
@@ -278,6 +283,11 @@ def _hoist_concats(steps: list[Step]) -> None:
             inner = s.scope[-1]
             if all(inner not in where.get(i, ()) for i in s.inputs):
                 s.scope = s.scope[:-1]
+
+
+def base(key: str) -> str:
+    """A module call's module: `enc@1` -> `enc`."""
+    return re.sub(r"@\d+$", "", key)
 
 
 def _dedupe(ids: list[str]) -> list[str]:
@@ -500,6 +510,14 @@ def _structure(scopes: dict[str, Scope], path: str, steps_by_scope) -> tuple:
     return tuple(body)
 
 
+def _relative(path: str, body: str) -> str:
+    """A module's path within the body of a module call (`layer1.0.conv1` in `layer1.0`)."""
+    path, body = base(path), base(body)
+    if body and path == body:
+        return ""
+    return path[len(body) + 1:] if body and path.startswith(body + ".") else path
+
+
 def _kw_order(item) -> list[str]:
     """A step's keyword arguments in torch's order (the op's fields)."""
     op = _op_class(item.kind)
@@ -555,11 +573,12 @@ class Writer:
                         ins.append(i)
             outs = [s.id for s in inside if any(c.id not in ids for c in consumers[s.id])
                     or s.id in self.outputs]
-            params_outside = any(s.kind == "param" and s.path and not s.path.startswith(p + ".")
-                                 for s in inside)
+            params_outside = any(s.kind == "param" and s.path and
+                                 not s.path.startswith(base(p) + ".") for s in inside)
             ok = len(outs) == 1 and ins and not params_outside and \
                 not any(s.shared for s in inside)
-            scopes[p] = Scope(p, type(modules[p]).__name__, inside, ins, outs[0] if ok else None)
+            scopes[p] = Scope(p, type(modules[base(p)]).__name__, inside, ins,
+                              outs[0] if ok else None)
         return scopes
 
     def plan(self):
@@ -600,6 +619,12 @@ class Writer:
                 counts[key] += 1
         block_scopes = {p for p, k in shape_of.items() if counts[k] > 1
                         and sum(1 for s in self.steps if p in s.scope) > 1}
+        calls = Counter(base(p) for p in scopes if p)
+        self.shared_scopes = {b for b, n in calls.items() if n > 1}
+        missing = {b for b in self.shared_scopes if not any(base(p) == b for p in block_scopes)}
+        if missing:
+            _fail(f"{sorted(missing)[0]} is called more than once, but its calls cannot be one "
+                  "block (they give several values, or differ)")
         return scopes, steps_by_scope, shape_of, block_scopes
 
     # text -------------------------------------------------------------------------------
@@ -727,7 +752,7 @@ class Writer:
         for it in self.emit_items(path):  # the layers' names: values take others
             p = it if isinstance(it, str) else it.path
             if p and not (isinstance(it, Step) and it.kind == "param"):
-                local = p[len(path) + 1:] if path and p.startswith(path + ".") else p
+                local = _relative(p, path)
                 used.add(_ident(local, "m"))
                 used.add(_ident(local, _prefix(it.kind) if isinstance(it, Step) else "m"))
 
@@ -805,7 +830,7 @@ class Writer:
             it = produced[vid]
             if isinstance(it, str):
                 ins = self.scopes_[it].inputs
-                local = it[len(path) + 1:] if path else it
+                local = _relative(it, path)
                 bname, child_numbers, child = self.block_for(it)
                 firsts = {}
                 for j in child["varying"]:
@@ -813,8 +838,17 @@ class Writer:
                 bargs = [arg(child_numbers[j], j) for j in firsts.values()]
                 arg.skip(len(child_numbers))
                 call = f"{bname}({', '.join(bargs)})" if bargs else bname
-                piece = f"{call} as {_ident(local, bname.lower())}"
-                self.record[self.body_name].append((_ident(local, bname.lower()), local, bname))
+                ident = _ident(local, bname.lower())
+                if base(it) in self.shared_scopes:  # one module called twice: declared once
+                    if base(it) not in declared:
+                        flush(chain_value)
+                        lines.append(f"  {ident} = {call}")
+                        declared[base(it)] = ident
+                        self.record[self.body_name].append((ident, local, bname))
+                    piece = declared[base(it)]
+                else:
+                    piece = f"{call} as {ident}"
+                    self.record[self.body_name].append((ident, local, bname))
                 infix = False
             else:
                 ins = it.inputs
@@ -823,7 +857,7 @@ class Writer:
             if isinstance(it, Step) and it.shared:  # one layer called twice: declared once
                 if it.path not in declared:
                     flush(chain_value)
-                    local = it.path[len(path) + 1:] if path else it.path
+                    local = _relative(it.path, path)
                     nm = _ident(local, _prefix(it.kind))  # its layer name, kept for it
                     declared[it.path] = nm
                     call = self._piece(it, arg, path).split(" as ", 1)[0]
@@ -833,7 +867,7 @@ class Writer:
                 piece = declared[it.path]
             if isinstance(it, Step) and it.kind == "param":  # `name = Parameter(...)`
                 flush(chain_value)
-                local = it.path[len(path) + 1:] if path else it.path
+                local = _relative(it.path, path)
                 nm = fresh(_ident(local, "param"))
                 names[vid] = nm
                 self.record[self.body_name].append((nm, local, None))
@@ -887,12 +921,8 @@ class Writer:
             getattr(it, "kind", ""), getattr(it, "kind", "v").lower())
 
     def _piece(self, it: Step, arg, path) -> str:
-        if it.path is not None and path and it.path == path:  # the block's module itself
-            local = ""  # (LayerNorm2d: a LayerNorm whose forward permutes around it)
-        elif it.path and path and it.path.startswith(path + "."):
-            local = it.path[len(path) + 1:]
-        else:
-            local = it.path
+        # "" for the block's module itself (LayerNorm2d: a LayerNorm with permutes around it)
+        local = _relative(it.path, path) if it.path is not None else None
         if it.kind == "param":
             return f"Parameter({', '.join(arg(d) for d in it.args)})"
         parts = [arg(a) for a in it.args]

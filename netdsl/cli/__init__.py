@@ -63,6 +63,7 @@ COMMANDS = {
     "compile": "compile",
     "render": "render",
     "export": "export",
+    "import": "imports",
 }
 
 
@@ -98,6 +99,7 @@ def cli():
       netdsl compile specs/lenet.net -o lenet.py
       netdsl render specs/resnet18.net -o resnet18.svg
       netdsl export specs/resnet18.net -f onnx -o resnet18.onnx
+      netdsl import torchvision.models:resnet18 -o resnet18.net
 
     Run `netdsl COMMAND --help` for a command's options and examples.
     """
