@@ -504,8 +504,8 @@ def _structure(scopes: dict[str, Scope], path: str, steps_by_scope) -> tuple:
             body.append(key)
         else:
             ins = tuple(local.get(v, "?") for v in item.inputs)
-            body.append((item.kind, len(item.args), tuple(sorted(item.kwargs)), ins,
-                         item.shared, item.path.rsplit(".", 1)[-1] if item.path else None))
+            body.append((item.kind, len(item.args), ins, item.shared,
+                         item.path.rsplit(".", 1)[-1] if item.path else None))
             local[item.id] = f"v{len(local)}"
     return tuple(body)
 
@@ -518,11 +518,29 @@ def _relative(path: str, body: str) -> str:
     return path[len(body) + 1:] if body and path.startswith(body + ".") else path
 
 
-def _kw_order(item) -> list[str]:
-    """A step's keyword arguments in torch's order (the op's fields)."""
-    op = _op_class(item.kind)
-    fields = list(op.model_fields) if op is not None else []
-    return sorted(item.kwargs, key=lambda k: (fields.index(k) if k in fields else 99, k))
+_OPTIONAL: dict[str, list] = {}
+
+
+def _optional(kind: str) -> list[tuple[str, object]]:
+    """(argument, torch's default) of every optional argument a spec may write for an op, in
+    torch's order. A block's structure counts all of them, so that `stride=2` in one instance
+    and the default in another is a number that varies, not another structure."""
+    if kind not in _OPTIONAL:
+        from .ops.base import Extra, Inferred
+
+        op = _op_class(kind)
+        _OPTIONAL[kind] = [] if op is None else [
+            (n, _plain(f.default)) for n, f in op.model_fields.items()
+            if not f.is_required() and n not in SKIPPED_FIELDS
+            and not any(isinstance(m, (Extra, Inferred)) for m in f.metadata)]
+    return _OPTIONAL[kind]
+
+
+def _step_numbers(item) -> list:
+    extra = set(item.kwargs) - {n for n, _ in _optional(item.kind)}
+    if extra:
+        raise ValueError(f"{item.kind} has no argument {sorted(extra)[0]}")
+    return [*item.args, *(item.kwargs.get(n, d) for n, d in _optional(item.kind))]
 
 
 def _numbers(scopes, path, steps_by_scope) -> list:
@@ -532,7 +550,7 @@ def _numbers(scopes, path, steps_by_scope) -> list:
         if isinstance(item, str):
             out += _numbers(scopes, item, steps_by_scope)
         else:
-            out += [*item.args, *(item.kwargs[k] for k in _kw_order(item))]
+            out += _step_numbers(item)
     return out
 
 
@@ -619,6 +637,10 @@ class Writer:
                 counts[key] += 1
         block_scopes = {p for p, k in shape_of.items() if counts[k] > 1
                         and sum(1 for s in self.steps if p in s.scope) > 1}
+        for p in list(block_scopes):  # a block that only calls one block: one is enough
+            only = steps_by_scope[p]
+            if len(only) == 1 and isinstance(only[0], str) and only[0] in block_scopes:
+                block_scopes.discard(only[0])
         calls = Counter(base(p) for p in scopes if p)
         self.shared_scopes = {b for b, n in calls.items() if n > 1}
         missing = {b for b in self.shared_scopes if not any(base(p) == b for p in block_scopes)}
@@ -738,7 +760,7 @@ class Writer:
                 for k in range(len(item.args)):
                     yield i, (required[k] if k < len(required) else f"arg{k}")
                     i += 1
-                for k in _kw_order(item):
+                for k, _ in _optional(item.kind):
                     yield i, k
                     i += 1
 
@@ -926,7 +948,12 @@ class Writer:
         if it.kind == "param":
             return f"Parameter({', '.join(arg(d) for d in it.args)})"
         parts = [arg(a) for a in it.args]
-        parts += [f"{k}={arg(it.kwargs[k])}" for k in _kw_order(it)]
+        for k, default in _optional(it.kind):
+            value = it.kwargs.get(k, default)
+            varies = arg.next_is_parameter()
+            text = arg(value)
+            if varies or value != default:
+                parts.append(f"{k}={text}")
         call = f"{it.kind}({', '.join(parts)})" if parts else it.kind
         if it.path is not None and (it.path, path) not in self.named:
             self.named.add((it.path, path))  # a weightless layer called again is a new one
@@ -960,6 +987,9 @@ class _Numbers:
     def skip(self, n: int) -> None:
         self.i += n
 
+    def next_is_parameter(self) -> bool:
+        return self.i in self.params
+
 
 RESERVED = {"model", "block", "train", "input", "output", "if", "else", "as", "and", "or", "not",
             "true", "false", "none", "True", "False", "None", "where"}
@@ -985,6 +1015,7 @@ class ImportResult:
     key_map: dict[str, str]  # the spec's state_dict key -> the original's, where they differ
     params: int
     max_diff: float
+    all_keys: dict[str, str] = field(default_factory=dict, repr=False)  # key_map with the same
 
 
 def _input_shapes(steps: list[Step], module, given) -> dict[str, str]:
@@ -1104,6 +1135,21 @@ def _checked_or(text: str, fallback: str, name: str) -> str:
         return fallback
 
 
+def _holding(name: str, layer):
+    """A module whose one layer, `name`, is `layer` (fx never takes the root as a layer)."""
+    import torch
+
+    class Holder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            setattr(self, name, layer)
+
+        def forward(self, x):
+            return getattr(self, name)(x)
+
+    return Holder().eval()
+
+
 def import_module(module, name: str | None = None, input_shape=None, *,
                   check: bool = True) -> ImportResult:
     """A `.net` spec for `module` (see the module docstring). `name`: the model's name (default:
@@ -1112,20 +1158,28 @@ def import_module(module, name: str | None = None, input_shape=None, *,
     named sizes where the layers take any. Raises NetdslError (E508) for what cannot be
     imported, and when the spec does not reproduce the module."""
     module = module.eval()
-    steps, outputs, gm = trace(module)
     name = _ident(name or type(module).__name__)
+    original = module
+    if type(module) in _leaf_ops():  # a bare layer: fx traces into the root, so hold it
+        holder = _prefix(_leaf_ops()[type(module)].model_fields["op"].default)
+        module = _holding(holder, original)
+    steps, outputs, gm = trace(module)
     shapes = _input_shapes(steps, module, input_shape)
     example = {k: _example_shape(v) for k, v in shapes.items()}
     if any(s.kind == "reshape" for s in steps):
         _resolve_reshapes(steps, gm, example)
     writer = Writer(steps, outputs, shapes, name, module)
     text = writer.write()
-    header = (f"# {name}, imported from {type(module).__module__}.{type(module).__name__} by "
-              "netdsl import.\n\n")
+    header = (f"# {name}, imported from {type(original).__module__}.{type(original).__name__}"
+              " by netdsl import.\n\n")
     text = _where_clause(header + text, name)
     if not check:
         return ImportResult(text, name, {}, 0, 0.0)
-    return prove(module, text, name, writer.pairs())
+    result = prove(module, text, name, writer.pairs())
+    if module is not original:  # the held layer's keys are the layer's own
+        strip = len(holder) + 1
+        result.key_map = {k: v[strip:] for k, v in result.all_keys.items()}
+    return result
 
 
 def key_map(pairs: dict[str, str], keys) -> dict[str, str]:
@@ -1195,4 +1249,4 @@ def prove(original, text: str, name: str, pairs: dict[str, str]) -> ImportResult
     if diff > 1e-5 * max(1.0, max(float(y.abs().max()) for y in b)):
         _fail(f"the spec's outputs differ from {name}'s by {diff:.3g}")
     return ImportResult(text, name, {k: v for k, v in mapping.items() if k != v},
-                        count(built), diff)
+                        count(built), diff, mapping)
