@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import threading
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .._gc import paused
@@ -70,10 +71,36 @@ class _Newlines:
             yield pending
 
 
+_BUILD = None
+
+
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="basic", propagate_positions=True, postlex=_Newlines(),
-                maybe_placeholders=True)
+    """The grammar's LALR parser with `_Build` as its callbacks: the AST as Lark reduces, no
+    tree and no second pass (on 20,000 statements Lark's tree and position bookkeeping were
+    most of the parse)."""
+    global _BUILD
+    _BUILD = _Build()
+    return Lark(grammar_text(), parser="lalr", lexer="basic", postlex=_Newlines(),
+                keep_all_tokens=True, maybe_placeholders=False, transformer=_BUILD)
+
+
+_LOCK = threading.Lock()  # one _Build serves every parse
+
+
+def _parse(text: str, filename: str) -> ast.File:
+    source = SourceFile(filename, text)
+    parser = _parser()
+    with _LOCK:
+        _BUILD.reset(source)
+        try:
+            file = parser.parse(text)
+        except UnexpectedInput as exc:
+            raise NetdslError([_syntax_diagnostic(source, exc)]) from None
+        rep = _BUILD.rep
+        _BUILD.reset(None)
+    rep.check()
+    return file
 
 
 def parse(text: str, filename: str = "<string>") -> ast.File:
@@ -82,40 +109,8 @@ def parse(text: str, filename: str = "<string>") -> ast.File:
         return _parse(text, filename)
 
 
-def _parse(text: str, filename: str) -> ast.File:
-    source = SourceFile(filename, text)
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as exc:
-        raise NetdslError([_syntax_diagnostic(source, exc)]) from None
-    _check_depth(source, tree)
-    builder = _ToAst(source)
-    file = builder.transform(tree)
-    builder.rep.check()
-    return file
-
-
 MAX_INT_DIGITS = 40  # far beyond any size or count; Python refuses int() past 4,300 digits
 MAX_DEPTH = 200  # nesting of expressions; deeper would exhaust Python's stack in the passes
-
-
-def _check_depth(source: SourceFile, tree) -> None:
-    """Reject absurdly deep expressions (`1+1+...+1` a thousand times) with a diagnostic,
-    before the recursive passes would fail on them. Iterative, so it cannot overflow itself."""
-    structure = {"start", "model_def", "block_def", "train_def", "params", "param", "input_stmt",
-                 "output_stmt", "assign_stmt", "expr_stmt", "setting", "dotted", "target"}
-    stack = [(tree, 0, None)]
-    while stack:
-        node, depth, anchor = stack.pop()  # anchor: the outermost expression around node
-        if anchor is None and node.data not in structure:
-            anchor, depth = node, 0
-        if depth > MAX_DEPTH:
-            meta = anchor.meta
-            span = Span(source, meta.line, meta.column, meta.line, meta.column + 1)
-            raise NetdslError([Reporter().error(
-                "E001", f"this expression nests more than {MAX_DEPTH} levels deep", span,
-                "split it into several statements")])
-        stack.extend((c, depth + 1, anchor) for c in node.children if hasattr(c, "children"))
 
 
 def parse_expression(text: str, filename: str = "<string>") -> ast.Expr:
@@ -279,163 +274,248 @@ def _expected(names) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
-    """Parse tree -> AST. Purely structural: no name or layer is looked up here."""
+class _Seq(list):
+    """A rule's items that are not an AST node (parameters, arguments), with the rule's place."""
 
-    def __init__(self, source: SourceFile):
-        super().__init__()
-        self.source = source
-        self.rep = Reporter()  # the few mistakes the grammar accepts (reported after the transform)
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
 
-    def _span(self, meta) -> Span:
-        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+class _Build:
+    """Parser callbacks: each rule's children (every token kept, no placeholders) -> the AST,
+    as Lark reduces it; no parse tree is built. Purely structural: no name or layer is looked
+    up here. Spans follow Lark's `propagate_positions`: a node runs from the start of its first
+    child to the end of its last, where a child that came out of brackets or a statement line
+    (returned as it is) counts with them (`box`)."""
+
+    def __init__(self):
+        self.source: SourceFile | None = None
+        self.rep = Reporter()
+        self.box: dict[int, tuple[int, int, int, int]] = {}  # id(node) -> its container
+        self.depth: dict[int, int] = {}  # id(expression node) -> nesting below it, itself 1
+
+    def reset(self, source: SourceFile) -> None:
+        self.source, self.rep, self.box, self.depth = source, Reporter(), {}, {}
+
+    # positions ---------------------------------------------------------------------------
+    def _box(self, x):
+        if isinstance(x, Token):
+            return (x.line, x.column, x.end_line, x.end_column)
+        if isinstance(x, _Seq):
+            return x.box
+        got = self.box.get(id(x))
+        if got is not None:
+            return got
+        sp = x.span
+        return (sp.line, sp.col, sp.end_line, sp.end_col)
+
+    def _span(self, c) -> Span:
+        first, last = self._box(c[0]), self._box(c[-1])
+        return Span(self.source, first[0], first[1], last[2], last[3])
 
     def _tspan(self, tok: Token) -> Span:
         return Span(self.source, tok.line, tok.column, tok.end_line, tok.end_column)
 
-    # definitions
-    def start(self, meta, items):
-        return ast.File(self.source, [i for i in items if i is not None])
+    def _seq(self, c, items) -> _Seq:
+        out = _Seq(items)
+        first, last = self._box(c[0]), self._box(c[-1])
+        out.box = (first[0], first[1], last[2], last[3])
+        return out
 
-    def model_def(self, meta, items):
-        name, *body = items
-        return ast.ModelDef(self._span(meta), str(name), self._tspan(name), body)
+    def _nest(self, node, *children):
+        """Record how deeply `node` nests (for MAX_DEPTH) and return it."""
+        d = 0
+        for ch in children:
+            if isinstance(ch, list):
+                d = max(d, 1 + max((self.depth.get(id(x), 1) for x in ch), default=0))
+            elif ch is not None:
+                d = max(d, self.depth.get(id(ch), 1))
+        self.depth[id(node)] = d + 1
+        return node
 
-    def block_def(self, meta, items):
-        name, params, *body = items
-        return ast.BlockDef(self._span(meta), str(name), self._tspan(name), params or [], body)
+    def _shallow(self, expr) -> None:
+        """An expression nested more than MAX_DEPTH levels is an error at its start (the
+        passes recurse through it)."""
+        if expr is not None and self.depth.get(id(expr), 1) > MAX_DEPTH + 1:
+            sp = expr.span
+            raise NetdslError([Reporter().error(
+                "E001", f"this expression nests more than {MAX_DEPTH} levels deep",
+                Span(self.source, sp.line, sp.col, sp.line, sp.col + 1),
+                "split it into several statements")])
 
-    def train_def(self, meta, items):
-        name, *settings = items
-        return ast.TrainDef(self._span(meta), str(name), self._tspan(name), settings)
+    @staticmethod
+    def _nodes(c) -> list:
+        return [x for x in c if not isinstance(x, Token)]
 
-    def params(self, meta, items):
-        return [p for p in items if p is not None]
+    # definitions -------------------------------------------------------------------------
+    def start(self, c):
+        return ast.File(self.source, self._nodes(c))
 
-    def param(self, meta, items):
-        name, default = items
-        return ast.Param(self._span(meta), str(name), default)
+    def model_def(self, c):
+        return ast.ModelDef(self._span(c), str(c[1]), self._tspan(c[1]), self._nodes(c[3:-1]))
 
-    def setting(self, meta, items):
-        key, value = items
-        return ast.Setting(self._span(meta), key[0], key[1], value)
+    def block_def(self, c):
+        has_params = isinstance(c[2], _Seq)
+        params = list(c[2]) if has_params else []
+        body = self._nodes(c[4 if has_params else 3:-1])
+        return ast.BlockDef(self._span(c), str(c[1]), self._tspan(c[1]), params, body)
 
-    def dotted(self, meta, items):
-        return [str(t) for t in items], self._span(meta)
+    def train_def(self, c):
+        return ast.TrainDef(self._span(c), str(c[1]), self._tspan(c[1]), self._nodes(c[3:-1]))
 
-    # statements
-    def input_stmt(self, meta, items):
-        name, shape, dtype, where, *more = items
-        dt = ast.Name(self._tspan(dtype), str(dtype)) if dtype is not None else None
-        return ast.Input(self._span(meta), str(name), self._tspan(name), shape, dt,
-                         [e for e in more if e is not None])
+    def params(self, c):
+        return self._seq(c, self._nodes(c))
 
-    def output_stmt(self, meta, items):
-        return ast.Output(self._span(meta), [v for v, _ in items], [a for _, a in items])
+    def param(self, c):
+        default = c[2] if len(c) > 2 else None
+        self._shallow(default)
+        return ast.Param(self._span(c), str(c[0]), default)
 
-    def output_item(self, meta, items):
-        return items[0], items[1]
+    def setting(self, c):
+        key, key_span = c[0]
+        self._shallow(c[2])
+        return ast.Setting(self._span(c), key, key_span, c[2])
 
-    def assign_stmt(self, meta, items):
-        *targets, value = items
-        return ast.Assign(self._span(meta), targets, value)
+    def dotted(self, c):
+        out = _Seq([[str(t) for t in c if t.type == "NAME"], self._span(c)])
+        out.box = self._box(c[0])[:2] + self._box(c[-1])[2:]
+        return out
 
-    def expr_stmt(self, meta, items):
-        return ast.ExprStmt(self._span(meta), items[0])
+    # statements --------------------------------------------------------------------------
+    def statement(self, c):
+        node = c[0]
+        self.box[id(node)] = self._box(c[0])[:2] + self._box(c[-1])[2:]
+        return node
 
-    def target(self, meta, items):
-        return ast.Target(self._tspan(items[0]), str(items[0]), items[1])
+    def input_stmt(self, c):
+        name, i, shape, dtype = c[1], 2, None, None
+        if i < len(c) and c[i].type == "COLON":
+            shape, i = c[i + 1], i + 2
+            if i < len(c) and isinstance(c[i], Token) and c[i].type == "NAME":
+                dtype, i = ast.Name(self._tspan(c[i]), str(c[i])), i + 1
+        where = self._nodes(c[i:])
+        for e in (shape, *where):
+            self._shallow(e)
+        return ast.Input(self._span(c), str(name), self._tspan(name), shape, dtype, where)
 
-    # expressions
-    def conditional(self, meta, items):
-        then, test, other = items
-        return ast.Conditional(self._span(meta), then, test, other)
+    def output_stmt(self, c):
+        items = self._nodes(c)
+        return ast.Output(self._span(c), [v for v, _ in items], [a for _, a in items])
 
-    def chain(self, meta, items):
-        head, *rest = items
-        steps = [s if isinstance(s, ast.Step) else ast.Step(s.span, s) for s in rest if not
-                 isinstance(s, Token)]
-        return ast.Chain(self._span(meta), head, steps)
+    def output_item(self, c):
+        value, annotation = c[0], (c[2] if len(c) > 2 else None)
+        self._shallow(value)
+        self._shallow(annotation)
+        return self._seq(c, [value, annotation])
 
-    def named_step(self, meta, items):
-        expr, alias = items
-        return ast.Step(self._span(meta), expr, str(alias), self._tspan(alias))
+    def assign_stmt(self, c):
+        *targets, value = self._nodes(c)
+        self._shallow(value)
+        return ast.Assign(self._span(c), targets, value)
 
-    def or_(self, meta, items):
-        return ast.BoolOp(self._span(meta), "or", items[0], items[1])
+    def expr_stmt(self, c):
+        self._shallow(c[0])
+        return ast.ExprStmt(self._span(c), c[0])
 
-    def and_(self, meta, items):
-        return ast.BoolOp(self._span(meta), "and", items[0], items[1])
+    def target(self, c):
+        annotation = c[2] if len(c) > 2 else None
+        self._shallow(annotation)
+        return ast.Target(self._tspan(c[0]), str(c[0]), annotation)
 
-    def not_(self, meta, items):
-        return ast.Not(self._span(meta), items[0])
+    # expressions -------------------------------------------------------------------------
+    def conditional(self, c):
+        then, test, other = c[0], c[2], c[4]
+        return self._nest(ast.Conditional(self._span(c), then, test, other), then, test, other)
 
-    def compare(self, meta, items):
-        left, op, right = items
-        return ast.Compare(self._span(meta), str(op), left, right)
+    def chain(self, c):
+        head, *rest = c
+        steps = [s if isinstance(s, ast.Step) else self._nest(ast.Step(s.span, s), s)
+                 for s in rest if not isinstance(s, Token)]
+        return self._nest(ast.Chain(self._span(c), head, steps), head, *steps)
 
-    def binop(self, meta, items):
-        left, op, right = items
-        return ast.BinOp(self._span(meta), str(op), left, right)
+    def named_step(self, c):
+        expr, alias = c[0], c[2]
+        return self._nest(ast.Step(self._span(c), expr, str(alias), self._tspan(alias)), expr)
 
-    def neg(self, meta, items):
-        return ast.Neg(self._span(meta), items[-1])
+    def or_(self, c):
+        return self._nest(ast.BoolOp(self._span(c), "or", c[0], c[2]), c[0], c[2])
 
-    def call(self, meta, items):
-        func, arguments = items
+    def and_(self, c):
+        return self._nest(ast.BoolOp(self._span(c), "and", c[0], c[2]), c[0], c[2])
+
+    def not_(self, c):
+        return self._nest(ast.Not(self._span(c), c[1]), c[1])
+
+    def compare(self, c):
+        return self._nest(ast.Compare(self._span(c), str(c[1]), c[0], c[2]), c[0], c[2])
+
+    def binop(self, c):
+        return self._nest(ast.BinOp(self._span(c), str(c[1]), c[0], c[2]), c[0], c[2])
+
+    def neg(self, c):
+        return self._nest(ast.Neg(self._span(c), c[-1]), c[-1])
+
+    def call(self, c):
+        func = c[0]
+        arguments = c[2] if isinstance(c[2], _Seq) else []
         args, kwargs = [], []
-        for a in arguments or []:
+        for a in arguments:
             if kwargs and not isinstance(a, ast.Kwarg):
-                self.rep.error("E001", "a positional argument cannot follow a keyword argument", a.span,
-                               f"move it before '{kwargs[0].name}=', or name it")
+                self.rep.error("E001", "a positional argument cannot follow a keyword argument",
+                               a.span, f"move it before '{kwargs[0].name}=', or name it")
             (kwargs if isinstance(a, ast.Kwarg) else args).append(a)
-        return ast.Call(self._span(meta), func, args, kwargs)
+        return self._nest(ast.Call(self._span(c), func, args, kwargs), func, list(arguments))
 
-    def arguments(self, meta, items):
-        return [a for a in items if a is not None]
+    def arguments(self, c):
+        return self._seq(c, self._nodes(c))
 
-    def kwarg(self, meta, items):
-        name, value = items
-        return ast.Kwarg(self._span(meta), str(name), self._tspan(name), value)
+    def kwarg(self, c):
+        name, value = c[0], c[2]
+        return self._nest(ast.Kwarg(self._span(c), str(name), self._tspan(name), value), value)
 
-    def attribute(self, meta, items):
-        return ast.Attribute(self._span(meta), items[0], str(items[1]))
+    def attribute(self, c):
+        return self._nest(ast.Attribute(self._span(c), c[0], str(c[2])), c[0])
 
-    def index(self, meta, items):
-        return ast.Index(self._span(meta), items[0], items[1])
+    def index(self, c):
+        return self._nest(ast.Index(self._span(c), c[0], c[2]), c[0], c[2])
 
-    def name(self, meta, items):
-        return ast.Name(self._span(meta), str(items[0]))
+    def atom(self, c):  # "(" expr ")": the expression, its brackets counted as its container
+        node = c[1]
+        self.box[id(node)] = self._box(c[0])[:2] + self._box(c[-1])[2:]
+        return node
 
-    def int_(self, meta, items):
-        digits = str(items[0]).replace("_", "")
+    def name(self, c):
+        return ast.Name(self._span(c), str(c[0]))
+
+    def int_(self, c):
+        digits = str(c[0]).replace("_", "")
         if len(digits) > MAX_INT_DIGITS:  # int() of a huge literal is slow, then refuses
             self.rep.error("E001", f"this number has {len(digits)} digits; netdsl takes at most "
-                           f"{MAX_INT_DIGITS}", self._span(meta))
-            return ast.Num(self._span(meta), 0)
-        return ast.Num(self._span(meta), int(digits))
+                           f"{MAX_INT_DIGITS}", self._span(c))
+            return ast.Num(self._span(c), 0)
+        return ast.Num(self._span(c), int(digits))
 
-    def float_(self, meta, items):
-        return ast.Num(self._span(meta), float(str(items[0]).replace("_", "")))
+    def float_(self, c):
+        return ast.Num(self._span(c), float(str(c[0]).replace("_", "")))
 
-    def string(self, meta, items):
-        raw = str(items[0])
-        body = raw[1:-1]
-        value = body.encode("latin-1", "backslashreplace").decode("unicode_escape") if "\\" in body else body
-        return ast.Str(self._span(meta), value)
+    def string(self, c):
+        body = str(c[0])[1:-1]
+        value = body.encode("latin-1", "backslashreplace").decode("unicode_escape") \
+            if "\\" in body else body
+        return ast.Str(self._span(c), value)
 
-    def true(self, meta, items):
-        return ast.Const(self._span(meta), True)
+    def true(self, c):
+        return ast.Const(self._span(c), True)
 
-    def false(self, meta, items):
-        return ast.Const(self._span(meta), False)
+    def false(self, c):
+        return ast.Const(self._span(c), False)
 
-    def none(self, meta, items):
-        return ast.Const(self._span(meta), None)
+    def none(self, c):
+        return ast.Const(self._span(c), None)
 
-    def tuple(self, meta, items):
-        return ast.TupleExpr(self._span(meta), [i for i in items if i is not None])
+    def tuple(self, c):
+        items = self._nodes(c)
+        return self._nest(ast.TupleExpr(self._span(c), items), *items)
 
-    def list(self, meta, items):
-        return ast.ListExpr(self._span(meta), [i for i in items if i is not None])
+    def list(self, c):
+        items = self._nodes(c)
+        return self._nest(ast.ListExpr(self._span(c), items), *items)
