@@ -485,9 +485,14 @@ class Scope:
 def _ident(text: str, prefix: str = "m") -> str:
     """A spec name for a module path: dots become underscores; a name that would start with a
     digit or '_' (Sequential's `0`, torchvision's `_0`) gets the layer's kind in front."""
+    import keyword
+
+    from .passes.elaborate import MODULE_ATTRS
+
     out = re.sub(r"\W", "_", text).lstrip("_")
     out = out if out and not out[:1].isdigit() else prefix + out
-    return out + "_" if out in RESERVED else out
+    taken = out in RESERVED or keyword.iskeyword(out) or out in MODULE_ATTRS
+    return out + "_" if taken else out
 
 
 def _structure(scopes: dict[str, Scope], path: str, steps_by_scope) -> tuple:
@@ -664,19 +669,57 @@ class Writer:
         defs = [b["text"] for b in sorted(self.blocks.values(), key=lambda b: b["order"])]
         return "\n".join(defs + [model])
 
-    def pairs(self) -> dict[str, str]:
-        """Spec module path -> original module path, for every named layer and parameter."""
+    def _repeats(self, pending: list) -> list[str]:
+        """A chain's pieces as text: a run of REPEAT or more identical block calls is written
+        `Block(...) * N` (netdsl names them block1, block2, ...); every call is recorded."""
+        out, i = [], 0
+        while i < len(pending):
+            p = pending[i]
+            if not isinstance(p, _Call):
+                out.append(p)
+                i += 1
+                continue
+            j = i
+            while j < len(pending) and isinstance(pending[j], _Call) and \
+                    pending[j].call == p.call:
+                j += 1
+            run = pending[i:j]
+            if len(run) >= REPEAT:
+                out.append(f"{p.call} * {len(run)}")
+                self.record[self.body_name].append((None, [c.local for c in run], p.block))
+            else:
+                for c in run:
+                    out.append(f"{c.call} as {c.ident}")
+                    self.record[self.body_name].append((c.ident, c.local, c.block))
+            i = j
+        return out
+
+    def pairs(self, graph) -> dict[str, str]:
+        """Spec module path -> original module path, for every named layer and parameter,
+        walking the spec's IR (`graph`) beside what was recorded while writing it: the
+        instances of a `Block * N` are the block's unnamed instances in its body, in order."""
         out = {}
 
-        def walk(body, ours, theirs):
+        def walk(g, body, ours, theirs):
+            named = {e[0] for e in self.record[body] if e[0] is not None}
+            unnamed = defaultdict(list)
+            for n in g.nodes:
+                if n.kind == "block" and n.name not in named:
+                    unnamed[n.block].append(n)
             for ident, local, child in self.record[body]:
+                if ident is None:  # a run: its instances, in order
+                    for node, one in zip(unnamed[child], local, strict=False):
+                        walk(node.graph, child, f"{ours}{node.name}.",
+                             ".".join(p for p in (theirs, one) if p))
+                    unnamed[child] = unnamed[child][len(local):]
+                    continue
                 there = ".".join(p for p in (theirs, local) if p)
                 if child is not None:
-                    walk(child, f"{ours}{ident}.", there)
+                    walk(g.node(ident).graph, child, f"{ours}{ident}.", there)
                 else:
                     out[ours + ident] = there
 
-        walk("", "", "")
+        walk(graph, "", "", "")
         return out
 
     def emit_items(self, path) -> list:
@@ -835,7 +878,7 @@ class Writer:
             nonlocal chain_value
             if not pending:
                 return
-            head, *rest = pending
+            head, *rest = self._repeats(pending)
             one_line = head + "".join(" -> " + p for p in rest)
             sep = "\n        -> " if len(rest) > 2 or len(one_line) > 90 else " -> "
             text = head + "".join(sep + p for p in rest)
@@ -868,9 +911,8 @@ class Writer:
                         declared[base(it)] = ident
                         self.record[self.body_name].append((ident, local, bname))
                     piece = declared[base(it)]
-                else:
-                    piece = f"{call} as {ident}"
-                    self.record[self.body_name].append((ident, local, bname))
+                else:  # recorded when its chain is written: runs become `Block * N`
+                    piece = _Call(call, ident, local, bname)
                 infix = False
             else:
                 ins = it.inputs
@@ -966,6 +1008,19 @@ class Writer:
 SHORT = {"out_channels": "c", "out_features": "features", "kernel_size": "k", "stride": "stride",
          "num_features": "c", "p": "p", "size": "n", "padding": "padding", "groups": "groups",
          "embed_dim": "dim", "num_heads": "heads", "hidden_size": "hidden"}
+
+
+REPEAT = 3  # identical block calls in a row written `Block * N` (two are written out)
+
+
+@dataclass
+class _Call:
+    """A block call in a chain, before it is known whether it is part of a run."""
+
+    call: str
+    ident: str
+    local: str
+    block: str
 
 
 class _Numbers:
@@ -1175,7 +1230,7 @@ def import_module(module, name: str | None = None, input_shape=None, *,
     text = _where_clause(header + text, name)
     if not check:
         return ImportResult(text, name, {}, 0, 0.0)
-    result = prove(module, text, name, writer.pairs())
+    result = prove(module, text, name, writer)
     if module is not original:  # the held layer's keys are the layer's own
         strip = len(holder) + 1
         result.key_map = {k: v[strip:] for k, v in result.all_keys.items()}
@@ -1212,7 +1267,7 @@ def _randomised(module):
     return twin
 
 
-def prove(original, text: str, name: str, pairs: dict[str, str]) -> ImportResult:
+def prove(original, text: str, name: str, writer: Writer) -> ImportResult:
     """Check the spec, build it, load the original's weights through the key map, and compare
     parameter counts and outputs."""
     import torch
@@ -1226,7 +1281,7 @@ def prove(original, text: str, name: str, pairs: dict[str, str]) -> ImportResult
                                       + exc.diagnostics[0].message)]) from None
     built = spec.build().eval()
     original = _randomised(original)  # a copy: default inits (BatchNorm's 1 and 0) hide mix-ups
-    mapping = key_map(pairs, built.state_dict())
+    mapping = key_map(writer.pairs(spec.graph()), built.state_dict())
     ours, theirs = built.state_dict(), original.state_dict()
     if set(mapping) != set(ours) or set(mapping.values()) != set(theirs):
         missing = sorted(set(theirs) - set(mapping.values()))[:3]
