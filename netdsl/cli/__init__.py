@@ -41,7 +41,9 @@ def _take_ctrl_c():
 # As the program itself (`netdsl ...`, `python -m netdsl ...`), from the first line that netdsl
 # runs: before click, pydantic, lark and torch are imported.
 _ARGV0 = sys.argv[0] if sys.argv else ""
-if os.path.basename(_ARGV0) == "netdsl" or _ARGV0.endswith(os.path.join("netdsl", "__main__.py")):
+_AS_PROGRAM = os.path.basename(_ARGV0) == "netdsl" or \
+    _ARGV0.endswith(os.path.join("netdsl", "__main__.py"))
+if _AS_PROGRAM:
     _take_ctrl_c()
 
 import errno  # noqa: E402
@@ -142,6 +144,10 @@ def main(argv=None) -> None:
         sys.stdout, sys.stderr = out, err
         if previous is not None:  # a caller in the same process gets its own back
             signal.signal(signal.SIGINT, previous)
+        if _AS_PROGRAM:  # the process ends here: spare the collector's last pass over a
+            import gc  # large spec's objects (0.4 s for 20,000 statements)
+
+            gc.freeze()
 
 
 def _main(argv) -> None:
