@@ -304,3 +304,50 @@ def test_report_prints_sizes_and_tolerance():
     assert "smallest batch=1, T=1" in text and "1.00e-07" in text
     buf = io.StringIO(json.dumps(r.to_dict()))
     assert json.load(buf)["checks"][0]["sizes"] == {"batch": 1, "T": 1}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "vit_b_16"])
+def test_zoo_pt2_takes_sizes_it_was_not_traced_at(name, tmp_path):
+    spec = netdsl.load(SPECS / f"{name}.net")
+    module = randomised(spec)
+    path = tmp_path / f"{name}.pt2"
+    ex.export_module(module, spec.graph(), "pt2", path)
+    loaded = torch.export.load(path).module()
+    size = 224 if name == "vit_b_16" else 72
+    args = (torch.randn(3, 3, size, size + (0 if name == "vit_b_16" else 24)),)
+    close(outputs(module, args), outputs(loaded, args), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_of_resnet18_in_onnx_runtime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    spec = netdsl.load(SPECS / "resnet18.net")
+    module = randomised(spec)
+    path = tmp_path / "r.onnx"
+    ex.export_module(module, spec.graph(), "onnx", path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 41, 57)
+    close(outputs(module, (x,)), session.run(None, {"image": x.numpy()}), atol=1e-4, rtol=1e-4)
+
+
+def test_a_range_torch_narrows_is_named_with_what_it_keeps(tmp_path):
+    """ConvNeXt-T takes any image from 32x32, but torch 2.x's program only from 64x64."""
+    spec = netdsl.load(SPECS / "convnext_tiny.net")
+    with pytest.raises(NetdslError) as err:
+        ex.export_module(spec.build(), spec.graph(), "pt2", tmp_path / "c.pt2")
+    text = str(err.value)
+    assert "E506" in text and "H >= 64 (the spec declares H >= 32)" in text
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SPECS.glob("*.net")
+                                        if p.stem not in ("gpt2",)))  # gpt2: 124M, 35 s
+def test_safetensors_of_every_spec(name, tmp_path):
+    pytest.importorskip("safetensors")
+    spec = netdsl.load(SPECS / f"{name}.net")
+    module = randomised(spec)
+    path = tmp_path / f"{name}.safetensors"
+    result = ex.export_module(module, spec.graph(), "safetensors", path)
+    assert all(c.max_diff == 0 for c in result.checks)
+    state = load_state(path)
+    assert list(state) == list(module.state_dict())
+    assert all(torch.equal(state[k], v) for k, v in module.state_dict().items())

@@ -308,6 +308,13 @@ def _torch_export(module, graph: Graph, args: tuple):
         with _quiet(), _oblivious(), _explicit_attention(module):
             program = torch.export.export(module, args, dynamic_shapes=shapes)
     except Exception as exc:  # noqa: BLE001 -- torch's constraint errors, unsupported ops
+        kept = _kept_ranges(exc, graph)
+        if kept:
+            raise NetdslError([Diagnostic(
+                "E506", f"torch.export cannot keep every size the spec admits for "
+                f"{graph.name}: its program takes only {', '.join(kept)}; no file was written",
+                hint="declare that range on the input (`where ...`) to export it, or export at "
+                     "the sizes you deploy")]) from None
         raise NetdslError([Diagnostic("E506", f"torch.export cannot export {graph.name}: "
                                       + _torch_why(exc), hint=_torch_hint(exc))]) from None
     _refuse_specialised(program, graph, shapes)
@@ -322,6 +329,35 @@ def _torch_why(exc: Exception) -> str:
         return "it would fix a dynamic size: " + "; ".join(lines[:3])
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first[:400]
+
+
+def _kept_ranges(exc: Exception, graph: Graph) -> list[str]:
+    """From torch's constraint error, the range it keeps of each declared dimension it
+    narrowed (`H >= 64` where the spec says `H >= 32`): [] when it said something else."""
+    import re
+
+    names = {}
+    for n in graph.inputs:
+        t = n.types[0]
+        for i, size in enumerate(t.shape):
+            dims = [] if isinstance(size, int) else list(size.dims())
+            if len(dims) == 1:
+                names[(n.name, i + (1 if t.has_batch else 0))] = dims[0]
+    kept = []
+    for line in str(exc).splitlines():
+        if "satisfy the generated guard" not in line:
+            continue
+        lows = re.findall(r"(\d+) <= L\['(\w+)'\]\.size\(\)\[(\d+)\]", line)
+        highs = re.findall(r"L\['(\w+)'\]\.size\(\)\[(\d+)\] <= (\d+)", line)
+        for value, name, index in lows:
+            d = names.get((name, int(index)))
+            if d is not None and int(value) > d.first:
+                kept.append(f"{d.name} >= {value} (the spec declares {d.describe()})")
+        for name, index, value in highs:
+            d = names.get((name, int(index)))
+            if d is not None and d.last is not None and int(value) < d.last:
+                kept.append(f"{d.name} <= {value} (the spec declares {d.describe()})")
+    return list(dict.fromkeys(kept))
 
 
 def _torch_hint(exc: Exception) -> str | None:
@@ -531,9 +567,16 @@ def _safetensors(module, graph, tmp: Path, result: ExportResult, metadata, opset
                                       "model's state_dict keys; no file was written")])
     import copy
 
+    import torch
+
     twin = copy.deepcopy(module)
     twin.load_state_dict(loaded)
-    result.checks = _proof_runs(module, graph, lambda a: twin(*a), "safetensors")
+
+    def run(a):  # as the live module runs in the proof (autograd on: see _proof_runs)
+        with torch.enable_grad():
+            return tuple(t.detach() for t in _as_tuple(twin(*a)))
+
+    result.checks = _proof_runs(module, graph, run, "safetensors")
     tensors = sum(1 for _ in state)
     result.notes.append(f"{tensors} tensors, {sum(t.numel() for t in state.values()):,} numbers "
                         "(buffers included); the spec's parameter names")
