@@ -33,3 +33,21 @@ def golden(request):
         assert text == want, f"output differs from {relative_path} (pytest --update-goldens to accept)"
 
     return check
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli(args)`: `netdsl ARGS` in this process, without colours -> (exit status, stdout,
+    stderr)."""
+    from netdsl.cli import main
+
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    def run(args) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in args])
+            raise SystemExit(0)
+        out = capsys.readouterr()
+        return exit_info.value.code or 0, out.out, out.err
+
+    return run

@@ -23,7 +23,6 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
 from netdsl.targets import export as ex
 from netdsl.weightfile import load_state, read_safetensors
@@ -178,7 +177,7 @@ def test_a_damaged_safetensors_file_names_its_tensor(tmp_path):
     assert "E409" in text and f"tensor {name}" in text and "CRC-32" in text
 
 
-def test_export_with_trained_weights_and_eval_of_the_safetensors(tmp_path, monkeypatch, capsys):
+def test_export_with_trained_weights_and_eval_of_the_safetensors(tmp_path, monkeypatch, cli):
     pytest.importorskip("safetensors")
     spec_file = tmp_path / "net.net"
     spec_file.write_text("""\
@@ -200,11 +199,11 @@ train Net {
     folder = Path(run["run_dir"])
     monkeypatch.chdir(tmp_path)
     code, out, err = cli(["export", spec_file, "-f", "safetensors", "-w", folder / "weights.pt",
-                          "-o", "net.safetensors"], capsys)
+                          "-o", "net.safetensors"])
     assert code == 0, err
     assert "wrote net.safetensors" in out and "identical" in out
     code, out, err = cli(["export", spec_file, "-f", "pt2", "-w",
-                          folder / "checkpoints" / "last.pt", "--json"], capsys)
+                          folder / "checkpoints" / "last.pt", "--json"])
     assert code == 0, err
     assert json.loads(out)["path"] == "Net.pt2" and (tmp_path / "Net.pt2").is_file()
     a = netdsl.evaluate(spec_file, folder / "weights.pt")
@@ -247,34 +246,25 @@ def test_missing_extra_is_named(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
-
-def test_cli_errors_are_located_lines(tmp_path, monkeypatch, capsys):
+def test_cli_errors_are_located_lines(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NO_COLOR", "1")
-    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-w", "nope.pt"], capsys)
+    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-w", "nope.pt"])
     assert code == 1 and "error[E501]" in err and "nope.pt" in err
     (tmp_path / "junk.pt").write_bytes(b"not a zip at all")
-    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-w", "junk.pt"], capsys)
+    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-w", "junk.pt"])
     assert code == 1 and "error[E409]" in err
-    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-o", "no/such/dir/m.pt2"],
-                       capsys)
+    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "pt2", "-o", "no/such/dir/m.pt2"])
     assert code == 1 and "error[E501]" in err and "does not exist" in err
-    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "tflite"], capsys)
+    code, _, err = cli(["export", SPECS / "mlp.net", "-f", "tflite"])
     assert code == 2 and "tflite" in err
     assert not [p for p in tmp_path.iterdir() if p.name != "junk.pt"]
 
 
-def test_help_lists_export_and_says_why_no_torchscript(capsys):
-    code, out, _ = cli(["--help"], capsys)
+def test_help_lists_export_and_says_why_no_torchscript(cli):
+    code, out, _ = cli(["--help"])
     assert code == 0 and "export" in out
-    code, out, _ = cli(["export", "--help"], capsys)
+    code, out, _ = cli(["export", "--help"])
     text = " ".join(out.split())
     assert code == 0 and "TorchScript is deprecated" in text and "netdsl export" in text
 

@@ -20,7 +20,6 @@ import torchvision
 from torch import nn
 
 import netdsl
-from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
 from netdsl.importer import import_module
 
@@ -217,19 +216,11 @@ def test_what_cannot_be_imported_is_named(module, words):
     assert "error[E508]" in text and all(w in text for w in words), text
 
 
-def cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
 
-
-def test_cli_writes_the_spec_its_key_map_and_the_weights(tmp_path, monkeypatch, capsys):
+def test_cli_writes_the_spec_its_key_map_and_the_weights(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NO_COLOR", "1")
     code, out, err = cli(["import", "torchvision.models:squeezenet1_0", "--arg", "num_classes=7",
-                          "-o", "sq.net", "--save-weights", "sq.pt"], capsys)
+                          "-o", "sq.net", "--save-weights", "sq.pt"])
     assert code == 0, err
     assert "wrote sq.net: SqueezeNet" in err and "sq.keys.json" in err
     keys = json.loads((tmp_path / "sq.keys.json").read_text())
@@ -238,31 +229,30 @@ def test_cli_writes_the_spec_its_key_map_and_the_weights(tmp_path, monkeypatch, 
     built = spec.build()
     built.load_state_dict(torch.load(tmp_path / "sq.pt", weights_only=True))
     assert built(torch.randn(1, 3, 64, 64)).shape == (1, 7)
-    code, out, err = cli(["check", "sq.net"], capsys)
+    code, out, err = cli(["check", "sq.net"])
     assert code == 0 and "ok" in out
 
 
-def test_cli_mistakes(tmp_path, monkeypatch, capsys):
+def test_cli_mistakes(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NO_COLOR", "1")
-    code, _, err = cli(["import", "torchvision.models:resnet1"], capsys)
+    code, _, err = cli(["import", "torchvision.models:resnet1"])
     assert code == 1 and "E508" in err and "did you mean 'resnet18'" in err
-    code, _, err = cli(["import", "no_such_module_here:Net"], capsys)
+    code, _, err = cli(["import", "no_such_module_here:Net"])
     assert code == 1 and "cannot import no_such_module_here" in err
-    code, _, err = cli(["import", "resnet18"], capsys)
+    code, _, err = cli(["import", "resnet18"])
     assert code == 2 and "MODULE:FACTORY" in err
-    code, _, err = cli(["import", "torchvision.models:resnet18", "--arg", "num_classes"], capsys)
+    code, _, err = cli(["import", "torchvision.models:resnet18", "--arg", "num_classes"])
     assert code == 2 and "NAME=VALUE" in err
     (tmp_path / "mine.py").write_text("import torch\nnet = torch.nn.Linear(3, 2)\n"
                                       "def broken():\n    raise RuntimeError('no')\n")
-    code, out, err = cli(["import", "mine:net"], capsys)
+    code, out, err = cli(["import", "mine:net"])
     assert code == 0 and "input x: [3]" in out
-    code, _, err = cli(["import", "mine:broken"], capsys)
+    code, _, err = cli(["import", "mine:broken"])
     assert code == 1 and "mine:broken() failed: RuntimeError: no" in err
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".pyc") == \
         ["__pycache__", "mine.py"] or sorted(p.name for p in tmp_path.iterdir()) == ["mine.py"]
 
 
-def test_help_lists_import(capsys):
-    code, out, _ = cli(["--help"], capsys)
+def test_help_lists_import(cli):
+    code, out, _ = cli(["--help"])
     assert code == 0 and "import" in out and "netdsl import torchvision.models:resnet18" in out
