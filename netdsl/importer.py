@@ -11,8 +11,10 @@ sizes the spec infers are left out); functions and tensor methods map to netdsl'
 Submodules keep their names (`conv1`, `layer1_0`). Every submodule that is not a layer is a
 scope: scopes with the same structure (the same layers wired the same way, whatever their
 numbers) become one `block`, whose differing numbers are its parameters, used wherever they
-occur; a scope of one structure used once is written inline. Consecutive identical calls are
-written `Block(...) * N` where no name would be lost.
+occur; a scope of one structure used once is written inline, and a module called twice is one
+block declared once (shared weights). Three or more identical block calls in a row are written
+`Block(...) * N` (netdsl names those instances itself; the key map pairs them). Sizes read off
+a value's shape become `x.size(d)`, and reshapes `Flatten` or `Reshape` from one traced run.
 
 What cannot be imported (a function or layer outside netdsl's vocabulary, control flow that
 depends on values, a module fx cannot trace) is E508 naming the module path and the op.
@@ -479,7 +481,6 @@ class Scope:
     steps: list[Step]
     inputs: list[str]
     output: str | None  # the one value it gives its parent (None: not a block candidate)
-    children: list[str] = field(default_factory=list)
 
 
 def _ident(text: str, prefix: str = "m") -> str:
