@@ -22,7 +22,8 @@ the spec's parameter names. (TorchScript is deprecated in PyTorch 2 and not offe
               help="weights.pt from a run, a checkpoint (.pt) or a .safetensors file (default: "
                    "the spec's initialisation).")
 @click.option("-m", "--model", help="The model to export (default: the first).")
-@click.option("--opset", type=click.IntRange(14, 30), help="ONNX opset (default: torch's).")
+@click.option("--opset", type=click.IntRange(18, 30),
+              help="ONNX opset (default: torch's; its exporter writes 18 and above).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initialisation when no --weights are given.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -39,7 +40,7 @@ def export_command(spec, fmt, output, weights, model, opset, seed, as_json):
     Examples:
       netdsl export specs/resnet18.net -f pt2 -o resnet18.pt2
       netdsl export specs/mnist.net -f onnx -w runs/LeNet-20250101-120000/weights.pt
-      netdsl export specs/gpt2.net -f safetensors -o gpt2.safetensors
+      netdsl export specs/char_lm.net -f safetensors -o char_lm.safetensors
       netdsl eval specs/mnist.net --weights LeNet.safetensors
     """
     from ..spec import load
