@@ -962,7 +962,7 @@ class Writer:
                 elif len(ins) == 1:
                     pending += [names[ins[0]], piece]
                 else:
-                    pending += [f"({', '.join(names[i] for i in ins)})", piece]
+                    pending += [_tuple_text([names[i] for i in ins]), piece]
             chain_value = vid
             if readers[vid] != 1 or vid in outputs[0]:
                 flush(vid)
@@ -1049,6 +1049,23 @@ class _Numbers:
 
 RESERVED = {"model", "block", "train", "input", "output", "if", "else", "as", "and", "or", "not",
             "true", "false", "none", "True", "False", "None", "where"}
+
+
+def _tuple_text(items: list[str], width: int = 88) -> str:
+    """`(a, b, c)`, broken over lines inside its brackets when it is long (DenseNet's layers
+    read every earlier one)."""
+    one = f"({', '.join(items)})"
+    if len(one) <= width:
+        return one
+    lines, line = [], ""
+    for item in items:
+        piece = f"{item}, "
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    lines.append(line.rstrip(", "))
+    return "(" + "\n         ".join(lines) + ")"
 
 
 def _prefix(kind: str) -> str:
