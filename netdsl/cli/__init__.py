@@ -66,6 +66,7 @@ COMMANDS = {
     "render": "render",
     "export": "export",
     "import": "imports",
+    "fmt": "fmt",
 }
 
 
@@ -102,6 +103,7 @@ def cli():
       netdsl render specs/resnet18.net -o resnet18.svg
       netdsl export specs/resnet18.net -f onnx -o resnet18.onnx
       netdsl import torchvision.models:resnet18 -o resnet18.net
+      netdsl fmt specs/
 
     Run `netdsl COMMAND --help` for a command's options and examples.
     """
