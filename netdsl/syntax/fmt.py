@@ -248,23 +248,23 @@ class _Printer:
                     line = ""
                 out += [indent + c.text for c in mine]
                 self.own = [c for c in self.own if c not in mine]
-            piece = f"-> {t}" + (tail if i == len(steps) - 1 else "")
-            if len(indent) + len(piece) > WIDTH:  # too long even alone: break inside it
-                s = chain.steps[i]
-                alias = f" as {s.alias}" if s.alias else ""
-                piece = "-> " + self.layout(s.expr, len(indent) + 3, OR, alias + (
-                    tail if i == len(steps) - 1 else ""))
-            starts_line = i and chain.steps[i].span.line > chain.steps[i - 1].span.end_line
-            if line and starts_line:  # a break the author made stays
-                out.append(line)
-                line = indent + piece
-            elif line and len(line) + 1 + len(piece) <= WIDTH:
-                line += " " + piece
-            elif line:
-                out.append(line)
-                line = indent + piece
-            else:
-                line = indent + piece
+            s = chain.steps[i]
+            rest = (f" as {s.alias}" if s.alias else "") + (tail if i == len(steps) - 1 else "")
+
+            def piece(col, s=s, rest=rest):  # the step laid out from column `col`
+                return "-> " + self.layout(s.expr, col + 3, OR, rest)
+
+            starts_line = i and s.span.line > chain.steps[i - 1].span.end_line
+            here = piece(len(line) + 1) if line else None
+            if line and not starts_line and len(line) + 1 + len(here.split("\n")[0]) <= WIDTH:
+                line += " " + here  # fits after what is on the line
+            else:  # a break the author made stays; else the line is full
+                if line:
+                    out.append(line)
+                line = indent + piece(len(indent))
+            if "\n" in line:  # the step broke inside its brackets: its lines are done
+                *done, line = line.split("\n")
+                out += done
             if i in breaks:
                 out.append(line + self._trail(end))
                 line = ""
