@@ -240,7 +240,7 @@ class _Printer:
         if head_break:
             out.append(line + self._trail(chain.head.span.end_line))
             line = ""
-        for i, (t, end) in enumerate(steps):
+        for i, (_, end) in enumerate(steps):
             mine = [c for c in notes[i] if c in self.own]
             if mine:
                 if line:
