@@ -67,6 +67,7 @@ COMMANDS = {
     "export": "export",
     "import": "imports",
     "fmt": "fmt",
+    "lsp": "lsp",
 }
 
 
