@@ -9,8 +9,10 @@ What it answers, from the same passes as `netdsl check` (nothing in a spec is ev
   layer with every argument resolved (inferred sizes filled in), its parameter count, and the
   arguments' types from the op's declaration;
 - completion of layer names, block names, value names and training settings;
-- go to definition of blocks and values; document symbols (models, blocks, train sections and
-  the values they name); formatting through `netdsl fmt`.
+- go to definition, find references and rename of blocks and values;
+- inlay hints: the shape after each layer (off with initializationOptions {"inlayHints": false});
+- document symbols (models, blocks, train sections and the values they name); formatting
+  through `netdsl fmt`.
 """
 
 from __future__ import annotations
@@ -165,6 +167,55 @@ def definition_span(file, name: str):
     return None
 
 
+def occurrences(file, name: str) -> list:
+    """Every span where `name` stands as a value or a block: its definitions and its uses
+    (what references list and rename changes)."""
+    from .passes.names import walk
+    from .syntax import ast
+
+    out = []
+    for d in getattr(file, "definitions", []):
+        if isinstance(d, ast.BlockDef) and d.name == name:
+            out.append(d.name_span)
+        exprs = []
+        for s in getattr(d, "body", []):
+            if isinstance(s, ast.Assign):
+                out += [t.span for t in s.targets if t.name == name]
+                exprs += [s.value, *(t.annotation for t in s.targets)]
+            elif isinstance(s, ast.Input):
+                if s.name == name:
+                    out.append(s.name_span)
+                exprs += [s.shape, *s.where]
+            elif isinstance(s, ast.Output):
+                exprs += [*s.values, *s.annotations]
+            elif isinstance(s, ast.ExprStmt):
+                exprs.append(s.expr)
+        exprs += [st.value for st in getattr(d, "settings", [])]
+        exprs += [p.default for p in getattr(d, "params", [])]
+        for e in exprs:
+            for sub in walk(e):
+                if isinstance(sub, ast.Name) and sub.id == name:
+                    out.append(sub.span)
+    return sorted(out, key=lambda sp: (sp.line, sp.col))
+
+
+def inlay_hints(spec, first_line: int, last_line: int) -> list[tuple[int, int, str]]:
+    """(line, col, text) 1-based: the shape after each layer of a chain, at the end of the
+    layer's call, for the lines asked for."""
+    out = []
+    for name in spec.model_names:
+        for _, node, _graph in spec.graph(name).walk():
+            span = node.call_span or node.span
+            if node.kind == "input" or span is None or not node.types:
+                continue
+            if not first_line <= span.end_line <= last_line:
+                continue
+            t = node.types[0]
+            out.append((span.end_line, span.end_col,
+                        f": [{', '.join(str(s) for s in t.shape)}]"))
+    return sorted(set(out))
+
+
 def word_at(text: str, line: int, col: int) -> str | None:
     """The identifier under a 0-based (line, character)."""
     rows = text.split("\n")
@@ -217,6 +268,14 @@ def make_server():
     from ._version import __version__
 
     server = LanguageServer("netdsl", __version__)
+    hints_on = {"value": True}  # initializationOptions {"inlayHints": false} turns them off
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls, params: types.InitializeParams):
+        options = params.initialization_options or {}
+        if isinstance(options, dict) and options.get("inlayHints") is False:
+            hints_on["value"] = False
+
     state: dict[str, Analysis] = {}
     timers: dict[str, asyncio.TimerHandle] = {}
     lock = threading.Lock()
@@ -301,6 +360,42 @@ def make_server():
         span = definition_span(a.file, name) if name and a.file is not None else None
         return None if span is None else types.Location(uri=params.text_document.uri,
                                                         range=_range(span, types))
+
+    @server.feature(types.TEXT_DOCUMENT_REFERENCES)
+    def references(ls, params: types.ReferenceParams):
+        a = current(params.text_document.uri)
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        name = word_at(doc.source, params.position.line, params.position.character)
+        if not name or a.file is None:
+            return []
+        return [types.Location(uri=params.text_document.uri, range=_range(sp, types))
+                for sp in occurrences(a.file, name)]
+
+    @server.feature(types.TEXT_DOCUMENT_RENAME)
+    def rename(ls, params: types.RenameParams):
+        a = current(params.text_document.uri)
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        name = word_at(doc.source, params.position.line, params.position.character)
+        if not name or a.file is None or not params.new_name.isidentifier():
+            return None
+        spans = occurrences(a.file, name)
+        if definition_span(a.file, name) is None:
+            return None  # a layer kind or a keyword: not the file's to rename
+        edits = [types.TextEdit(range=_range(sp, types), new_text=params.new_name)
+                 for sp in spans]
+        return types.WorkspaceEdit(changes={params.text_document.uri: edits})
+
+    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
+    def inlay_hint(ls, params: types.InlayHintParams):
+        if not hints_on["value"]:
+            return []
+        a = current(params.text_document.uri)
+        if a.spec is None:
+            return []
+        r = params.range
+        return [types.InlayHint(position=types.Position(line=line - 1, character=col - 1),
+                                label=text, kind=types.InlayHintKind.Type, padding_left=False)
+                for line, col, text in inlay_hints(a.spec, r.start.line + 1, r.end.line + 1)]
 
     @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
     def document_symbol(ls, params: types.DocumentSymbolParams):

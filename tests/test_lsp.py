@@ -178,3 +178,45 @@ def test_a_keystroke_on_a_long_spec_is_answered_at_once():
             await c.stop()
 
     run(session())
+
+
+def test_references_rename_and_inlay_hints():
+    spec = (ROOT / "specs" / "resnet18.net").read_text()
+    uri = "file:///tmp/netdsl-lsp-test/refs.net"
+
+    async def session(options):
+        c = Client()
+        await c.lsp.start_io(sys.executable, "-m", "netdsl", "lsp")
+        await c.lsp.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(), initialization_options=options))
+        c.lsp.initialized(types.InitializedParams())
+        try:
+            c.lsp.text_document_did_open(opened(uri, spec))
+            assert list(await c.diagnostics(uri)) == []
+            row, col = where(spec, "y + s", 0)
+            refs = await c.lsp.text_document_references_async(types.ReferenceParams(
+                text_document=doc(uri), position=pos(row, col),
+                context=types.ReferenceContext(include_declaration=True)))
+            assert len(refs) == 2  # `y = ...` and `y + s`
+            edit = await c.lsp.text_document_rename_async(types.RenameParams(
+                text_document=doc(uri), position=pos(row, col), new_name="branch"))
+            assert len(edit.changes[uri]) == 2
+            row, col = where(spec, "Basic(64)", 1)
+            edit = await c.lsp.text_document_rename_async(types.RenameParams(
+                text_document=doc(uri), position=pos(row, col), new_name="Residual"))
+            lines = spec.split("\n")
+            renamed = sorted((e.range.start.line, e.range.start.character) for e in
+                             edit.changes[uri])
+            assert [lines[r][ch:ch + 5] for r, ch in renamed] == ["Basic"] * 8
+            hints = await c.lsp.text_document_inlay_hint_async(types.InlayHintParams(
+                text_document=doc(uri), range=types.Range(start=pos(0, 0),
+                                                          end=pos(len(lines), 0))))
+            return [(h.position.line, h.label) for h in hints]
+        finally:
+            await c.stop()
+
+    hints = run(session(None))
+    row = where(spec, "MaxPool2d(3")[0]
+    # the shape after the max-pool, symbolic as declared: [64, f(H), f(W)]
+    assert any(r == row and label.startswith(": [64, ") and "H" in label for r, label in hints)
+    assert run(session({"inlayHints": False})) == []
