@@ -8,7 +8,8 @@ What it answers, from the same passes as `netdsl check` (nothing in a spec is ev
 - hover on a layer, a value or a block call: its output shape (symbolic where declared), the
   layer with every argument resolved (inferred sizes filled in), its parameter count, and the
   arguments' types from the op's declaration;
-- completion of layer names, block names, value names and training settings;
+- completion of layer names, block names, value names and training settings, and inside a
+  call the layer's or block's arguments with their defaults (and which are inferred);
 - go to definition, find references and rename of blocks and values;
 - inlay hints: the shape after each layer (off with initializationOptions {"inlayHints": false});
 - document symbols (models, blocks, train sections and the values they name); formatting
@@ -149,6 +150,50 @@ def words(spec_or_file) -> dict[str, list[str]]:
 
     out["setting"] = sorted(SETTINGS)
     return out
+
+
+def call_at(text: str, line: int, col: int) -> str | None:
+    """The layer or block whose call's brackets hold a 0-based (line, character): the name
+    before the innermost `(` not yet closed on that line."""
+    row = text.split("\n")[line][:col] if line < len(text.split("\n")) else ""
+    depth = 0
+    for i in range(len(row) - 1, -1, -1):
+        ch = row[i]
+        if ch == ")":
+            depth += 1
+        elif ch == "(":
+            if depth == 0:
+                j = i
+                while j > 0 and (row[j - 1].isalnum() or row[j - 1] == "_"):
+                    j -= 1
+                return row[j:i] or None
+            depth -= 1
+    return None
+
+
+def argument_items(name: str, file) -> list[tuple[str, str, str]]:
+    """(label, detail, documentation) of the arguments a layer or block takes, with defaults."""
+    from .ops.base import Extra, Inferred
+    from .ops.registry import get_op
+    from .syntax import ast
+
+    op = get_op(name)
+    if op is not None:
+        out = []
+        for field_name, f in op.model_fields.items():
+            if field_name in ("op", "masks"):
+                continue
+            default = "required" if f.is_required() else f"= {f.default!r}"
+            if any(isinstance(m, Inferred) for m in f.metadata):
+                default = "inferred from the input"
+            kind = "netdsl" if any(isinstance(m, Extra) for m in f.metadata) else "torch"
+            out.append((f"{field_name}=", f"{default} ({kind})", op.describe_field(field_name)))
+        return out
+    for d in getattr(file, "definitions", []):
+        if isinstance(d, ast.BlockDef) and d.name == name:
+            return [(f"{p.name}=", "required" if p.default is None else "has a default",
+                     f"parameter of block {name}") for p in d.params]
+    return []
 
 
 def definition_span(file, name: str):
@@ -346,7 +391,12 @@ def make_server():
                  "block": types.CompletionItemKind.Module,
                  "value": types.CompletionItemKind.Variable,
                  "setting": types.CompletionItemKind.Property}
-        items = []
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        inside = call_at(doc.source, params.position.line, params.position.character)
+        items = [types.CompletionItem(label=label, kind=types.CompletionItemKind.Field,
+                                      detail=detail, documentation=docs, sort_text=f"0{n:03}")
+                 for n, (label, detail, docs) in enumerate(argument_items(inside, a.file))
+                 ] if inside else []
         for kind, names in words(a.file).items():
             items += [types.CompletionItem(label=n, kind=kinds[kind], detail=kind)
                       for n in dict.fromkeys(names)]

@@ -104,6 +104,13 @@ def test_a_session_on_a_real_spec():
                 types.CompletionParams(text_document=doc(URI), position=pos(row, col)))
             labels = {i.label for i in items.items}
             assert {"Conv2d", "MaxPool2d", "image", "optimizer", "epochs"} <= labels
+            # inside a call: its arguments, with their defaults
+            items = await c.lsp.text_document_completion_async(
+                types.CompletionParams(text_document=doc(URI), position=pos(row, col + 7)))
+            args = {i.label: i.detail for i in items.items if i.label.endswith("=")}
+            assert args["out_features="] == "required (torch)"
+            assert args["bias="] == "= True (torch)"
+            assert args["in_features="] == "inferred from the input (torch)"
 
             # a shape mistake: the diagnostic sits on the argument
             broken = GOOD.replace("Linear(120)", "Linear(120, in_features=7)")
