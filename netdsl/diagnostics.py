@@ -86,6 +86,9 @@ class Diagnostic:
     span: Span | None = None
     hint: str | None = None
     notes: list[tuple[str, Span | None]] = field(default_factory=list)
+    # places the message names in words (`from Flatten (line 6) <- MaxPool2d (line 5)`): the
+    # terminal shows them in the message; editors get them as related locations
+    related: list[tuple[str, Span]] = field(default_factory=list)
 
     @property
     def severity(self) -> str:

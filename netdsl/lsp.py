@@ -72,7 +72,7 @@ def lsp_diagnostics(analysis: Analysis, uri: str, types) -> list:
         message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
         related = [types.DiagnosticRelatedInformation(
             location=types.Location(uri=uri, range=_range(span, types)), message=text)
-            for text, span in d.notes if span is not None]
+            for text, span in [*d.related, *d.notes] if span is not None]
         out.append(types.Diagnostic(
             range=_range(d.span, types), message=message, code=d.code, source="netdsl",
             severity=types.DiagnosticSeverity.Warning if d.severity == "warning"
@@ -116,7 +116,10 @@ def hover_text(spec, line: int, col: int) -> str | None:
         params = op.param_count()
         if params:
             lines.append(f"{params:,} parameters")
-        fields = [f for f in type(op).model_fields if f != "op"]
+        about = (type(op).__doc__ or "").strip().split("\n\n")[0]
+        if about:
+            lines += ["", " ".join(about.split())]
+        fields = [f for f in type(op).model_fields if f not in ("op", "masks")]
         docs = [f"- `{f}` = `{getattr(op, f)!r}`: {type(op).describe_field(f)}" for f in fields]
         lines += ["", *docs]
     elif node.kind == "block":
@@ -131,16 +134,21 @@ def hover_text(spec, line: int, col: int) -> str | None:
     return "\n".join(lines)
 
 
-def words(spec_or_file) -> dict[str, list[str]]:
-    """What completion offers: layers, blocks, values and training settings."""
+def words(spec_or_file, line: int | None = None) -> dict[str, list[str]]:
+    """What completion offers: layers, blocks, training settings, and the values of the model or
+    block around 1-based `line` (all of the file's where no definition holds it)."""
     from .ops.registry import op_names
     from .syntax import ast
 
     out = {"layer": sorted(op_names()), "block": [], "value": [], "setting": []}
     file = getattr(spec_or_file, "file", spec_or_file)
-    for d in getattr(file, "definitions", []):
+    definitions = getattr(file, "definitions", [])
+    around = [d for d in definitions if line is not None and d.span.line <= line <= d.span.end_line]
+    for d in definitions:
         if isinstance(d, ast.BlockDef):
             out["block"].append(d.name)
+        if around and d is not around[0]:
+            continue
         for s in getattr(d, "body", []):
             if isinstance(s, ast.Assign):
                 out["value"] += [t.name for t in s.targets]
@@ -397,7 +405,7 @@ def make_server():
                                       detail=detail, documentation=docs, sort_text=f"0{n:03}")
                  for n, (label, detail, docs) in enumerate(argument_items(inside, a.file))
                  ] if inside else []
-        for kind, names in words(a.file).items():
+        for kind, names in words(a.file, params.position.line + 1).items():
             items += [types.CompletionItem(label=n, kind=kinds[kind], detail=kind)
                       for n in dict.fromkeys(names)]
         return types.CompletionList(is_incomplete=False, items=items)

@@ -93,7 +93,7 @@ def test_a_session_on_a_real_spec():
                 types.HoverParams(text_document=doc(URI), position=pos(row, col)))
             text = hover.contents.value
             assert "Linear(" in text and "[120]" in text and "in_features` = `400`" in text
-            assert "48,120 parameters" in text
+            assert "48,120 parameters" in text and "`bias` = `True`" in text
 
             symbols = await c.lsp.text_document_document_symbol_async(
                 types.DocumentSymbolParams(text_document=doc(URI)))
@@ -117,6 +117,9 @@ def test_a_session_on_a_real_spec():
             c.lsp.text_document_did_change(changed(URI, 2, broken))
             found = await c.diagnostics(URI)
             assert [d.code for d in found] == ["E302"]
+            # the derivation chain in the message, as places: Flatten <- MaxPool2d <- ...
+            chain = [i.message for i in found[0].related_information]
+            assert chain[0].startswith("Flatten") and chain[1].startswith("MaxPool2d"), chain
             r = found[0].range
             line = broken.split("\n")[r.start.line]
             assert line[r.start.character - len("in_features="):r.end.character] == "in_features=7"

@@ -225,6 +225,7 @@ def _infer_op(graph: Graph, node: Node, ins: list[TensorType], rep: Reporter, co
         if hint is None and code == "E302":
             hint = _inferred_hint(type(op), exc.arg)
         d = rep.error(code, msg, span, hint, notes)
+        d.related = _provenance_places(graph, node)
         if fixed:
             d.fix = fixed  # for symbolic.suggest: what made this layer's rule hold
         node.types = []
@@ -332,6 +333,25 @@ def _inferred_hint(cls, arg: str) -> str:
     full = cls.torch_fields()[:len(cls.required_fields()) + len(cls.inferred_fields())]
     return (f"leave {arg} out to take it from the input: {cls.kind}({short}, ...); more positional "
             f"arguments than that are read in torch's order: {cls.kind}({', '.join(full)}, ...)")
+
+
+def _provenance_places(graph: Graph, node: Node) -> list:
+    """The places of `_provenance`'s chain, for editors: (what, span) per layer or input."""
+    out, cur = [], node
+    while cur.inputs and len(out) < 6:
+        src = graph.node(cur.inputs[0].node)
+        if src.span is not None:
+            out.append((f"{src.label} ({src.name})" if src.kind != "input"
+                        else f"input '{src.name}'", src.span))
+        if src.kind == "input":
+            break
+        before = graph.type_of(src.inputs[0]) if src.inputs else None
+        after = src.types[0] if src.types else None
+        if len(out) > 1 and before is not None and after is not None and \
+                before.shape != after.shape:
+            break
+        cur = src
+    return out
 
 
 def _provenance(graph: Graph, node: Node, line: int | None = None) -> str:
