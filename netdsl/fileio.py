@@ -1,7 +1,8 @@
-"""Writing output files whole or not at all (compiled source, diagrams)."""
+"""Writing output files whole or not at all (compiled source, diagrams, exported models)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -34,22 +35,32 @@ def _mode(path: Path) -> int:
         return 0o666 & ~mask
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path` and rename it into place, keeping the
-    mode the file had (mkstemp makes files private). Raises WriteError; leaves nothing behind."""
+@contextlib.contextmanager
+def replacing(path: Path):
+    """A temporary file beside `path` (yielded as a Path) for the block to write, renamed into
+    place when the block ends without an error, keeping the mode the file had (mkstemp makes
+    files private); removed otherwise, and by the command line's Ctrl-C handler (PENDING).
+    Raises WriteError, for an OSError inside the block too; leaves nothing behind."""
     check_writable(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise WriteError(exc.strerror or str(exc)) from None
+    os.close(fd)
+    PENDING.add(tmp)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield Path(tmp)
         os.chmod(tmp, _mode(path))
         os.replace(tmp, path)
-    except BaseException as exc:
+    except OSError as exc:
+        raise WriteError(exc.strerror or str(exc)) from None
+    finally:
+        PENDING.discard(tmp)
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise WriteError(exc.strerror or str(exc)) from None
-        raise
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (see `replacing`). Raises WriteError."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)

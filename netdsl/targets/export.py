@@ -23,7 +23,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,51 +450,33 @@ def _proof_runs(module, graph: Graph, run, fmt: str) -> list[Check]:
     return checks
 
 
-def _temporary(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+def _known(fmt: str) -> None:
+    if fmt not in FORMATS:
+        from ..diagnostics import did_you_mean
+
+        raise NetdslError([Diagnostic("E506", f"unknown export format '{fmt}' (netdsl writes "
+                                      f"{', '.join(FORMATS)})", hint=did_you_mean(fmt, FORMATS))])
 
 
 def export_module(module, graph: Graph, fmt: str, path: str | os.PathLike, *,
                   weights: str | None = None, metadata: dict[str, str] | None = None,
                   opset: int | None = None) -> ExportResult:
     """Export `module` (built from `graph`, in eval mode) as `fmt` to `path`, proven first."""
-    from ..fileio import PENDING, WriteError, check_writable
+    from ..fileio import WriteError, replacing
 
-    if fmt not in FORMATS:
-        raise NetdslError([Diagnostic("E506", f"unknown export format '{fmt}' (netdsl writes "
-                                      f"{', '.join(FORMATS)})")])
+    _known(fmt)
     path = Path(path)
-    try:
-        check_writable(path)
-    except WriteError as exc:
-        raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc}")]) from None
     module = module.eval()
     dynamic = {} if fmt == "safetensors" else _ranges(graph)
     result = ExportResult(str(path), fmt, graph.name, dynamic, tolerance=TOLERANCE[fmt],
                           weights=weights)
-    tmp = _temporary(path)
-    PENDING.add(str(tmp))
     try:
-        {"pt2": _pt2, "onnx": _onnx, "safetensors": _safetensors}[fmt](
-            module, graph, tmp, result, metadata or {}, opset)
-        os.chmod(tmp, _new_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc.strerror or exc}")]) \
-            from None
-    finally:
-        PENDING.discard(str(tmp))
-        if tmp.exists():
-            tmp.unlink()
+        with replacing(path) as tmp:  # proven there, then moved into place
+            {"pt2": _pt2, "onnx": _onnx, "safetensors": _safetensors}[fmt](
+                module, graph, tmp, result, metadata or {}, opset)
+    except WriteError as exc:
+        raise NetdslError([Diagnostic("E501", f"cannot write {path}: {exc}")]) from None
     return result
-
-
-def _new_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _pt2(module, graph, tmp: Path, result: ExportResult, metadata, opset) -> None:
@@ -529,7 +510,7 @@ def _onnx(module, graph, tmp: Path, result: ExportResult, metadata, opset) -> No
     _torch_export(module, graph, args)  # the same dynamic-size checks, in torch's words
     names = [n.name for n in graph.inputs]
     outputs = [o.name for o in graph.outputs]
-    try:
+    try:  # traced again from the module: given the program, torch names the axes s0, s1
         with _quiet(), _oblivious(), _explicit_attention(module):
             program = torch.onnx.export(module, args, dynamo=True,
                                         dynamic_shapes=dynamic_shapes(graph), input_names=names,
@@ -597,11 +578,7 @@ def export_spec(spec, fmt: str, path: str | os.PathLike | None = None, *,
 
     s = spec if isinstance(spec, Spec) else load(spec)
     graph = s.graph(model)
-    if fmt not in FORMATS:
-        from ..diagnostics import did_you_mean
-
-        raise NetdslError([Diagnostic("E506", f"unknown export format '{fmt}' (netdsl writes "
-                                      f"{', '.join(FORMATS)})", hint=did_you_mean(fmt, FORMATS))])
+    _known(fmt)  # before the module is built
     path = Path(path) if path is not None else Path(graph.name + FORMATS[fmt])
     torch.manual_seed(seed)
     module = s.build(graph.name)
