@@ -335,40 +335,37 @@ def _inferred_hint(cls, arg: str) -> str:
             f"arguments than that are read in torch's order: {cls.kind}({', '.join(full)}, ...)")
 
 
-def _provenance_places(graph: Graph, node: Node) -> list:
-    """The places of `_provenance`'s chain, for editors: (what, span) per layer or input."""
-    out, cur = [], node
-    while cur.inputs and len(out) < 6:
+def _made_by(graph: Graph, node: Node) -> list[Node]:
+    """The chain of nodes that made a node's first input, back to the one that last changed
+    its shape (or to an input), at most six."""
+    chain, cur = [], node
+    while cur.inputs and len(chain) < 6:
         src = graph.node(cur.inputs[0].node)
-        if src.span is not None:
-            out.append((f"{src.label} ({src.name})" if src.kind != "input"
-                        else f"input '{src.name}'", src.span))
+        chain.append(src)
         if src.kind == "input":
             break
         before = graph.type_of(src.inputs[0]) if src.inputs else None
         after = src.types[0] if src.types else None
-        if len(out) > 1 and before is not None and after is not None and \
-                before.shape != after.shape:
-            break
+        if chain[1:] and before is not None and after is not None and before.shape != after.shape:
+            break  # this layer made the shape the chain carries on
         cur = src
-    return out
+    return chain
+
+
+def _provenance_places(graph: Graph, node: Node) -> list:
+    """The places of `_provenance`'s chain, for editors: (what, span) per layer or input."""
+    return [(f"{src.label} ({src.name})" if src.kind != "input" else f"input '{src.name}'",
+             src.span) for src in _made_by(graph, node) if src.span is not None]
 
 
 def _provenance(graph: Graph, node: Node, line: int | None = None) -> str:
     """`Flatten <- MaxPool2d (line 4)`: the chain of layers that made a node's first input, back
     to the one that last changed its shape (lines shown where they differ from `line`)."""
     parts = []
-    cur = node
-    while cur.inputs and len(parts) < 6:
-        src = graph.node(cur.inputs[0].node)
+    for src in _made_by(graph, node):
         if src.kind == "input":
             parts.append(f"{'block ' if graph.kind == 'block' else ''}input '{src.name}'")
-            break
-        where = f" (line {src.span.line})" if src.span and src.span.line != line else ""
-        parts.append(f"{src.label}{where}")
-        before = graph.type_of(src.inputs[0]) if src.inputs else None
-        after = src.types[0] if src.types else None
-        if parts[1:] and before is not None and after is not None and before.shape != after.shape:
-            break  # this layer made the shape the chain carries on
-        cur = src
+        else:
+            where = f" (line {src.span.line})" if src.span and src.span.line != line else ""
+            parts.append(f"{src.label}{where}")
     return " <- ".join(parts)
