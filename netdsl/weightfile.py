@@ -113,11 +113,26 @@ def _metadata(data: bytes) -> dict:
     return json.loads(data[8 : 8 + n]).get("__metadata__", {}) or {}
 
 
+def damaged(exc, advice: str) -> NetdslError:
+    """E409 for a file whose zip CRCs do not match (loop.verify_archive): the file, the
+    damaged entry and the tensor in it, and what to do, in one line."""
+    return NetdslError([Diagnostic("E409", f"{exc}; {advice}")])
+
+
+def unreadable(exc: Exception) -> str:
+    """Why torch.load refused a file, in a user's words."""
+    text = str(exc)
+    if "Weights only load failed" in text or "invalid load key" in text:
+        return "it is not a file written by torch.save, or it holds more than tensors"
+    if "PytorchStreamReader" in text or "failed finding central directory" in text:
+        return "the file is truncated or corrupt"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_state(path, device="cpu") -> dict:
     """The state_dict in a weight file: a run's weights.pt, a checkpoint (its model), or a
     safetensors file. Raises NetdslError: E501 no file, E409 damaged or not weights."""
     from .runtime import loop
-    from .runtime.runner import _why, damaged
 
     path = Path(path)
     if not path.is_file():
@@ -134,7 +149,7 @@ def load_state(path, device="cpu") -> dict:
     except loop.DamagedArchive as exc:
         raise damaged(exc, advice) from None
     except Exception as exc:  # noqa: BLE001 -- truncated, foreign or pickled-object files
-        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {_why(exc)}")]) from None
+        raise NetdslError([Diagnostic("E409", f"cannot read {path}: {unreadable(exc)}")]) from None
     if isinstance(state, dict) and state.get("format") == loop.CHECKPOINT_FORMAT:
         state = state["model"]
     return state

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..diagnostics import Diagnostic, NetdslError, Reporter
+from ..weightfile import damaged, load_state, unreadable
 from . import loop
 from .checks import check_fit, runtime_signature
 from .data import DataError, load_data
@@ -554,7 +555,8 @@ def _read_resume(resume, device, plan: Plan):
         raise damaged(exc, "resume from another checkpoint of the run (checkpoints/best.pt, "
                       "last.pt, interrupted.pt) or start it again without --resume") from None
     except Exception as exc:  # unreadable, truncated or foreign files
-        raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {_why(exc)}")]) from None
+        raise NetdslError([Diagnostic("E409", f"cannot resume from {path}: {unreadable(exc)}")]) \
+            from None
     return state, path
 
 
@@ -568,12 +570,6 @@ def _verify_best(ckpt_dir: Path, settings: dict) -> None:
         except loop.DamagedArchive as exc:
             raise damaged(exc, "the run cannot restore its best epoch from it: start the run "
                           "again without --resume") from None
-
-
-def damaged(exc: loop.DamagedArchive, advice: str) -> NetdslError:
-    """E409 for a file whose zip CRCs do not match (loop.verify_archive): the file, the
-    damaged entry and the tensor in it, and what to do, in one line."""
-    return NetdslError([Diagnostic("E409", f"{exc}; {advice}")])
 
 
 def _resume_notes(state: dict, settings: dict, path: Path, network: dict, folder: Path | None,
@@ -722,8 +718,6 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
     notes = list(plan.notes)
     settings = plan.settings()
     device = resolve_device(plan, notes)
-    from ..weightfile import load_state
-
     path = Path(weights)
     state = load_state(path, device)
     with out_of_memory(f"building {plan.model}"):
@@ -739,15 +733,6 @@ def evaluate(spec, weights: str | os.PathLike, model: str | None = None, overrid
             "split": split, "samples": data.split(split).n, "device": str(device),
             "loss": metrics[f"{split}.loss"], "accuracy": accuracies(metrics, split),
             "metrics": metrics, "notes": [n.format() for n in notes]}
-
-
-def _why(exc: Exception) -> str:
-    text = str(exc)
-    if "Weights only load failed" in text or "invalid load key" in text:
-        return "it is not a file written by torch.save, or it holds more than tensors"
-    if "PytorchStreamReader" in text or "failed finding central directory" in text:
-        return "the file is truncated or corrupt"
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fits(own: dict, theirs, path, model: str) -> None:
