@@ -43,15 +43,15 @@ def analyse(text: str, name: str, version: int | None = None) -> Analysis:
     from .syntax import parse
 
     try:
-        spec = Spec(text, name)
+        file = parse(text, name)
     except NetdslError as exc:
-        try:
-            file = parse(text, name)
-        except NetdslError:
-            file = None
+        return Analysis(version, None, list(exc.diagnostics))
+    try:
+        spec = Spec(text, name, file=file)
+    except NetdslError as exc:
         return Analysis(version, None, list(exc.diagnostics), file)
     except RecursionError:
-        return Analysis(version, None, [Diagnostic("E001", "the spec nests too deeply")])
+        return Analysis(version, None, [Diagnostic("E001", "the spec nests too deeply")], file)
     return Analysis(version, spec, list(spec.warnings), spec.file)
 
 

@@ -24,9 +24,10 @@ class Spec:
     'y'
     """
 
-    def __init__(self, text: str, filename: str = "<string>"):
+    def __init__(self, text: str, filename: str = "<string>", *, file=None):
+        """`file`: the AST of `text` when the caller has parsed it already."""
         self.filename = filename
-        self.file = parse(text, filename)
+        self.file = file if file is not None else parse(text, filename)
         self.definitions, self.graphs, rep = analyze(self.file)
         self.warnings: list[Diagnostic] = rep.warnings
         self.source = self.file.source
