@@ -27,6 +27,7 @@ counts must be equal and the outputs identical, in eval mode, on random inputs.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -38,6 +39,7 @@ from .diagnostics import Diagnostic, NetdslError
 # ---- the vocabulary -----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _leaf_ops() -> dict[type, type]:
     """torch module class -> netdsl op class, from the ops' own declarations."""
     import torch.nn as nn
@@ -374,10 +376,9 @@ def _function(node, src, where, F, torch, absorbed: set, sizes: dict):
         return Step(node.name, kind, list(pos), kw or {},
                     [src(a) for a in (tensors if ins is None else ins)], None, where)
 
-    if fn in (torch._assert,) or name == "_assert":
-        return None
-    if fn in INFIX or (isinstance(fn, str) and fn in INFIX) or fn in (torch.add, torch.mul):
-        op = INFIX.get(fn) or {torch.add: "+", torch.mul: "*"}.get(fn)
+    infix = {**INFIX, torch.add: "+", torch.mul: "*"}
+    if fn in infix:
+        op = infix[fn]
         if len(tensors) == 2:
             return step(op)
         if len(tensors) == 1 and isinstance(args[1] if args[0] is tensors[0] else args[0],
@@ -612,25 +613,19 @@ class Writer:
         # the items of each scope: its own steps, and its direct child scopes (by first step)
         steps_by_scope: dict[str, list] = {}
 
-        def items(path: str | None, pool: list[Step], depth: int) -> list:
-            out, seen = [], set()
+        def fill(path: str, pool: list[Step], depth: int) -> None:
+            its, inner = [], {}  # child scope -> its steps, in order of first use
             for s in pool:
                 if len(s.scope) > depth:
-                    child = s.scope[depth]
-                    if child not in seen:
-                        seen.add(child)
-                        out.append(child)
+                    if s.scope[depth] not in inner:
+                        inner[s.scope[depth]] = []
+                        its.append(s.scope[depth])
+                    inner[s.scope[depth]].append(s)
                 else:
-                    out.append(s)
-            return out
-
-        def fill(path, pool, depth):
-            its = items(path, pool, depth)
+                    its.append(s)
             steps_by_scope[path] = its
-            for it in its:
-                if isinstance(it, str):
-                    fill(it, [s for s in pool if len(s.scope) > depth and s.scope[depth] == it],
-                         depth + 1)
+            for child, steps in inner.items():
+                fill(child, steps, depth + 1)
 
         fill("", self.steps, 0)
         scopes[""] = Scope("", self.model_name, self.steps, [], None)
@@ -642,7 +637,7 @@ class Writer:
                 shape_of[p] = key
                 counts[key] += 1
         block_scopes = {p for p, k in shape_of.items() if counts[k] > 1
-                        and sum(1 for s in self.steps if p in s.scope) > 1}
+                        and len(scopes[p].steps) > 1}
         for p in list(block_scopes):  # a block that only calls one block: one is enough
             only = steps_by_scope[p]
             if len(only) == 1 and isinstance(only[0], str) and only[0] in block_scopes:

@@ -85,13 +85,9 @@ class _Printer:
     def __init__(self, file: ast.File, text: str):
         self.file_ast, self.text = file, text
         self.lines = text.split("\n")
-        self.leading: dict[int, list[Comment]] = {}  # anchor line -> own-line comments above it
-        self.trailing: dict[int, Comment] = {}  # line -> the comment after its code
-        self.pending = sorted(comments(text), key=lambda c: c.line)
-        for c in self.pending:
-            if not c.own_line:
-                self.trailing[c.line] = c
-        self.own = [c for c in self.pending if c.own_line]
+        found = comments(text)  # in line order
+        self.trailing = {c.line: c for c in found if not c.own_line}  # after a line's code
+        self.own = [c for c in found if c.own_line]  # not printed yet
         self.used: set[int] = set()  # lines whose trailing comment was printed
 
     # comments ------------------------------------------------------------------------------
@@ -101,8 +97,8 @@ class _Printer:
         self.own = [c for c in self.own if c.line >= before_line]
         return out
 
-    def _emit_own(self, out: list[str], before_line: int, indent: str) -> bool:
-        """Write the own-line comments above `before_line`; True if any (with their blanks)."""
+    def _emit_own(self, out: list[str], before_line: int, indent: str) -> None:
+        """Write the own-line comments above `before_line` (with the blanks between them)."""
         taken = self._take_own(before_line)
         prev = None
         for c in taken:
@@ -110,7 +106,6 @@ class _Printer:
                 out.append("")
             out.append(indent + c.text)
             prev = c.line
-        return bool(taken)
 
     def _trail(self, line: int) -> str:
         """The comment after the code of source line `line` (once), marked with the column it
