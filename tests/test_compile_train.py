@@ -9,21 +9,20 @@ seconds aside). Synthetic and inline data always; the seed MLP on real MNIST whe
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from mnist_data import DATA
+from test_compile import ROOT
 
 import netdsl
 from netdsl.runtime.runner import run
 from netdsl.targets.compile import compile_spec
-from test_compile import ROOT
 
 CORPUS = Path(__file__).parent / "compile_corpus"
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
 
 
 def run_script(file: Path, *args: str, cwd: Path) -> dict:

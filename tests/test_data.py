@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import DATA as DATA_ROOT
+from mnist_data import HAVE_MNIST, needs_mnist
 
 from netdsl.runtime.data import (
     Augment,
@@ -16,13 +17,6 @@ from netdsl.runtime.data import (
     parse_transforms,
     plan_transforms,
 )
-
-DATA_ROOT = Path(
-    os.environ.get("NETDSL_DATA_ROOT")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-)
-HAVE_MNIST = (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA_ROOT}")
 
 NORM = [("ToTensor", {}), ("Normalize", {"mean": (0.1307,), "std": (0.3081,)})]
 

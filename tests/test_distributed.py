@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import DATA, needs_mnist
 
 from netdsl.runtime import loop
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
-HAVE_MNIST = (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-pytestmark = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA}")
+pytestmark = needs_mnist
 
 LENET = """\
 model LeNet {{

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import DATA
 
 import netdsl
 from netdsl.cli import main
@@ -34,7 +35,6 @@ from netdsl.runtime.data import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
 RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
        "t10k-labels-idx1-ubyte")
 

@@ -7,20 +7,17 @@ worked out by hand; compiled scripts train like `netdsl run`."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import DATA, needs_mnist
 
 import netdsl
 from netdsl.runtime.data import DamagedFileError, DataError, LabelError, load_data
 from netdsl.runtime.loop import Term
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
-HAVE_MNIST = (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA}")
 
 TEXT = (
     "the quick brown fox jumps over the lazy dog. a spec is data; a model is a graph. "

@@ -8,13 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from mnist_data import DATA, needs_mnist
 
 import netdsl
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
-HAVE_MNIST = (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-pytestmark = [pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA}"),
+pytestmark = [needs_mnist,
               pytest.mark.slow]
 REFERENCE = {"mlp": 0.945, "lenet": 0.967}  # shared/data/README.md
 

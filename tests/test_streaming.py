@@ -15,15 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import DATA, needs_mnist
 
 import netdsl
 from netdsl.runtime import loop, runner
 from netdsl.runtime.data import DamagedFileError, DataError, load_data
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("NETDSL_DATA_ROOT") or ROOT.parent / "shared" / "data")
-HAVE_MNIST = (DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
-pytestmark = pytest.mark.skipif(not HAVE_MNIST, reason=f"no MNIST under {DATA}")
+pytestmark = needs_mnist
 
 SPEC = """\
 model LeNet {{
