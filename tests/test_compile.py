@@ -27,7 +27,7 @@ import torch
 import netdsl
 from netdsl.cli import main
 from netdsl.targets.compile import compile_spec
-from netdsl.targets.trainscript import (
+from netdsl.targets.inlined import (
     MODULES, RUNTIME, standalone)
 
 ROOT = Path(__file__).parents[1]
