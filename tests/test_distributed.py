@@ -301,7 +301,9 @@ def test_a_stopped_job_resumes_on_two_processes_and_on_one(tmp_path, how, never_
 def test_a_compiled_script_trains_under_torchrun_like_netdsl_run(tmp_path):
     from netdsl.targets.compile import compile_spec
 
-    path = write(tmp_path, "lenet.net", epochs=1)
+    # (a plan that says `distributed` compiles with the runtime, which trains under torchrun;
+    # a script written out for one process refuses torchrun: test_compile_train.py)
+    path = write(tmp_path, "lenet.net", epochs=1, more="distributed = Distributed()")
     ours = run(path, tmp_path / "ours", nproc=2)
     script = tmp_path / "lenet.py"
     script.write_text(compile_spec(path), encoding="utf-8")

@@ -115,15 +115,15 @@ class Script:
         parts = [header.rstrip() + "\n\n", "from __future__ import annotations\n\n",
                  _sorted_imports(imports), "\n\n",
                  "\n\n".join(class_source(c) for c in classes)]
-        if self.reason:
-            parts.append("\n\n" + "\n".join(
-                "# " + line for line in _wrap(
-                    "netdsl compile writes the training script of a plan out as plain PyTorch; "
-                    f"it does not yet write out {comment_text(self.reason)}, so netdsl's own "
-                    "runtime follows, as `netdsl run` runs it.")))
-        for m in self.modules:
-            parts.append(f"\n\n# ---- netdsl/runtime/{m.name}.py, as it is in netdsl "
-                         f"{_version()} {'-' * 40}"[:89] + "\n")
+        for i, m in enumerate(self.modules):
+            rule = (f"# ---- netdsl/runtime/{m.name}.py, as it is in netdsl "
+                    f"{_version()} {'-' * 40}"[:89] + "\n")
+            if i == 0 and self.reason:
+                rule = "".join("# " + line + "\n" for line in _wrap(
+                    "netdsl compile writes the training script of a plan out as plain "
+                    f"PyTorch; it does not yet write out {comment_text(self.reason)}, so "
+                    "netdsl's own runtime follows, as netdsl run runs it.")) + rule
+            parts.append("\n\n" + rule)
             parts.append(m.body)
         parts.append("\n\n" + self._glue())
         return "".join(parts)

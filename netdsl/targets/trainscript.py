@@ -59,7 +59,7 @@ def unsupported(plan: dict) -> str | None:
     if source == "tensors":
         known |= {k for k in data if k not in known and k != "x_dtype"}
     elif source == "synthetic":
-        known |= {"n", "n_test"}
+        known |= {"n", "n_test", "shape", "num_classes", "target_shape", "task", "x_dtype"}
     extra = sorted(set(data) - known)
     if extra:
         return f"the data option {extra[0]}"
@@ -150,10 +150,28 @@ def _tensor_fields(data: dict) -> dict | None:
     return out
 
 
+def _synthetic_fields(data: dict) -> dict:
+    """What each field of synthetic data is, as the runtime reads `shape=` (one input `x`,
+    one target `y`) or the plan's fields."""
+    if data.get("shape") is None:
+        return data.get("fields") or {}
+    shape = data["shape"]
+    shape = [shape] if isinstance(shape, int) else list(shape)
+    target = data.get("target_shape")
+    classify = data.get("task", "regression" if target is not None else "classification") \
+        == "classification"
+    target = [] if target is None and classify else [1] if target is None else \
+        [target] if isinstance(target, int) else list(target)
+    return {"x": {"kind": "input", "shape": shape, "dtype": data.get("x_dtype"),
+                  "vocab": data.get("vocab")},
+            "y": {"kind": "class" if classify else "values", "shape": target,
+                  "classes": data.get("num_classes")}}
+
+
 def _synthetic_targets(data: dict) -> list | None:
     """Per target field of synthetic data (kind, shape, classes); None when one of them is
     laid out per position of an input (the runtime's per-position teacher)."""
-    fields = data.get("fields") or {}
+    fields = _synthetic_fields(data)
     inputs = [tuple(u.get("shape") or ()) for u in fields.values() if u.get("kind") == "input"]
     if any((u.get("dtype") or "float32") not in ("float32", "float64") or u.get("vocab")
            for u in fields.values() if u.get("kind") == "input"):
@@ -179,6 +197,11 @@ class Writer:
     source_name: str
 
     # ---- pieces ------------------------------------------------------------------------
+    @property
+    def reads_files(self) -> bool:
+        """Whether the script takes --data-root (a dataset on disk)."""
+        return self.data["source"] in TV_SOURCES
+
     @property
     def data(self) -> dict:
         return self.plan["data"]
@@ -215,6 +238,8 @@ class Writer:
                "import sys", "import time", "import torch", "from torch import nn"}
         if self.data["source"] in TV_SOURCES:
             out.add("from torchvision import datasets")
+        if self.plan.get("checkpoint"):
+            out.add("import zipfile")
         return out
 
     def load_data(self) -> list[str]:
@@ -287,7 +312,7 @@ class Writer:
     def _synthetic(self) -> list[str]:
         d = self.data
         n, n_test = int(d.get("n", 512)), int(d.get("n_test", 128))
-        fields = d.get("fields") or {}
+        fields = _synthetic_fields(d)
         inputs = [(k, tuple(u.get("shape") or ()), u.get("dtype") or "float32")
                   for k, u in fields.items() if u.get("kind") == "input"]
         lines = ["    # inputs: seeded noise; targets: a random linear teacher of the inputs",
@@ -455,7 +480,7 @@ class Writer:
         lines.append(f"    {', '.join(var)}{',' if len(var) == 1 else ''} = sums")
         means = {}
         entries = []
-        for (i, name, _), v in zip(cols, var):
+        for (i, name, _), v in zip(cols, var, strict=True):
             term = terms[i]
             numel = int(term["numel"])
             if name == "loss":
@@ -525,8 +550,7 @@ class Writer:
         if p.get("early_stopping") or p.get("monitor") or p.get("checkpoint"):
             block(*BETTER)
         block(*PICK_DEVICE)
-        if p.get("checkpoint"):
-            block(*SAVE)
+        block(*SAVE)
         block(*self.main())
         block('if __name__ == "__main__":', "    sys.exit(main())")
         return "\n\n\n".join(out) + "\n"
@@ -595,8 +619,8 @@ class Writer:
         if rows:
             which = f"[{rows[0]}]" if len(rows) == 1 else f"[{rows}]"
             lines.append(f"    stats{which} *= sizes  # batch means to sums")
-        lines.append(f"    sums = stats.sum(1).tolist()")
-        lines.append(f'    record = {{"epoch": epoch + 1, "step": done + steps, "lr": optimizer.param_groups[0]["lr"]}}')
+        lines.append("    sums = stats.sum(1).tolist()")
+        lines.append('    record = {"epoch": epoch + 1, "step": done + steps, "lr": optimizer.param_groups[0]["lr"]}')
         lines.append(f'    record.update(metrics("train", sums, {"samples" if p.get("drop_last") else "n"}))')
         lines.append("    return record")
         return lines
@@ -650,6 +674,11 @@ class Writer:
             *(['    add("--resume", help="a checkpoint to continue from, e.g. OUT/checkpoints/last.pt")'] if ck else []),
             '    add("--json", action="store_true", help="print the result as JSON (progress on stderr)")',
             "    args = parser.parse_args(argv)",
+            '    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun',
+            "        sys.exit(",
+            '            "error: this script trains in one process; for torchrun, add "',
+            '            "`distributed = Distributed()` to the plan and compile it again"',
+            "        )",
             "    log = sys.stderr if args.json else sys.stdout",
             "    args.device = pick_device(args.device)",
             "    try:",
@@ -665,7 +694,7 @@ class Writer:
             f'    sizes = ", ".join(f"{{k}} {{len(v[{literal(self.counted_field).replace(chr(34), chr(39))}])}}" for k, v in data.items())',
             f'    print(f"training {doc_text(model)} ({{n:,}} parameters) on {{args.device}}: {{sizes}} samples", file=log)',
         ]
-        for name, cls, kw in self.loss_defs():
+        for name, _, kw in self.loss_defs():
             if any(k in ("weight", "pos_weight") for k in kw):
                 L.append(f"    {name}.to(args.device)")
         opt = p["optimizer"]
@@ -697,7 +726,14 @@ class Writer:
             L.append('    checkpoints = os.path.join(args.out, "checkpoints")')
         if ck:
             L += ["    if args.resume:  # continue a run from one of its checkpoints",
-                  "        state = torch.load(args.resume, map_location=args.device, weights_only=True)",
+                  "        try:",
+                  "            with zipfile.ZipFile(args.resume) as archive:  # torch.load checks no CRC",
+                  "                damaged = archive.testzip()",
+                  "            state = torch.load(args.resume, map_location=args.device, weights_only=True)",
+                  "        except (OSError, RuntimeError, zipfile.BadZipFile) as exc:",
+                  '            sys.exit(f"error: {args.resume} cannot be read: {exc}")',
+                  "        if damaged:",
+                  '            sys.exit(f"error: {args.resume} is damaged: its entry {damaged}")',
                   '        model.load_state_dict(state["model"])',
                   '        optimizer.load_state_dict(state["optimizer"])']
             if sched:
@@ -915,12 +951,18 @@ PICK_DEVICE = [
 
 SAVE = [
     "def save(state, folder, name):",
-    '    """torch.save to folder/name through a temporary file, so that a crash never leaves',
-    '    a half-written checkpoint."""',
+    '    """torch.save to folder/name through a temporary file: a crash or a full disk never',
+    '    leaves a half-written file (the one from before stays)."""',
     "    os.makedirs(folder, exist_ok=True)",
-    '    tmp = os.path.join(folder, f".{name}.tmp")',
-    "    torch.save(state, tmp)",
-    "    os.replace(tmp, os.path.join(folder, name))",
+    '    path, tmp = os.path.join(folder, name), os.path.join(folder, f".{name}.tmp")',
+    "    try:",
+    "        torch.save(state, tmp)",
+    "        os.replace(tmp, path)",
+    "    except (OSError, RuntimeError) as exc:  # torch's zip writer: a RuntimeError",
+    "        if os.path.exists(tmp):",
+    "            os.remove(tmp)",
+    '        full = getattr(exc, "errno", None) == 28 or "write failed" in str(exc)',
+    '        sys.exit(f"error: {\'no space left on the device\' if full else exc} to write {path}")',
 ]
 
 

@@ -116,11 +116,14 @@ class ByteGPT(nn.Module):
         return logits
 
 
-# ---- netdsl/runtime/data.py, as it is in netdsl 0.1.0 -------------------------------
+# netdsl compile writes the training script of a plan out as plain PyTorch; it does not
+# yet write out the Text data source, so netdsl's own runtime follows, as netdsl run
+# runs it.
+# ---- netdsl/runtime/data.py, as it is in netdsl 0.1.0 ---------------------------------
 # <the code of netdsl/runtime/data.py>
 
 
-# ---- netdsl/runtime/loop.py, as it is in netdsl 0.1.0 -------------------------------
+# ---- netdsl/runtime/loop.py, as it is in netdsl 0.1.0 ---------------------------------
 # <the code of netdsl/runtime/loop.py>
 
 

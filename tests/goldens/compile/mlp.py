@@ -7,32 +7,17 @@ Train: python THIS_FILE.py --epochs 1 --data-root DATA (--help for more)
 from __future__ import annotations
 
 import argparse
-import array
-import codecs
-import contextlib
-import copy
-import csv
-import errno
-import fnmatch
-import gzip
 import hashlib
 import json
 import math
 import os
-import random
-import signal
 import sys
-import threading
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NamedTuple
+import zipfile
 
 import torch
-import torch.nn.functional as nnf
 from torch import nn
+from torchvision import datasets
 
 
 class MLP(nn.Module):
@@ -53,169 +38,296 @@ class MLP(nn.Module):
         return logits
 
 
-# ---- netdsl/runtime/data.py, as it is in netdsl 0.1.0 -------------------------------
-# <the code of netdsl/runtime/data.py>
+# ---- the data ------------------------------------------------------------------------
 
 
-# ---- netdsl/runtime/loop.py, as it is in netdsl 0.1.0 -------------------------------
-# <the code of netdsl/runtime/loop.py>
+def seeded(seed, *tags):
+    """A generator for one kind of draw (an epoch's order, a held-out split), seeded
+    from the run's seed and the tags as netdsl seeds it: runs match `netdsl run`."""
+    digest = hashlib.blake2b(repr((int(seed), *tags)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
-# ---- the training plan from mlp.net, resolved ----------------------------------------
-PLAN = {
-    "model": "MLP",
-    "data": {
-        "source": "MNIST",
-        "download": True,
-        "transforms": [["ToTensor", {}], ["Normalize", {"mean": 0.5, "std": 0.5}]],
-        "seed": 0,
-        "label_check": [
-            {
-                "output": "logits",
-                "field": "label",
-                "loss": "CrossEntropyLoss",
-                "classes": 10,
-                "ignore_index": -100,
-                "binary": False,
-            }
-        ],
-    },
-    "batch_size": 64,
-    "eval_batch_size": 64,
-    "epochs": 10,
-    "shuffle": True,
-    "drop_last": False,
-    "accumulate": 1,
-    "warmup": 0,
-    "clip_grad_norm": None,
-    "clip_grad_value": None,
-    "precision": "fp32",
-    "seed": 0,
-    "deterministic": False,
-    "device": "auto",
-    "inputs": ["image"],
-    "losses": [
-        {
-            "name": "CrossEntropyLoss",
-            "kwargs": {},
-            "tensors": ["weight"],
-            "output": 0,
-            "output_name": "logits",
-            "field": "label",
-            "target": "class",
-            "weight": 1.0,
-            "prefix": "",
-            "metrics": ["accuracy"],
-            "numel": 10,
-        }
-    ],
-    "optimizer": {"name": "SGD", "kwargs": {"lr": 0.01, "momentum": 0.9}},
-    "scheduler": None,
-    "early_stopping": None,
-    "checkpoint": {
-        "every": 1,
-        "every_steps": None,
-        "every_minutes": None,
-        "keep": "best",
-        "monitor": "train.loss",
-        "mode": "min",
-    },
-    "monitor": {"monitor": "train.loss", "mode": "min"},
-}
+def load_data(root, seed):
+    """MNIST as whole tensors, ToTensor and Normalize(0.5, 0.5) applied once to each
+    split."""
+    data = {}
+    for split, train in (("train", True), ("test", False)):
+        ds = datasets.MNIST(root, train=train, download=True)
+        image, label = ds.data.unsqueeze(1), ds.targets  # (N, 1, H, W) uint8
+        image = image.float() / 255  # ToTensor: values in [0, 1]
+        image = (image - 0.5) / 0.5  # Normalize
+        data[split] = {"image": image, "label": label}
+    return data
+
+
+def batches(split, batch_size, order=None):
+    """The split's batches (dicts of tensors), in `order` or as stored."""
+    n = len(next(iter(split.values())))
+    for lo in range(0, n, batch_size):
+        if order is None:
+            yield {k: v[lo : lo + batch_size] for k, v in split.items()}
+        else:
+            rows = order[lo : lo + batch_size]
+            yield {k: v[rows] for k, v in split.items()}
+
+
+# ---- the step ------------------------------------------------------------------------
+
+
+cross_entropy = nn.CrossEntropyLoss()
+
+
+def compute(model, batch):
+    """One batch: its loss, and the values the metrics sum (loss, accuracy)."""
+    logits = model(batch["image"])
+    label = batch["label"]
+    loss = cross_entropy(logits, label)
+    with torch.no_grad():
+        values = torch.stack([loss.detach(), (logits.argmax(1) == label).sum()])
+    return loss, values
+
+
+def metrics(split, sums, n):
+    """The per-sample means of a split from its sums over `n` samples."""
+    loss_sum, accuracy_sum = sums
+    return {
+        f"{split}.loss": loss_sum / n,
+        f"{split}.accuracy": accuracy_sum / n,
+    }
+
+
+def train_one_epoch(model, train, optimizer, epoch, args, done):
+    """One pass over the training data (in a seeded order); the epoch's metrics.
+    `done`: optimizer steps before this epoch. Raises Diverged when the loss becomes
+    nan or inf."""
+    model.train()
+    n = len(train["image"])
+    steps = math.ceil(n / 64)
+    order = torch.randperm(n, generator=seeded(args.seed, "order", epoch))
+    order = order.to(args.device)
+    # per step: loss, accuracy
+    # (summed once, at the end of the epoch: the loop never waits for the device)
+    stats = torch.zeros(2, steps, dtype=torch.float64, device=args.device)
+    sizes = torch.zeros(steps, dtype=torch.float64, device=args.device)
+    for step, batch in enumerate(batches(train, 64, order)):
+        loss, values = compute(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats[:, step] = values
+        sizes[step] = len(batch["image"])
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            check(stats[0], step + 1, steps, epoch, optimizer)
+    stats[0] *= sizes  # batch means to sums
+    sums = stats.sum(1).tolist()
+    record = {
+        "epoch": epoch + 1,
+        "step": done + steps,
+        "lr": optimizer.param_groups[0]["lr"],
+    }
+    record.update(metrics("train", sums, n))
+    return record
+
+
+@torch.inference_mode()
+def evaluate(model, split, name, device):
+    """The metrics of one split (`name`: its prefix), computed as training does."""
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in batches(split, 64):
+        _, values = compute(model, batch)
+        values = values.double()
+        values[0] *= len(batch["image"])  # batch means to sums
+        sums += values
+    model.train()
+    return metrics(name, sums.tolist(), len(split["image"]))
+
+
+# ---- the run -------------------------------------------------------------------------
+
+
+class Diverged(Exception):
+    """The loss became nan or inf; `steps`: optimizer steps taken in all."""
+
+    def __init__(self, message, steps):
+        super().__init__(message)
+        self.steps = steps
+
+
+def check(losses, upto, steps, epoch, optimizer):
+    """Raise Diverged when a loss of the epoch's first `upto` steps is not finite."""
+    total = losses[..., :upto].sum().item()
+    if math.isfinite(total):
+        return
+    bad = ~torch.isfinite(losses[..., :upto]).reshape(-1, upto).all(0)
+    first = int(bad.nonzero()[0, 0]) if bool(bad.any()) else upto - 1
+    what = "nan" if math.isnan(total) else "inf"
+    lr = optimizer.param_groups[0]["lr"]
+    where = f"at epoch {epoch + 1}, step {first + 1} of {steps} (lr {lr:.3g})"
+    raise Diverged(f"the loss became {what} {where}", upto)
+
+
+def better(value, best, mode, min_delta=0.0):
+    """Whether `value` improves on `best` (None: nothing yet, any finite value does)."""
+    if best is None:
+        return math.isfinite(value)
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def pick_device(name):
+    """`auto`: cuda if there is one, else mps if there is one, else the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def save(state, folder, name):
+    """torch.save to folder/name through a temporary file: a crash or a full disk never
+    leaves a half-written file (the one from before stays)."""
+    os.makedirs(folder, exist_ok=True)
+    path, tmp = os.path.join(folder, name), os.path.join(folder, f".{name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer: a RuntimeError
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        full = getattr(exc, "errno", None) == 28 or "write failed" in str(exc)
+        sys.exit(
+            f"error: {'no space left on the device' if full else exc} to write {path}"
+        )
 
 
 def main(argv=None):
     """Train MLP and evaluate it on the test split, as `netdsl run` does."""
     parser = argparse.ArgumentParser(
-        description="Train MLP (generated by netdsl from mlp.net) and evaluate it."
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument(
-        "--epochs", type=int, help="passes over the training data (default: 10)"
-    )
-    parser.add_argument(
-        "--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
-    )
-    parser.add_argument(
-        "--data-root", help="where the dataset lives (default: the plan's)"
-    )
-    parser.add_argument(
-        "--seed", type=int, help="weights, shuffling and splits (default: 0)"
-    )
-    parser.add_argument(
-        "--out", help="folder for checkpoints/ and weights.pt (default: runs/MODEL)"
-    )
-    parser.add_argument(
-        "--resume",
-        help="a checkpoint to continue from, e.g. runs/MODEL/checkpoints/last.pt",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--epochs", type=int, default=10, help="passes over the training data")
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add("--data-root", default="data", help="where the dataset lives")
+    add("--seed", type=int, default=0, help="weights, shuffling and splits")
+    add("--out", default="runs/MLP", help="folder for weights.pt and checkpoints/")
+    add("--resume", help="a checkpoint to continue from, e.g. OUT/checkpoints/last.pt")
+    add(
         "--json",
         action="store_true",
         help="print the result as JSON (progress on stderr)",
     )
     args = parser.parse_args(argv)
-    cfg = copy.deepcopy(PLAN)
-    for key in ("epochs", "seed", "device"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
-    cfg["data"]["seed"] = cfg["seed"]
-    if args.data_root is not None:
-        cfg["data"]["root"] = args.data_root
-    out = args.out or os.path.join("runs", cfg["model"])
-    rank = int(os.environ.get("RANK", "0"))  # under torchrun: rank 0 reports
-    try:
-        device = resolve_device(cfg["device"])
-        data = load_data(**cfg["data"])
-    except DataError as exc:
-        sys.exit(f"error: {exc}")
-    if data.info.loading_note() and rank == 0:
-        print(data.info.loading_note(), file=sys.stderr)
-    try:
-        resume = load_checkpoint(args.resume, device) if args.resume else None
-        check_resume(resume, cfg)
-    except ValueError as exc:  # a damaged or foreign file, or one that cannot continue
-        sys.exit(f"error: {exc}")
-    progress = Progress(sys.stderr if args.json else None, quiet=rank > 0)
-    try:
-        result = fit(
-            MLP,
-            data,
-            cfg,
-            device=device,
-            checkpoint_dir=os.path.join(out, "checkpoints"),
-            resume=resume,
-            progress=progress,
-            model_name=cfg["model"],
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun
+        sys.exit(
+            "error: this script trains in one process; for torchrun, add "
+            "`distributed = Distributed()` to the plan and compile it again"
         )
-    except TrainingInterrupted as exc:
-        where = f"; resume with --resume {exc.checkpoint}" if exc.checkpoint else ""
-        sys.exit(f"{exc.result['message']}{where}" if rank == 0 else 130)
-    except (DataError, SettingError) as exc:  # a bad file, a bad pattern
+    log = sys.stderr if args.json else sys.stdout
+    args.device = pick_device(args.device)
+    try:
+        data = load_data(args.data_root, args.seed)
+    except (OSError, RuntimeError) as exc:  # not there, and no download
         sys.exit(f"error: {exc}")
-    except DiskFull as exc:
-        sys.exit(f"error: {exc.strerror}")
-    trained = result.pop("model")
-    if rank > 0:
-        return 1 if result["status"] == "diverged" else 0
-    if result["status"] != "diverged":
-        os.makedirs(out, exist_ok=True)
-        torch.save(trained.state_dict(), os.path.join(out, "weights.pt"))
+    for name, split in data.items():  # moved once; batches are slices of it
+        data[name] = {k: v.to(args.device) for k, v in split.items()}
+
+    torch.manual_seed(args.seed)  # the initial weights, and dropout's draws
+    model = MLP().to(args.device)
+    n = sum(p.numel() for p in model.parameters())
+    sizes = ", ".join(f"{k} {len(v['image'])}" for k, v in data.items())
+    print(
+        f"training MLP ({n:,} parameters) on {args.device}: {sizes} samples", file=log
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    history, best, status, message, done = [], None, "completed", "", 0
+    checkpoints = os.path.join(args.out, "checkpoints")
+    if args.resume:  # continue a run from one of its checkpoints
+        try:
+            with zipfile.ZipFile(args.resume) as archive:  # torch.load checks no CRC
+                damaged = archive.testzip()
+            state = torch.load(args.resume, map_location=args.device, weights_only=True)
+        except (OSError, RuntimeError, zipfile.BadZipFile) as exc:
+            sys.exit(f"error: {args.resume} cannot be read: {exc}")
+        if damaged:
+            sys.exit(f"error: {args.resume} is damaged: its entry {damaged}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best = state["history"], state["best"]
+        torch.set_rng_state(state["rng"].cpu())
+
+    start = time.perf_counter()
+    for epoch in range(len(history), args.epochs):
+        done = history[-1]["step"] if history else 0  # optimizer steps so far
+        t0 = time.perf_counter()
+        try:
+            record = train_one_epoch(model, data["train"], optimizer, epoch, args, done)
+        except Diverged as exc:
+            status, message = "diverged", str(exc)
+            done += exc.steps
+            break
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        history.append(record)
+        stop = False
+        improved = better(record["train.loss"], best and best["value"], "min")
+        if improved:
+            best = {
+                "epoch": epoch + 1,
+                "monitor": "train.loss",
+                "value": record["train.loss"],
+            }
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "history": history,
+            "best": best,
+        }
+        save(state, checkpoints, "last.pt")
+        if improved:
+            save(state, checkpoints, "best.pt")
+        # a line per epoch; at most about 20 in a long run
+        stride = math.ceil(args.epochs / 20) if args.epochs > 30 else 1
+        if (epoch + 1) % stride == 0 or epoch in (0, args.epochs - 1):
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if "." in k)
+            print(
+                f"epoch {epoch + 1}/{args.epochs}  {shown}  lr {record['lr']:.3g}",
+                file=log,
+            )
+        if stop:
+            break
+
+    test = None
+    if status != "diverged":
+        test = evaluate(model, data["test"], "test", args.device)
+        os.makedirs(args.out, exist_ok=True)
+        torch.save(model.state_dict(), os.path.join(args.out, "weights.pt"))
+    result = {
+        "status": status,
+        "message": message,
+        "epochs": len(history),
+        "steps": done if status == "diverged" or not history else history[-1]["step"],
+        "seconds": round(time.perf_counter() - start, 3),
+        "final": history[-1] if history else None,
+        "best": best,
+        "test": test,
+        "history": history,
+    }
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(result, indent=2))
     else:
-        report(result)
-    return 1 if result["status"] == "diverged" else 0
-
-
-def report(result):
-    """Print the lines `netdsl run` prints at the end."""
-    if result["message"]:
-        print(result["message"])
-    if result["test"]:
-        print("  ".join(f"{k} {v:.4f}" for k, v in result["test"].items()))
-    if result["best"]:
-        best = result["best"]
-        print(f"best {best['monitor']} {best['value']:.4f} at epoch {best['epoch']}")
+        if message:
+            print(message)
+        if test:
+            print("  ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        if best:
+            print(
+                f"best {best['monitor']} {best['value']:.4f} at epoch {best['epoch']}"
+            )
+    return 1 if status == "diverged" else 0
 
 
 if __name__ == "__main__":
