@@ -228,14 +228,15 @@ WRITTEN_OUT = ["autoencoder", "image_and_table", "lenet", "linear_regression", "
 @pytest.mark.parametrize("name", WRITTEN_OUT)
 def test_the_training_script_stays_the_size_a_person_would_write(name):
     """The part after the model classes (data, step, metrics, the epoch, evaluation, main),
-    blank lines included. 330: the richest seed plan, mnist.net (a held-out split, OneCycleLR,
-    early stopping, best checkpoints, two metrics), takes 320 laid out by ruff; the smallest
-    about 270, of which about 60 are argparse, device and checkpoint plumbing any script has.
+    blank lines included. 350: the richest seed plan, mnist.net (a held-out split, OneCycleLR,
+    early stopping, best and last checkpoints with resume, two metrics), takes 340 laid out
+    by ruff; the smallest about 290, of which about 80 are argparse, the device, the
+    divergence check and safe saving, which any careful script has.
     The runtime this replaced was over 5,000 lines: a bound this tight keeps it out."""
     src = compile_spec(ROOT / "specs" / f"{name}.net")
     assert "netdsl/runtime/loop.py" not in src and "PLAN = {" not in src
     script = src[src.index("# ---- the data"):]
-    assert len(script.splitlines()) <= 330
+    assert len(script.splitlines()) <= 350
 
 
 @pytest.mark.parametrize("module", MODULES)
