@@ -95,6 +95,20 @@ def test_the_written_out_script_trains_like_netdsl_run(path, model, tmp_path):
     assert (tmp_path / "out" / "weights.pt").exists()
 
 
+def test_a_lone_weighted_term_weighs_the_loss_not_its_metrics(tmp_path):
+    """`loss = 2.0 * MSELoss(...)`: train.loss is twice the mean squared error, as in
+    netdsl run; the mae beside it is the plain one."""
+    path = tmp_path / "w.net"
+    path.write_text("model M {\n input x: [2]\n x -> Linear(1) -> y\n output y\n}\n"
+                    "train M {\n data = synthetic(shape=[2], target_shape=1, n=64, n_test=16)\n"
+                    " loss = 2.0 * MSELoss(y, target)\n metrics = [mae]\n batch_size = 16\n"
+                    " epochs = 2\n}\n", encoding="utf-8")
+    file = compiled_file(path, tmp_path)
+    assert written_out(file)
+    got = run_script(file, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    same_result(got, run_netdsl(path, None, tmp_path))
+
+
 def test_the_written_out_script_resumes_from_its_own_checkpoints(tmp_path):
     """epoch_002.pt of a 4-epoch run (keep="all", every=2) continues to the same end: the
     optimizer, the scheduler, warmup, dropout's draws and the data order all pick up."""

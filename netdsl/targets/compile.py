@@ -62,7 +62,7 @@ def compile_spec(spec: "Spec | str | Path", model: str | None = None, *,
 
         script = training_script(s, names, classes, required=bool(train))
     header = _header(names, source_name, model, train is False, script is not None,
-                     _custom_layers(graphs), getattr(script, "reads_files", True))
+                     _custom_layers(graphs), script is None or script.reads_files)
     if script is None:
         return module_source(classes, header)
     return script.module(header, classes)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .lower import ClassDef, Stmt
 from .pyformat import format_literal, format_statement
-from .pysource import class_source, comment_text, doc_text, imports_source, literal, statements
+from .pysource import class_source, comment_text, doc_text, literal, sorted_imports, statements
 
 RUNTIME = Path(__file__).parents[1] / "runtime"
 MODULES = ("data", "loop")  # in the order they are written out
@@ -105,6 +104,7 @@ class Script:
     modules: list[Standalone] = field(default_factory=list)
     classes: dict[str, str] = field(default_factory=dict)  # model name -> its class's name
     reason: str | None = None  # why the plan is not written out as a script of its own
+    reads_files = True  # it takes --data-root (as a written-out script does for a dataset)
 
     def module(self, header: str, classes: list[ClassDef]) -> str:
         """The whole file: header, imports, classes, the runtime, the plan and `main`."""
@@ -113,7 +113,7 @@ class Script:
         for m in self.modules:
             imports |= set(m.imports)
         parts = [header.rstrip() + "\n\n", "from __future__ import annotations\n\n",
-                 _sorted_imports(imports), "\n\n",
+                 sorted_imports(imports), "\n\n",
                  "\n\n".join(class_source(c) for c in classes)]
         for i, m in enumerate(self.modules):
             rule = (f"# ---- netdsl/runtime/{m.name}.py, as it is in netdsl "
@@ -235,17 +235,6 @@ def _version() -> str:
     from .._version import __version__
 
     return __version__
-
-
-def _sorted_imports(imports: set[str]) -> str:
-    """Standard library, then the rest (torch, torchvision, a custom layer's module), each
-    as isort writes them."""
-    def top(line: str) -> str:
-        return line.split()[1].split(".")[0]
-
-    std = {i for i in imports if top(i) in sys.stdlib_module_names}
-    rest = imports - std
-    return imports_source(std) + ("\n" + imports_source(rest) if rest else "")
 
 
 def training_script(spec, names: list[str], classes: list[ClassDef], required: bool) -> Script | None:

@@ -10,6 +10,7 @@ become code.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from ..ops.base import Op
@@ -126,6 +127,17 @@ def imports_source(imports: set[str]) -> str:
     plain = sorted(i for i in imports if i.startswith("import "))
     froms = sorted(i for i in imports if i.startswith("from "))
     return "\n".join(plain + froms) + "\n"
+
+
+def sorted_imports(imports: set[str]) -> str:
+    """Standard library, then the rest (torch, torchvision, a custom layer's module), each
+    as isort writes them."""
+    def top(line: str) -> str:
+        return line.split()[1].split(".")[0]
+
+    std = {i for i in imports if top(i) in sys.stdlib_module_names}
+    rest = imports - std
+    return imports_source(std) + ("\n" + imports_source(rest) if rest else "")
 
 
 def module_source(classes: list[ClassDef], header: str = "") -> str:

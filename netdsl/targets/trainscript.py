@@ -31,18 +31,22 @@ from pathlib import Path
 
 from .lower import ClassDef
 from .pyformat import format_statement
-from .pysource import class_source, comment_text, doc_text, imports_source, literal
+from .pysource import class_source, doc_text, literal, sorted_imports
 
 TV_SOURCES = ("MNIST", "FashionMNIST", "CIFAR10")
 SOURCES = (*TV_SOURCES, "tensors", "synthetic")
 METRICS = ("accuracy", "top5", "mae", "rmse", "perplexity")
+# the data settings every source may carry (the rest are the source's own)
+DATA_OPTIONS = ("source", "root", "download", "val", "test", "transforms", "seed", "label_check",
+                "fields", "limit", "x_dtype")
 CHECK_EVERY = 50  # optimizer steps between checks that the loss is finite (as the runtime)
 
 # what the script defines at the top level; model classes are renamed around these
 NAMES = frozenset({
     "argparse", "hashlib", "json", "math", "os", "sys", "time", "torch", "nn", "datasets",
-    "annotations", "Diverged", "seeded", "load_data", "hold_out", "batches", "compute",
-    "metrics", "train_one_epoch", "evaluate", "better", "pick_device", "save", "main",
+    "annotations", "zipfile", "Diverged", "check", "seeded", "load_data", "hold_out",
+    "batches", "compute", "metrics", "train_one_epoch", "evaluate", "better", "pick_device",
+    "save", "main",
 })
 
 
@@ -54,10 +58,9 @@ def unsupported(plan: dict) -> str | None:
         return f"the {source} data source"
     if data.get("pairs"):
         return "siamese pairs"
-    known = {"source", "root", "download", "val", "test", "transforms", "seed", "label_check",
-             "fields", "limit"}
+    known = set(DATA_OPTIONS)
     if source == "tensors":
-        known |= {k for k in data if k not in known and k != "x_dtype"}
+        known |= set(data)  # every other keyword is a field
     elif source == "synthetic":
         known |= {"n", "n_test", "shape", "num_classes", "target_shape", "task", "x_dtype"}
     extra = sorted(set(data) - known)
@@ -74,7 +77,7 @@ def unsupported(plan: dict) -> str | None:
                       ("deterministic", "deterministic kernels")):
         if plan.get(key):
             return what
-    if (plan["optimizer"].get("groups")):
+    if plan["optimizer"].get("groups"):
         return "parameter groups"
     if plan.get("accumulate", 1) != 1:
         return "gradient accumulation"
@@ -124,7 +127,7 @@ def _tensor_fields(data: dict) -> dict | None:
     uses = data.get("fields") or {}
     out = {}
     for key, v in data.items():
-        if key in ("source", "seed", "fields", "label_check", "limit", "val", "test", "x_dtype"):
+        if key in DATA_OPTIONS:
             continue
         name = key[: -len("_test")] if key.endswith("_test") else key
         kind = (uses.get(name) or {}).get("kind")
@@ -136,6 +139,8 @@ def _tensor_fields(data: dict) -> dict | None:
                     any(isinstance(x, float) and x != int(x) for x in values):
                 return None
             depth = _depth(v)
+            if depth > 2 or depth == 2 and any(len(row) != 1 for row in v):
+                return None  # the runtime refuses them, with its message
             code = f"torch.tensor({_array(v)}, dtype=torch.int64)"
             if depth == 2:
                 code += "[:, 0]"
@@ -217,20 +222,18 @@ class Writer:
         variable: the name itself, or with `_` added where it would shadow something the
         script uses (a keyword, a builtin, a module, one of its functions)."""
         taken = set(NAMES) | {"loss", "values", "model", "batch"}
-        out = {}
-        for name in self.outputs:
-            py = name
+
+        def fresh(py: str) -> str:
             while keyword.iskeyword(py) or py in dir(builtins) or py in taken or \
                     py.endswith(("_loss", "_scores")):
                 py += "_"
-            out[name] = py
+            taken.add(py)
+            return py
+
+        out = {name: fresh(name) for name in self.outputs}
         fields = {}
-        for name in (t["field"] for t in self.plan["losses"]):
-            py = name if name not in out else f"{name}_true"  # an output of the same name
-            while keyword.iskeyword(py) or py in dir(builtins) or py in taken or \
-                    py in out.values() or py.endswith(("_loss", "_scores")):
-                py += "_"
-            fields[name] = py
+        for name in dict.fromkeys(t["field"] for t in self.plan["losses"]):
+            fields[name] = fresh(f"{name}_true" if name in out else name)  # (an output's name)
         return {"out": out, "field": fields}
 
     def imports(self) -> set[str]:
@@ -355,31 +358,25 @@ class Writer:
         return lines
 
     # ---- the step ------------------------------------------------------------------------
-    def loss_objects(self) -> dict[tuple, str]:
-        """(torch loss class, kwargs) -> the script's name for one instance of it."""
-        names: dict[tuple, str] = {}
+    @functools.cached_property
+    def loss_objects(self) -> tuple[list[str], list[tuple[str, str, dict]]]:
+        """(per loss term, the script's name of its loss object; the objects, each once, as
+        (name, torch class, kwargs)). Terms of one class and kwargs share one object."""
+        made: dict[tuple, tuple[str, str, dict]] = {}
+        taken = {*NAMES, *self.locals["out"].values(), *self.locals["field"].values()}
+        per_term = []
         for term in self.plan["losses"]:
             key = (term["name"], repr(sorted(term["kwargs"].items())))
-            if key not in names:
+            if key not in made:
                 base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_",
                               term["name"].removesuffix("Loss")).lower()
-                if base in {*self.locals["out"].values(), *self.locals["field"].values()}:
-                    base += "_fn"
-                taken = set(names.values())
                 name, i = base, 2
-                while name in taken or name in NAMES:
+                while name in taken:
                     name, i = f"{base}_{i}", i + 1
-                names[key] = name
-        return names
-
-    def loss_defs(self) -> list[tuple[str, str, dict]]:
-        """(the script's name, torch class, kwargs) of each loss object, in order."""
-        names = self.loss_objects()
-        out = {}
-        for term in self.plan["losses"]:
-            key = (term["name"], repr(sorted(term["kwargs"].items())))
-            out.setdefault(key, (names[key], term["name"], dict(term["kwargs"])))
-        return list(out.values())
+                taken.add(name)
+                made[key] = (name, term["name"], dict(term["kwargs"]))
+            per_term.append(made[key][0])
+        return per_term, list(made.values())
 
     def columns(self) -> list[tuple[int, str, str]]:
         """(term index, column name, the expression of its per-batch value) in order."""
@@ -416,16 +413,24 @@ class Writer:
         return self.locals["field"][term["field"]]
 
     def _loss_var(self, i: int) -> str:
+        """The variable of term i's loss: `loss` for a lone unweighted term (it is the
+        total), else `<output>_loss`, which its metrics read unweighted."""
         terms = self.plan["losses"]
-        return "loss" if len(terms) == 1 else f"{self._output_var(i)}_loss"
+        alone = len(terms) == 1 and float(terms[0]["weight"]) == 1.0
+        return "loss" if alone else f"{self._output_var(i)}_loss"
+
+    def _column_names(self) -> list[str]:
+        """What each of `values`' rows holds, for comments and docstrings."""
+        one = len(self.plan["losses"]) == 1
+        return [name if one else f"{self._output_var(i)} {name}" for i, name, _ in self.columns()]
 
     def compute(self) -> list[str]:
         p = self.plan
         terms = p["losses"]
         cols = self.columns()
-        names = [c[1] if len(terms) == 1 else f"{self._output_var(c[0])} {c[1]}" for c in cols]
         lines = ["def compute(model, batch):",
-                 *_docstring(f"One batch: its loss, and the values the metrics sum ({', '.join(names)}).")]
+                 *_docstring("One batch: its loss, and the values the metrics sum "
+                             f"({', '.join(self._column_names())}).")]
         args = ", ".join(f"batch[{literal(k)}]" for k in p["inputs"])
         used = {self.plan["losses"][i]["output"] for i in range(len(terms))}
         if len(self.outputs) == 1:
@@ -436,23 +441,19 @@ class Writer:
         fields = dict.fromkeys(t["field"] for t in terms)
         for f in fields:
             lines.append(f"    {self.locals['field'][f]} = batch[{literal(f)}]")
-        objects = self.loss_objects()
+        objects = self.loss_objects[0]
         for i, term in enumerate(terms):
             o = self._output_var(i)
             if term.get("classes_last"):
                 lines.append(f"    {o}_scores = {o}.movedim(-1, 1)  # classes last: torch reads them in dim 1")
             if term["target"] == "binary":
                 lines.append(f"    {self._target(i)} = {self.locals['field'][term['field']]}.to({o}.dtype).view({o}.shape)")
-            fn = objects[(term["name"], repr(sorted(term["kwargs"].items())))]
-            var = self._loss_var(i) if len(terms) > 1 else "loss"
-            lines.append(f"    {var} = {fn}({self._scores(i)}, {self._target(i)})")
-        if len(terms) > 1:
+            lines.append(f"    {self._loss_var(i)} = {objects[i]}({self._scores(i)}, {self._target(i)})")
+        if self._loss_var(0) != "loss":  # the terms, weighted (their metrics are not)
             parts = [f"{self._loss_var(i)}" if float(t["weight"]) == 1.0
                      else f"{literal(float(t['weight']))} * {self._loss_var(i)}"
                      for i, t in enumerate(terms)]
             lines.append(f"    loss = {' + '.join(parts)}")
-        elif float(terms[0]["weight"]) != 1.0:
-            lines.append(f"    loss = {literal(float(terms[0]['weight']))} * loss")
         metric_cols = [c for c in cols if c[1] != "loss"]
         values = ", ".join(c[2] for c in cols)
         if metric_cols:
@@ -478,29 +479,26 @@ class Writer:
         var = [f"{self._output_var(i)}_{name}_sum" if len(terms) > 1 else f"{name}_sum"
                for i, name, _ in cols]
         lines.append(f"    {', '.join(var)}{',' if len(var) == 1 else ''} = sums")
-        means = {}
-        entries = []
+        means, entries = {}, {}
         for (i, name, _), v in zip(cols, var, strict=True):
             term = terms[i]
             numel = int(term["numel"])
             if name == "loss":
                 means[i] = f"{v} / n"
             elif name in ("accuracy", "top5") and term["target"] == "class":
-                entries.append((i, name, f"{v} / n"))
+                entries[i, name] = f"{v} / n"
             elif name == "rmse":
-                entries.append((i, name, f"math.sqrt({v} / {'n' if numel == 1 else f'(n * {numel})'})"))
+                entries[i, name] = f"math.sqrt({v} / {'n' if numel == 1 else f'(n * {numel})'})"
             else:
-                entries.append((i, name, f"{v} / {'n' if numel == 1 else f'(n * {numel})'}"))
+                entries[i, name] = f"{v} / {'n' if numel == 1 else f'(n * {numel})'}"
         for i, term in enumerate(terms):
             if "perplexity" in term.get("metrics", ()):
                 lines.append(f"    {self._mean_var(i)} = {means[i]}")
                 means[i] = self._mean_var(i)
-                entries.append((i, "perplexity", f"math.exp(min({means[i]}, 700.0))"))
+                entries[i, "perplexity"] = f"math.exp(min({means[i]}, 700.0))"
         total = " + ".join(
             f"{means[i]}" if float(t["weight"]) == 1.0 else f"{literal(float(t['weight']))} * ({means[i]})"
             for i, t in enumerate(terms))
-        order = {(i, n): k for k, (i, n, _) in enumerate(cols)}
-        order.update({(i, "perplexity"): len(cols) + i for i in range(len(terms))})
         lines.append("    return {")
         lines.append(f'        f"{{split}}.loss": {total},')
         for i, term in enumerate(terms):
@@ -508,8 +506,7 @@ class Writer:
             if prefix:
                 lines.append(f'        f"{{split}}.{prefix}loss": {means[i]},')
             for m in term.get("metrics", ()):
-                expr = next(e for j, n, e in entries if j == i and n == m)
-                lines.append(f'        f"{{split}}.{prefix}{m}": {expr},')
+                lines.append(f'        f"{{split}}.{prefix}{m}": {entries[i, m]},')
         lines.append("    }")
         return lines
 
@@ -520,7 +517,7 @@ class Writer:
     def module(self, header: str, classes: list[ClassDef]) -> str:
         imports = self.imports() | set().union(*(c.imports for c in classes))
         parts = [header.rstrip() + "\n\n", "from __future__ import annotations\n\n",
-                 _sorted_imports(imports), "\n\n",
+                 sorted_imports(imports), "\n\n",
                  "\n\n".join(class_source(c) for c in classes), "\n\n"]
         body = self.body()
         return "".join(parts) + _tidy(body)
@@ -537,10 +534,10 @@ class Writer:
         block(*self.load_data())
         if any(self.data.get(k) is not None for k in ("val", "test")):
             block(*HOLD_OUT)
-        block(*(BATCHES_DROP if p.get("drop_last") else BATCHES))
+        block(*_batches(bool(p.get("drop_last"))))
         block(_rule("the step"))
         block(*[f"{name} = nn.{cls}({', '.join(f'{k}={literal(v)}' for k, v in kw.items())})"
-                for name, cls, kw in self.loss_defs()])
+                for name, cls, kw in self.loss_objects[1]])
         block(*self.compute())
         block(*self.metrics())
         block(*self.train_one_epoch())
@@ -580,9 +577,8 @@ class Writer:
         if shuffle:
             lines.append('    order = torch.randperm(n, generator=seeded(args.seed, "order", epoch))')
             lines.append("    order = order.to(args.device)")
-        lines.append("    # per step: " + ", ".join(
-            (c[1] if len(p["losses"]) == 1 else f"{self._output_var(c[0])} {c[1]}") for c in cols)
-            + "\n    # (summed once, at the end of the epoch: the loop never waits for the device)")
+        lines.append("    # per step: " + ", ".join(self._column_names())
+                     + "\n    # (summed once, at the end of the epoch: the loop never waits for the device)")
         lines.append(f"    stats = torch.zeros({len(cols)}, steps, dtype=torch.float64, device=args.device)")
         lines.append("    sizes = torch.zeros(steps, dtype=torch.float64, device=args.device)")
         it = f"batches(train, {bs}, order)" if shuffle else f"batches(train, {bs})"
@@ -612,13 +608,11 @@ class Writer:
         lines.append("        stats[:, step] = values")
         lines.append(f"        sizes[step] = len(batch[{literal(first)}])")
         rows = self.loss_rows()
-        loss_rows = [j for j, c in enumerate(cols) if c[1] == "loss"]
-        sel = f"[{loss_rows[0]}]" if len(loss_rows) == 1 else f"[{loss_rows}]"
+        losses = [j for j, c in enumerate(cols) if c[1] == "loss"]
         lines += [f"        if (step + 1) % {CHECK_EVERY} == 0 or step + 1 == steps:",
-                  f"            check(stats{sel}, step + 1, steps, epoch, optimizer)"]
+                  f"            check(stats{_rows(losses)}, step + 1, steps, epoch, optimizer)"]
         if rows:
-            which = f"[{rows[0]}]" if len(rows) == 1 else f"[{rows}]"
-            lines.append(f"    stats{which} *= sizes  # batch means to sums")
+            lines.append(f"    stats{_rows(rows)} *= sizes  # batch means to sums")
         lines.append("    sums = stats.sum(1).tolist()")
         lines.append('    record = {"epoch": epoch + 1, "step": done + steps, "lr": optimizer.param_groups[0]["lr"]}')
         lines.append(f'    record.update(metrics("train", sums, {"samples" if p.get("drop_last") else "n"}))')
@@ -639,8 +633,7 @@ class Writer:
                  "        _, values = compute(model, batch)",
                  "        values = values.double()"]
         if rows:
-            which = f"[{rows[0]}]" if len(rows) == 1 else f"[{rows}]"
-            lines.append(f"        values{which} *= len(batch[{literal(self.counted_field)}])  # batch means to sums")
+            lines.append(f"        values{_rows(rows)} *= len(batch[{literal(self.counted_field)}])  # batch means to sums")
         lines += ["        sums += values",
                   "    model.train()",
                   f"    return metrics(name, sums.tolist(), len(split[{literal(self.counted_field)}]))"]
@@ -694,7 +687,7 @@ class Writer:
             f'    sizes = ", ".join(f"{{k}} {{len(v[{literal(self.counted_field).replace(chr(34), chr(39))}])}}" for k, v in data.items())',
             f'    print(f"training {doc_text(model)} ({{n:,}} parameters) on {{args.device}}: {{sizes}} samples", file=log)',
         ]
-        for name, _, kw in self.loss_defs():
+        for name, _, kw in self.loss_objects[1]:
             if any(k in ("weight", "pos_weight") for k in kw):
                 L.append(f"    {name}.to(args.device)")
         opt = p["optimizer"]
@@ -846,6 +839,11 @@ class Writer:
         return L
 
 
+def _rows(rows: list[int]) -> str:
+    """The index that picks these rows of a tensor: `[0]`, or `[[0, 2]]` for several."""
+    return f"[{rows[0]}]" if len(rows) == 1 else f"[{rows}]"
+
+
 def _docstring(text: str, indent: int = 4) -> list[str]:
     """A docstring of plain text, wrapped to ruff's 88 columns."""
     import textwrap
@@ -881,31 +879,28 @@ HOLD_OUT = [
     "    return {f: v[rest] for f, v in split.items()}, {f: v[held] for f, v in split.items()}",
 ]
 
-BATCHES = [
-    "def batches(split, batch_size, order=None):",
-    '    """The split\'s batches (dicts of tensors), in `order` or as stored."""',
-    "    n = len(next(iter(split.values())))",
-    "    for lo in range(0, n, batch_size):",
-    "        if order is None:",
-    "            yield {k: v[lo : lo + batch_size] for k, v in split.items()}",
-    "        else:",
-    "            rows = order[lo : lo + batch_size]",
-    "            yield {k: v[rows] for k, v in split.items()}",
-]
+def _batches(drop_last: bool) -> list[str]:
+    """batches(): slices of a split, in an order or as stored; with drop_last, a smaller last
+    batch is left out in training (where an order is given)."""
+    doc = ['    """The split\'s batches (dicts of tensors), in `order` or as stored."""']
+    end = "n"
+    if drop_last:
+        doc = ['    """The split\'s batches (dicts of tensors), in `order` or as stored; a last batch',
+               '    smaller than the others is dropped in training (`order` given)."""']
+        end = "end"
+    return [
+        "def batches(split, batch_size, order=None):",
+        *doc,
+        "    n = len(next(iter(split.values())))",
+        *(["    end = n - n % batch_size if order is not None else n"] if drop_last else []),
+        f"    for lo in range(0, {end}, batch_size):",
+        "        if order is None:",
+        "            yield {k: v[lo : lo + batch_size] for k, v in split.items()}",
+        "        else:",
+        "            rows = order[lo : lo + batch_size]",
+        "            yield {k: v[rows] for k, v in split.items()}",
+    ]
 
-BATCHES_DROP = [
-    "def batches(split, batch_size, order=None):",
-    '    """The split\'s batches (dicts of tensors), in `order` or as stored; a last batch',
-    '    smaller than the others is dropped in training (`order` given)."""',
-    "    n = len(next(iter(split.values())))",
-    "    end = n - n % batch_size if order is not None else n",
-    "    for lo in range(0, end, batch_size):",
-    "        if order is None:",
-    "            yield {k: v[lo : lo + batch_size] for k, v in split.items()}",
-    "        else:",
-    "            rows = order[lo : lo + batch_size]",
-    "            yield {k: v[rows] for k, v in split.items()}",
-]
 
 DIVERGED = [
     "class Diverged(Exception):",
@@ -986,22 +981,11 @@ def _tidy(text: str) -> str:
     return "\n".join(out)
 
 
-def _sorted_imports(imports: set[str]) -> str:
-    import sys
-
-    def top(line: str) -> str:
-        return line.split()[1].split(".")[0]
-
-    std = {i for i in imports if top(i) in sys.stdlib_module_names}
-    rest = imports - std
-    return imports_source(std) + ("\n" + imports_source(rest) if rest else "")
-
-
 def script_names() -> frozenset:
     """Every top-level name a compiled training script defines or imports (either kind)."""
     from .inlined import script_names as inlined_names
 
-    return NAMES | {"check", "Diverged"} | inlined_names()
+    return NAMES | inlined_names()
 
 
 def training_script(spec, names: list[str], classes: list[ClassDef], required: bool):
@@ -1029,4 +1013,4 @@ def training_script(spec, names: list[str], classes: list[ClassDef], required: b
     return script
 
 
-__all__ = ["training_script", "script_names", "unsupported", "Writer", "comment_text"]
+__all__ = ["training_script", "script_names", "unsupported", "Writer"]
