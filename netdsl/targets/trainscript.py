@@ -72,7 +72,7 @@ def unsupported(plan: dict) -> str | None:
     if source == "synthetic" and _synthetic_targets(data) is None:
         return "synthetic targets laid out per position"
     if source == "tensors" and _tensor_fields(data) is None:
-        return "inline labels that are strings or ignored values"
+        return "inline labels it must check or map (strings, negative values, rows)"
     for key, what in (("distributed", "several processes"), ("freeze", "frozen parameters"),
                       ("deterministic", "deterministic kernels")):
         if plan.get(key):
